@@ -1,0 +1,1 @@
+"""The `tfadvser` command line, installed as the `tfadvser_cli` package."""

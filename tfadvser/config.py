@@ -1,0 +1,76 @@
+"""Configuration as frozen dataclasses: the one place that holds defaults.
+
+Feature defaults reproduce the authors' extractor number by number
+(`shared/paper/original-code-facts.md` section 1).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+LONG_CLIP_POLICIES = ("head", "center", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """How a waveform becomes a fixed-size log-Mel spectrogram."""
+
+    sample_rate: int = 16000
+    frame_length: int = 512  # 32 ms, symmetric Hamming window, no centring
+    hop_length: int = 256  # 16 ms
+    n_mels: int = 64
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    log_offset: float = 1e-8  # natural log of (magnitude mel + offset)
+    n_frames: int = 373  # shorter clips are tiled, as in the original
+    # The original crashes on clips longer than 373 frames. We keep the first 373 frames
+    # ("head") by default; "center" keeps the middle ones; "error" skips such clips.
+    long_clips: str = "head"
+
+    def __post_init__(self):
+        if self.long_clips not in LONG_CLIP_POLICIES:
+            raise ValueError(
+                f"long_clips must be one of {', '.join(LONG_CLIP_POLICIES)}, got {self.long_clips!r}"
+            )
+        if self.frame_length <= 0 or self.hop_length <= 0 or self.n_frames <= 0:
+            raise ValueError("frame_length, hop_length and n_frames must be positive")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(
+                f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin}, fmax={self.fmax}"
+            )
+
+    @property
+    def n_fft_bins(self) -> int:
+        return self.frame_length // 2 + 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_frames, self.n_mels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "FeatureConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown feature config keys: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """Speaker-independent train/dev/test partition."""
+
+    dev_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (0 < self.dev_fraction < 1 and 0 < self.test_fraction < 1
+                and self.dev_fraction + self.test_fraction < 1):
+            raise ValueError(
+                "dev and test fractions must be in (0, 1) and leave room for training, got "
+                f"dev={self.dev_fraction}, test={self.test_fraction}"
+            )
