@@ -81,8 +81,13 @@ def prepare_command(audio_dir, corpus, out_dir, keep_neutral, split_lists, dev_f
     Speaker-independent train/dev/test split; per-mel-bin statistics from train only.
     Rejected files are listed with their reason in OUT/metadata.json.
     """
+    import tensorflow as tf
+
     from tfadvser.config import FeatureConfig, SplitConfig
     from tfadvser.prepare import prepare
+
+    # tensorflow-io's resampler logs a warning per trace that says nothing to a user.
+    tf.get_logger().setLevel("ERROR")
 
     features = build_config(FeatureConfig, long_clips=long_clips)
     split = build_config(SplitConfig, dev_fraction=dev_fraction, test_fraction=test_fraction,
