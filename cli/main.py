@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tfadvser import __version__  # noqa: E402
 from tfadvser_cli.data import prepare_command, synth_command  # noqa: E402
+from tfadvser_cli.train import train_group  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,3 +28,4 @@ def main():
 
 main.add_command(synth_command)
 main.add_command(prepare_command)
+main.add_command(train_group)

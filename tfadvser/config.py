@@ -74,3 +74,58 @@ class SplitConfig:
                 "dev and test fractions must be in (0, 1) and leave room for training, got "
                 f"dev={self.dev_fraction}, test={self.test_fraction}"
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenceConfig:
+    """How a defence classifier is built and trained.
+
+    The authors' defence training code is not public; the paper profile takes the values of
+    the template it was built on (original-code-facts section 3): Adam 1e-3, x0.9 every 200
+    iterations, batch 64, 10 000 iterations.
+    """
+
+    width: float = 1.0  # channel multiplier; 1.0 is the paper's network
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    decay_every: int = 200  # iterations per x decay_rate step of the learning rate
+    decay_rate: float = 0.9
+    steps: int = 10000  # training iterations
+    steps_per_epoch: int = 200  # dev evaluation, checkpoint and TensorBoard interval
+    seed: int = 0
+
+    @property
+    def epochs(self) -> int:
+        return -(-self.steps // self.steps_per_epoch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A named bundle of every setting a run needs; nothing else holds defaults."""
+
+    name: str
+    description: str
+    defence: DefenceConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROFILES = {
+    "paper": Profile("paper", "full-width networks and the paper's schedules (needs a GPU)",
+                     DefenceConfig()),
+    "small": Profile("small", "quarter-width networks, short schedules: the CPU default",
+                     DefenceConfig(width=0.25, batch_size=32, decay_every=100,
+                                   steps=300, steps_per_epoch=25)),
+    "smoke": Profile("smoke", "tiny networks and a few steps: for tests",
+                     DefenceConfig(width=0.0625, batch_size=4, decay_every=10,
+                                   steps=4, steps_per_epoch=2)),
+}
+
+
+def get_profile(name: str) -> Profile:
+    from tfadvser.errors import TfadvserError
+
+    if name not in PROFILES:
+        raise TfadvserError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]

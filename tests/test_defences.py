@@ -1,0 +1,144 @@
+"""Defence architectures, training through the command line, and the frozen loader."""
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfadvser.config import PROFILES
+from tfadvser.defence_training import _ConfusionImage, load_defence, predict_labels, train_defence
+from tfadvser.dataset import load_metadata, make_dataset
+from tfadvser.defences import build_defence
+from tfadvser.errors import TfadvserError
+from tfadvser.metrics import confusion_matrix, uar_from_confusion
+from tfadvser.runs import bind_run
+from tfadvser_cli.main import main
+
+
+def trainable_parameters(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+@pytest.mark.parametrize("name,expected", [("cnn4", 4.31e6), ("vgg16", 14.72e6), ("resnet50", 23.52e6)])
+def test_full_width_parameter_counts_match_the_original(name, expected):
+    model = build_defence(name, 7, width=1.0)
+    assert abs(trainable_parameters(model) - expected) / expected < 0.005
+
+
+def test_exact_cnn4_count():
+    # conv 5x5 without bias 1600 + 204800 + 819200 + 3276800, BN gamma/beta 1920, dense 3591
+    assert trainable_parameters(build_defence("cnn4", 7)) == 4_307_911
+
+
+@pytest.mark.parametrize("name", ["cnn4", "vgg16", "resnet50"])
+def test_smoke_models_output_log_probabilities(name):
+    model = build_defence(name, 5, width=PROFILES["smoke"].defence.width)
+    out = model(np.random.default_rng(0).normal(size=(2, 373, 64)).astype("float32"), training=False)
+    assert out.shape == (2, 5)
+    np.testing.assert_allclose(np.exp(out.numpy()).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_resnet_feature_map_sizes_follow_pytorch_padding():
+    model = build_defence("resnet50", 7, width=0.0625)
+    sizes = {name: model.get_layer(name).output.shape[1:3]
+             for name in ("stem_relu", "stem_pool", "layer1_2_out", "layer2_3_out", "layer3_5_out", "layer4_2_out")}
+    assert sizes == {"stem_relu": (187, 32), "stem_pool": (94, 16), "layer1_2_out": (94, 16),
+                     "layer2_3_out": (47, 8), "layer3_5_out": (24, 4), "layer4_2_out": (12, 2)}
+
+
+def test_cnn4_and_vgg_pooling_shapes():
+    cnn = build_defence("cnn4", 7, width=0.0625)
+    assert cnn.get_layer("block4_pool").output.shape[1:3] == (23, 4)
+    vgg = build_defence("vgg16", 7, width=0.0625)
+    assert vgg.get_layer("block5_pool").output.shape[1:3] == (11, 2)
+
+
+def test_unknown_model_name():
+    with pytest.raises(TfadvserError, match="unknown defence 'alexnet'"):
+        build_defence("alexnet", 7)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run("train", "defence", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke",
+                 "--out", run_dir, "--quiet")
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_training_writes_model_results_and_logs(trained_run, tiny_data):
+    out = trained_run / "defences" / "cnn4"
+    results = json.loads((out / "results.json").read_text())
+    assert results["dev"]["clips"] == 7 and results["test"]["clips"] == 7
+    assert 0.0 <= results["test"]["uar"] <= 1.0
+    assert np.array(results["test"]["confusion"]).sum() == 7
+    assert json.loads((out / "config.json").read_text())["defence"] == dataclasses.asdict(PROFILES["smoke"].defence)
+    for folder in ("train", "validation", "config", "confusion"):
+        assert any((out / "logs" / folder).glob("events.out.tfevents.*")), folder
+    assert not (out / "backup").exists()  # removed after a finished fit
+    assert (trained_run / "run.json").exists()
+
+
+def test_saved_model_round_trip_is_frozen_and_is_the_best_epoch(trained_run, tiny_data):
+    model = load_defence(trained_run, "cnn4", load_metadata(tiny_data))
+    assert model.trainable is False and not model.trainable_weights
+    results = json.loads((trained_run / "defences" / "cnn4" / "results.json").read_text())
+    for split in ("dev", "test"):
+        y_true, y_pred = predict_labels(model, make_dataset(tiny_data, split, 64))
+        assert uar_from_confusion(confusion_matrix(y_true, y_pred, 7)) == pytest.approx(results[split]["uar"])
+
+
+def test_finished_defence_is_reused(trained_run, tiny_data):
+    before = (trained_run / "defences" / "cnn4" / "results.json").read_text()
+    result = run("train", "defence", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke",
+                 "--out", trained_run, "--quiet")
+    assert result.exit_code == 0
+    assert (trained_run / "defences" / "cnn4" / "results.json").read_text() == before
+
+
+def test_interrupted_training_resumes(tiny_data, tmp_path, monkeypatch):
+    profile = dataclasses.replace(PROFILES["smoke"], defence=dataclasses.replace(
+        PROFILES["smoke"].defence, steps=6, steps_per_epoch=2))
+    epochs_seen = []
+    original = _ConfusionImage.on_epoch_end
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        epochs_seen.append(epoch)
+        original(self, epoch, logs)
+        if epoch == 0 and len(epochs_seen) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_ConfusionImage, "on_epoch_end", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_defence(tiny_data, "cnn4", profile, tmp_path, verbose=0)
+    assert (tmp_path / "defences" / "cnn4" / "backup").exists()
+    assert not (tmp_path / "defences" / "cnn4" / "results.json").exists()
+    train_defence(tiny_data, "cnn4", profile, tmp_path, verbose=0)
+    assert epochs_seen == [0, 1, 2]  # the second call started at epoch 1, not 0
+
+
+def test_bad_inputs(trained_run, tiny_data, tmp_path):
+    result = run("train", "defence", "--data", tmp_path / "nothing", "--model", "cnn4", "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "not a prepared data folder" in result.output
+    result = run("train", "defence", "--data", tiny_data, "--model", "lenet", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "Invalid value for '--model'" in result.output
+    result = run("train", "defence", "--data", tiny_data, "--model", "cnn4", "--profile", "huge",
+                 "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "Invalid value for '--profile'" in result.output
+    result = run("train", "defence", "--data", tiny_data, "--model", "cnn4", "--profile", "small",
+                 "--out", trained_run)
+    assert result.exit_code == 1 and "was made with profile 'smoke'" in result.output
+    with pytest.raises(TfadvserError, match="'vgg16' is not trained"):
+        load_defence(trained_run, "vgg16")
+    other = dict(load_metadata(tiny_data), fingerprint="0" * 64)
+    with pytest.raises(TfadvserError, match="trained on other data"):
+        load_defence(trained_run, "cnn4", other)
+    with pytest.raises(TfadvserError, match="was made with other data"):
+        bind_run(trained_run, tmp_path, other, PROFILES["smoke"])

@@ -1,0 +1,37 @@
+"""Figures as PNG bytes (for files and for TensorBoard), drawn with matplotlib's Agg backend."""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+
+
+def _png(figure) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def confusion_png(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    support = matrix.sum(axis=1, keepdims=True)
+    rates = np.divide(matrix, support, out=np.zeros(matrix.shape, float), where=support > 0)
+    figure, axis = plt.subplots(figsize=(1.0 + 0.7 * len(labels), 0.8 + 0.6 * len(labels)))
+    axis.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (i, j), count in np.ndenumerate(matrix):
+        axis.text(j, i, str(count), ha="center", va="center",
+                  color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    return _png(figure)

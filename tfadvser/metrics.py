@@ -1,0 +1,61 @@
+"""Unweighted average recall (UAR), the paper's metric: the mean of per-class recalls.
+
+UAR ignores class frequencies, so a classifier that always answers the majority class
+scores 1/n_classes. The streaming Keras metric accumulates a confusion matrix across
+batches, so a class absent from one batch is still counted from the others. A class absent
+from the whole evaluation has no recall; it is left out of the mean (the original code
+returns NaN then; prepare guarantees every class in every split).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts [true class, predicted class] from integer labels."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return matrix
+
+
+def recall_per_class(matrix: np.ndarray) -> np.ndarray:
+    """Recall of each class; NaN for a class with no examples."""
+    support = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(matrix) / support, np.nan)
+
+
+def uar_from_confusion(matrix: np.ndarray) -> float:
+    return float(np.nanmean(recall_per_class(matrix)))
+
+
+@keras.saving.register_keras_serializable(package="tfadvser")
+class UnweightedAverageRecall(keras.metrics.Metric):
+    """Streaming UAR over argmax predictions of (log-)probabilities or logits."""
+
+    def __init__(self, n_classes: int, name: str = "uar", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.n_classes = n_classes
+        self.confusion = self.add_variable(shape=(n_classes, n_classes), initializer="zeros",
+                                           dtype="float32", name="confusion")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+        predictions = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+        self.confusion.assign_add(tf.math.confusion_matrix(
+            labels, predictions, num_classes=self.n_classes, weights=sample_weight,
+            dtype=tf.float32))
+
+    def result(self):
+        support = tf.reduce_sum(self.confusion, axis=1)
+        present = tf.cast(support > 0, tf.float32)
+        recall = tf.math.divide_no_nan(tf.linalg.diag_part(self.confusion), support)
+        return tf.math.divide_no_nan(tf.reduce_sum(recall * present), tf.reduce_sum(present))
+
+    def reset_state(self):
+        self.confusion.assign(tf.zeros_like(self.confusion))
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes}
