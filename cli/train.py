@@ -40,3 +40,62 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet):
         click.echo(f"{name}: dev UAR {results['dev']['uar']:.3f}, test UAR "
                    f"{results['test']['uar']:.3f} (chance {1 / len(results['dev']['recall']):.3f}), "
                    f"best epoch {results['best_epoch']}, {results['seconds']:.0f} s")
+
+
+def _defence_list(ctx, param, value):
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in DEFENCE_NAMES]
+    if not names:
+        raise click.BadParameter("name at least one defence, e.g. cnn4,vgg16,resnet50")
+    if unknown:
+        raise click.BadParameter(f"unknown defence(s) {', '.join(unknown)}; "
+                                 f"choose from {', '.join(DEFENCE_NAMES)}")
+    return names
+
+
+@train_group.command("attacker")
+@click.option("--data", "data_dir", required=True, type=click.Path(),
+              help="The prepared data the defences were trained on.")
+@click.option("--defences", required=True, callback=_defence_list,
+              help="Comma-separated, in order, e.g. cnn4,vgg16,resnet50 (clockwise) or "
+                   "resnet50,vgg16,cnn4 (counter-clockwise).")
+@click.option("--method", required=True,
+              type=click.Choice(["single", "multi", "transfer", "lifelong"]),
+              help="single: one defence; multi: all at once; transfer: in order, each task "
+                   "fine-tuning the last; lifelong: transfer + EWC.")
+@click.option("--lambda", "ewc_lambda", type=float, default=None,
+              help="EWC weight (lifelong only). Default: the profile's (1e5).")
+@click.option("--profile", default="small", show_default=True, type=click.Choice(PROFILE_NAMES))
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="The run folder holding the trained defences (runs/NAME).")
+@click.option("--seed", type=int, default=None, help="Attacker seed (default: the profile's, 0).")
+@click.option("--lr-schedule", type=click.Choice(["paper", "original"]), default=None,
+              help="paper: Adam 1e-4 x0.9 per 1000 steps (profile default); original: the "
+                   "constant 1e-3 the authors' code really ran.")
+@click.option("--fisher", "fisher_mode", type=click.Choice(["batch", "example"]), default=None,
+              help="Fisher from squared mini-batch gradients (original) or per-example ones.")
+@click.option("--accumulate-ewc", is_flag=True, default=None,
+              help="Anchor every earlier task, not only the previous one.")
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@user_errors
+def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_dir, seed,
+                           lr_schedule, fisher_mode, accumulate_ewc, quiet):
+    """Train the atrous-CNN attacker against trained defences.
+
+    Writes a checkpoint after every task (the 2-defence results of the paper are the
+    intermediate checkpoints of 3-defence sequences), the EWC Fisher and anchor, the
+    config and TensorBoard logs under OUT/attackers/. Tasks already trained with the same
+    settings, by this or another method, are reused.
+    """
+    from tfadvser.attacker_training import train_attacker
+    from tfadvser.config import get_profile
+
+    overrides = {k: v for k, v in (("seed", seed), ("lr_schedule", lr_schedule),
+                                   ("fisher_mode", fisher_mode), ("ewc_accumulate", accumulate_ewc))
+                 if v is not None}
+    record = train_attacker(data_dir, run_dir, method, defences, get_profile(profile),
+                            ewc_lambda=ewc_lambda, verbose=2 if quiet else 1, **overrides)
+    click.echo(f"{record['label']}: {len(record['tasks'])} task(s) in "
+               f"{run_dir}/attackers/{record['label']}/sequence.json")
+    for task in record["tasks"]:
+        click.echo(f"  task {task['index']} vs {'+'.join(task['defences'])}: {task['path']}")

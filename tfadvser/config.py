@@ -99,6 +99,48 @@ class DefenceConfig:
         return -(-self.steps // self.steps_per_epoch)
 
 
+LR_SCHEDULES = ("paper", "original")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackerConfig:
+    """The atrous-CNN attacker and its training schedules (paper section 4.2).
+
+    `lr_schedule="paper"`: Adam 1e-4, x0.9 every 1 000 iterations, as the paper states.
+    `lr_schedule="original"`: the constant Adam 1e-3 the authors' code actually ran (its
+    decay condition never fires; original-code-facts section 7).
+    """
+
+    width: float = 1.0
+    batch_size: int = 16
+    alpha: float = 0.02  # weight of the C&W term; 1 - alpha weights the MSE
+    cw_reduction: str = "sum"  # C&W summed over the batch, as the original
+    lr_schedule: str = "paper"
+    learning_rate: float = 1e-4
+    decay_every: int = 1000
+    decay_rate: float = 0.9
+    first_steps: int = 10000  # first task of a sequence, and single-task
+    later_steps: int = 1000  # each later task of transfer / lifelong
+    multi_steps: int = 10000  # multi-task
+    default_lambda: float = 1e5
+    lambdas: tuple[float, ...] = (1e4, 1e5, 1e6, 1e7)  # the paper's lambda grid
+    fisher_mode: str = "batch"  # squared mini-batch gradients, as the original
+    ewc_accumulate: bool = False  # the original anchors only the previous task
+    monitor_every: int = 100  # steps between dev checks, checkpoints and images
+    monitor_clips: int = 64  # the fixed dev subset the monitor attacks
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.cw_reduction not in ("sum", "mean"):
+            raise ValueError(f"cw_reduction must be 'sum' or 'mean', got {self.cw_reduction!r}")
+        if self.fisher_mode not in ("batch", "example"):
+            raise ValueError(f"fisher_mode must be 'batch' or 'example', got {self.fisher_mode!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Profile:
     """A named bundle of every setting a run needs; nothing else holds defaults."""
@@ -106,6 +148,7 @@ class Profile:
     name: str
     description: str
     defence: DefenceConfig
+    attacker: AttackerConfig
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,13 +156,18 @@ class Profile:
 
 PROFILES = {
     "paper": Profile("paper", "full-width networks and the paper's schedules (needs a GPU)",
-                     DefenceConfig()),
+                     DefenceConfig(), AttackerConfig()),
     "small": Profile("small", "quarter-width networks, short schedules: the CPU default",
                      DefenceConfig(width=0.25, batch_size=32, decay_every=100,
-                                   steps=300, steps_per_epoch=25)),
+                                   steps=300, steps_per_epoch=25),
+                     AttackerConfig(width=0.25, decay_every=100, first_steps=300, later_steps=60,
+                                    multi_steps=300, monitor_every=30, monitor_clips=48)),
     "smoke": Profile("smoke", "tiny networks and a few steps: for tests",
                      DefenceConfig(width=0.0625, batch_size=4, decay_every=10,
-                                   steps=4, steps_per_epoch=2)),
+                                   steps=4, steps_per_epoch=2),
+                     AttackerConfig(width=0.0625, batch_size=4, decay_every=2, first_steps=4,
+                                    later_steps=2, multi_steps=4, monitor_every=2,
+                                    monitor_clips=4)),
 }
 
 

@@ -35,3 +35,22 @@ def confusion_png(matrix: np.ndarray, labels: Sequence[str], title: str) -> byte
     axis.set_ylabel("true")
     axis.set_title(title)
     return _png(figure)
+
+
+def spectrograms_png(x: np.ndarray, eta: np.ndarray, x_adv: np.ndarray, title: str) -> bytes:
+    """Real (bottom), perturbation (middle) and fake (top) log-Mels, as the paper's Fig. 2."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
+    panels = (("adversarial x' = x + eta", x_adv), ("perturbation eta", eta), ("real x", x))
+    for axis, (name, image) in zip(axes, panels):
+        shown = axis.imshow(np.asarray(image).T, origin="lower", aspect="auto", cmap="magma")
+        axis.set_ylabel("mel bin")
+        axis.set_title(name, fontsize=9)
+        figure.colorbar(shown, ax=axis, pad=0.01)
+    axes[-1].set_xlabel("frame")
+    figure.suptitle(title, fontsize=10)
+    return _png(figure)

@@ -59,3 +59,13 @@ class UnweightedAverageRecall(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes}
+
+
+def fooling_rate(clean_log_probs, adv_log_probs, labels) -> tf.Tensor:
+    """Share of clips the defence gets right on x whose prediction changes on x'."""
+    clean = tf.argmax(clean_log_probs, axis=-1, output_type=tf.int32)
+    adv = tf.argmax(adv_log_probs, axis=-1, output_type=tf.int32)
+    correct = tf.equal(clean, tf.cast(labels, tf.int32))
+    fooled = tf.logical_and(correct, tf.not_equal(adv, clean))
+    return tf.math.divide_no_nan(tf.reduce_sum(tf.cast(fooled, tf.float32)),
+                                 tf.reduce_sum(tf.cast(correct, tf.float32)))

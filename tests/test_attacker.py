@@ -1,0 +1,178 @@
+"""The attacker, its training step, the four methods and `tfadvser train attacker`."""
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfadvser.attacker import AdversarialAttacker, build_generator
+from tfadvser.attacker_training import _Monitor, train_attacker
+from tfadvser.config import PROFILES
+from tfadvser.defence_training import train_defence
+from tfadvser.defences import build_defence
+from tfadvser.errors import TfadvserError
+from tfadvser.methods import METHODS, Stage
+from tfadvser_cli.main import main
+
+SMOKE = PROFILES["smoke"]
+
+
+def test_generator_parameters_and_output_range():
+    generator = build_generator(1.0)
+    assert sum(int(np.prod(w.shape)) for w in generator.trainable_weights) == 413_314
+    eta = build_generator(0.0625)(np.random.default_rng(0).normal(size=(2, 373, 64)).astype("float32"))
+    assert eta.shape == (2, 373, 64)
+    assert float(np.min(eta)) > 0.0 and float(np.max(eta)) < 1.0  # sigmoid output
+
+
+def test_methods_are_deltas_on_one_stage_list():
+    config = PROFILES["paper"].attacker
+    seq = ["cnn4", "vgg16", "resnet50"]
+    assert METHODS["single"](["cnn4"], config) == [Stage(("cnn4",), 10000)]
+    assert METHODS["multi"](seq, config) == [Stage(tuple(seq), 10000)]
+    assert METHODS["transfer"](seq, config) == [
+        Stage(("cnn4",), 10000), Stage(("vgg16",), 1000, from_previous=True),
+        Stage(("resnet50",), 1000, from_previous=True)]
+    assert METHODS["lifelong"](seq, config) == [
+        Stage(("cnn4",), 10000), Stage(("vgg16",), 1000, from_previous=True, ewc=True),
+        Stage(("resnet50",), 1000, from_previous=True, ewc=True)]
+    with pytest.raises(TfadvserError, match="single-task trains against one defence"):
+        METHODS["single"](seq, config)
+    with pytest.raises(TfadvserError, match="needs at least two defences"):
+        METHODS["lifelong"](["cnn4"], config)
+
+
+def test_training_step_leaves_defences_untouched():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 373, 64)).astype("float32")
+    y = rng.integers(0, 7, 8)
+    defence = build_defence("cnn4", 7, width=0.0625)
+    before = [w.numpy().copy() for w in defence.weights]  # kernels, BN gamma/beta and moving stats
+    generator = build_generator(0.0625)
+    generator_before = [w.numpy().copy() for w in generator.trainable_weights]
+    attacker = AdversarialAttacker(generator, [defence])
+    attacker.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = attacker.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    for a, b in zip(before, defence.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(generator_before, generator.trainable_weights))
+    assert set(history.history) == {"loss", "cw", "mse", "ewc", "fooling_rate", "eta_mean", "eta_max"}
+    assert history.history["ewc"] == [0.0, 0.0]
+
+
+def test_ewc_term_enters_the_loss():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 373, 64)).astype("float32")
+    y = rng.integers(0, 7, 4)
+    generator = build_generator(0.0625)
+    anchor = [w.numpy() + 0.1 for w in generator.trainable_weights]  # 0.1 away everywhere
+    fisher = [np.ones_like(a) for a in anchor]
+    attacker = AdversarialAttacker(generator, [build_defence("cnn4", 7, 0.0625)], ewc_lambda=2.0,
+                                   ewc_terms=[(fisher, anchor)])
+    attacker.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: the first step's penalty
+    history = attacker.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    n = sum(a.size for a in anchor)
+    assert history.history["ewc"][0] == pytest.approx(0.01 * n, rel=1e-4)
+    plain = history.history["loss"][0] - 2.0 * history.history["ewc"][0]
+    assert plain == pytest.approx(0.02 * history.history["cw"][0] + 0.98 * history.history["mse"][0], rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def defended_run(tiny_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("attack_run")
+    for name in ("cnn4", "vgg16", "resnet50"):
+        train_defence(tiny_data, name, SMOKE, run_dir, verbose=0)
+    return run_dir
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def attack(data, run_dir, *args):
+    return run("train", "attacker", "--data", data, "--profile", "smoke", "--out", run_dir,
+               "--quiet", *args)
+
+
+def sequence(run_dir, label):
+    return json.loads((run_dir / "attackers" / label / "sequence.json").read_text())
+
+
+def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
+    for args in (["--method", "single", "--defences", "cnn4"],
+                 ["--method", "multi", "--defences", "cnn4,vgg16,resnet50"],
+                 ["--method", "transfer", "--defences", "cnn4,vgg16,resnet50"],
+                 ["--method", "lifelong", "--defences", "cnn4,vgg16,resnet50", "--lambda", "1e6"]):
+        result = attack(tiny_data, defended_run, *args)
+        assert result.exit_code == 0, result.output
+    single = sequence(defended_run, "single-cnn4")
+    transfer = sequence(defended_run, "transfer-cnn4-vgg16-resnet50")
+    lifelong = sequence(defended_run, "lifelong-cnn4-vgg16-resnet50-lambda1e+06")
+    multi = sequence(defended_run, "multi-cnn4-vgg16-resnet50")
+    # task 0 is one and the same training for single, transfer and lifelong
+    assert single["tasks"][0]["key"] == transfer["tasks"][0]["key"] == lifelong["tasks"][0]["key"]
+    assert transfer["tasks"][1]["key"] != lifelong["tasks"][1]["key"]
+    assert [t["ewc_lambda"] for t in lifelong["tasks"]] == [0.0, 1e6, 1e6]
+    assert multi["tasks"][0]["defences"] == ["cnn4", "vgg16", "resnet50"]
+    tasks = defended_run / "attackers" / "tasks"
+    # the original anchors only the previous task: Fisher of tasks 0 and 1, not of task 2
+    assert (tasks / lifelong["tasks"][0]["key"] / "ewc-batch.npz").exists()
+    assert (tasks / lifelong["tasks"][1]["key"] / "ewc-batch.npz").exists()
+    assert not (tasks / lifelong["tasks"][2]["key"] / "ewc-batch.npz").exists()
+    with np.load(tasks / lifelong["tasks"][0]["key"] / "ewc-batch.npz") as ewc:
+        assert int(ewc["clips"]) == 14
+        assert sum(float(ewc[f"fisher_{i}"].sum()) for i in range(len(ewc["names"]))) > 0
+    task = json.loads((tasks / lifelong["tasks"][1]["key"] / "task.json").read_text())
+    assert task["final_train_metrics"]["ewc"] >= 0.0 and task["ewc_lambda"] == 1e6
+    logs = tasks / lifelong["tasks"][1]["key"] / "logs"
+    for folder in ("train", "monitor", "config"):
+        assert any((logs / folder).glob("events.out.tfevents.*")), folder
+
+
+def test_an_existing_task_is_reused(defended_run, tiny_data):
+    result = attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4")
+    assert result.exit_code == 0
+    task_dir = defended_run / sequence(defended_run, "single-cnn4")["tasks"][0]["path"]
+    stamp = (task_dir / "task.json").stat().st_mtime_ns
+    assert attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4").exit_code == 0
+    assert (task_dir / "task.json").stat().st_mtime_ns == stamp
+    other_seed = attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4", "--seed", "1")
+    assert other_seed.exit_code == 0
+    assert sequence(defended_run, "single-cnn4-seed1")["tasks"][0]["key"] != \
+        sequence(defended_run, "single-cnn4")["tasks"][0]["key"]
+
+
+def test_interrupted_task_resumes(defended_run, tiny_data, monkeypatch):
+    profile = dataclasses.replace(SMOKE, attacker=dataclasses.replace(
+        SMOKE.attacker, first_steps=6, monitor_every=2))
+    steps_seen = []
+    original = _Monitor.on_epoch_end
+
+    def interrupt_once(self, epoch, logs=None):
+        steps_seen.append(int(self.model.optimizer.iterations.numpy()))
+        original(self, epoch, logs)
+        if len(steps_seen) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Monitor, "on_epoch_end", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
+    train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
+    assert steps_seen == [2, 4, 6]  # resumed after step 2 with the optimizer state restored
+
+
+def test_bad_inputs(defended_run, tiny_data, tmp_path):
+    result = attack(tiny_data, defended_run, "--method", "transfer", "--defences", "cnn4,vgg16", "--lambda", "1e5")
+    assert result.exit_code == 1 and "transfer learning has no EWC" in result.output
+    result = attack(tiny_data, defended_run, "--method", "lifelong", "--defences", "cnn4,vgg16", "--lambda", "-1")
+    assert result.exit_code == 1 and "--lambda must be a positive number" in result.output
+    result = attack(tiny_data, defended_run, "--method", "multi", "--defences", ",")
+    assert result.exit_code == 2 and "name at least one defence" in result.output
+    result = attack(tiny_data, defended_run, "--method", "multi", "--defences", "cnn4,alexnet")
+    assert result.exit_code == 2 and "unknown defence(s) alexnet" in result.output
+    result = attack(tiny_data, tmp_path / "empty_run", "--method", "single", "--defences", "cnn4")
+    assert result.exit_code == 1 and "defence 'cnn4' is not trained" in result.output
+    result = attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4,vgg16")
+    assert result.exit_code == 1 and "single-task trains against one defence" in result.output

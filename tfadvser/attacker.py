@@ -1,0 +1,103 @@
+"""The atrous-CNN attacker and the one training step every learning method shares.
+
+Generator (paper section 4.2, original-code-facts section 4): four 5x5 convolutions with
+dilations 1/2/4/8 and 64/128/64/1 channels, "same" size, no bias, BatchNorm after each,
+ReLU after the first three and a sigmoid after the last. Its output is the perturbation
+eta in (0, 1), added to the standardised log-Mel: x' = x + eta. Nothing bounds eta except
+the MSE term, exactly as in the paper; every log reports its size.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from tfadvser.defences import BN
+from tfadvser.losses import attack_loss, ewc_penalty
+from tfadvser.metrics import fooling_rate
+
+GENERATOR_CHANNELS = (64, 128, 64, 1)
+GENERATOR_DILATIONS = (1, 2, 4, 8)
+
+
+def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
+    """At width 1.0: 413 314 trainable parameters (412 800 conv + 514 BN)."""
+    inputs = keras.Input(shape=tuple(shape), name="log_mel")
+    x = layers.Reshape((*shape, 1))(inputs)
+    last = len(GENERATOR_CHANNELS)
+    for i, (channels, dilation) in enumerate(zip(GENERATOR_CHANNELS, GENERATOR_DILATIONS), start=1):
+        channels = channels if i == last else max(1, int(round(channels * width)))
+        x = layers.Conv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
+                          kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
+        x = layers.BatchNormalization(**BN, name=f"atrous{i}_bn")(x)
+        x = layers.Activation("sigmoid" if i == last else "relu", name=f"atrous{i}_act")(x)
+    eta = layers.Reshape(tuple(shape), name="eta")(x)
+    return keras.Model(inputs, eta, name="atrous_generator")
+
+
+class AdversarialAttacker(keras.Model):
+    """A generator trained against frozen defences. `call(x)` returns (x', eta).
+
+    `ewc_terms` is a list of (Fisher, anchor) pairs over the generator's trainable weights;
+    empty for every task without EWC.
+    """
+
+    def __init__(self, generator: keras.Model, defences: Sequence[keras.Model], alpha: float = 0.02,
+                 cw_reduction: str = "sum", ewc_lambda: float = 0.0, ewc_terms=(), **kwargs):
+        super().__init__(**kwargs)
+        if not defences:
+            raise ValueError("an attacker needs at least one defence")
+        self.generator = generator
+        self.defences = list(defences)
+        for defence in self.defences:
+            defence.trainable = False
+        self.alpha, self.cw_reduction, self.ewc_lambda = alpha, cw_reduction, ewc_lambda
+        self.ewc_terms = [([tf.constant(f) for f in fisher], [tf.constant(a) for a in anchor])
+                          for fisher, anchor in ewc_terms]
+        names = ("loss", "cw", "mse", "ewc", "fooling_rate", "eta_mean", "eta_max")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, x, training=False):
+        eta = self.generator(x, training=training)
+        return x + eta, eta
+
+    def _step(self, x, y, training: bool):
+        eta = self.generator(x, training=training)
+        x_adv = x + eta
+        # Defences always run in inference mode: BN uses its moving statistics, which
+        # therefore never change, and no defence weight is in the gradient.
+        adv_log_probs = [d(x_adv, training=False) for d in self.defences]
+        terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction)
+        ewc = (ewc_penalty(self.generator.trainable_weights, self.ewc_terms)
+               if self.ewc_terms else tf.constant(0.0))
+        terms["ewc"] = ewc
+        terms["loss"] = terms["loss"] + self.ewc_lambda * ewc
+        return eta, adv_log_probs, terms
+
+    def _track(self, x, y, eta, adv_log_probs, terms):
+        clean_log_probs = [d(x, training=False) for d in self.defences]
+        rates = [fooling_rate(c, a, y) for c, a in zip(clean_log_probs, adv_log_probs)]
+        values = {**terms, "fooling_rate": tf.add_n(rates) / len(rates),
+                  "eta_mean": tf.reduce_mean(eta), "eta_max": tf.reduce_max(eta)}
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            eta, adv_log_probs, terms = self._step(x, y, training=True)
+        weights = self.generator.trainable_weights
+        self.optimizer.apply_gradients(zip(tape.gradient(terms["loss"], weights), weights))
+        return self._track(x, y, eta, adv_log_probs, terms)
+
+    def test_step(self, data):
+        x, y = data
+        eta, adv_log_probs, terms = self._step(x, y, training=False)
+        return self._track(x, y, eta, adv_log_probs, terms)

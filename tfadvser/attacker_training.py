@@ -1,0 +1,242 @@
+"""The one training loop behind all four learning methods.
+
+A method (`methods.py`) turns a defence list into stages; this module trains them in order.
+Each trained task is stored under a key that hashes everything its weights depend on (the
+parent task's key, its defences, steps, the attacker settings, lambda, the data), so a task
+that two methods share is trained once: single-task CNN-4 is task 0 of the clockwise
+transfer and lifelong sequences, and a 3-defence sequence contains the 2-defence one.
+
+    runs/NAME/attackers/tasks/<key>/      one trained task
+        generator.keras                   the attacker after the task
+        task.json                         what it was trained on and with, final metrics
+        ewc-<mode>.npz                    Fisher + anchor, computed when a later EWC task needs them
+        logs/ backup/                     TensorBoard; BackupAndRestore while training
+    runs/NAME/attackers/<label>/sequence.json
+                                          a method's run: its tasks in order, by key
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from tfadvser.attacker import AdversarialAttacker, build_generator
+from tfadvser.config import AttackerConfig, Profile
+from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
+from tfadvser.defence_training import load_defence
+from tfadvser.defences import DEFENCES
+from tfadvser.errors import TfadvserError
+from tfadvser.evaluation import attack_scores
+from tfadvser.ewc import estimate_fisher, load_ewc_term, save_ewc_term
+from tfadvser.figures import spectrograms_png
+from tfadvser.methods import EWC_METHODS, METHODS, Stage
+from tfadvser.runs import bind_run, write_json
+
+GENERATOR_FILE, TASK_FILE, SEQUENCE_FILE = "generator.keras", "task.json", "sequence.json"
+
+# Settings that change the trained weights of a task (the others only change logging).
+_WEIGHT_SETTINGS = ("width", "batch_size", "alpha", "cw_reduction", "lr_schedule",
+                    "learning_rate", "decay_every", "decay_rate", "seed")
+
+
+def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
+                   seed: int) -> str:
+    label = f"{method}-{'-'.join(defences)}"
+    if method in EWC_METHODS:
+        label += f"-lambda{ewc_lambda:g}"
+    return label + (f"-seed{seed}" if seed else "")
+
+
+def learning_rate(config: AttackerConfig):
+    if config.lr_schedule == "original":
+        return 1e-3  # what the authors' code ran: its x0.9 decay never fires
+    return keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate, config.decay_every, config.decay_rate, staircase=True)
+
+
+def _task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: AttackerConfig,
+              fingerprint: str) -> tuple[str, dict]:
+    identity = {"parent": parent, "defences": list(stage.defences), "steps": stage.steps,
+                "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
+                "attacker": {k: getattr(config, k) for k in _WEIGHT_SETTINGS}}
+    if stage.ewc:
+        identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return digest, identity
+
+
+def _steps_per_epoch(steps: int, every: int) -> int:
+    """The largest divisor of `steps` not above `every`: epochs then add up to `steps`."""
+    return max(d for d in range(1, min(steps, every) + 1) if steps % d == 0)
+
+
+class _Monitor(keras.callbacks.Callback):
+    """Every epoch (= `monitor_every` steps): adversarial UAR and fooling rate on a fixed dev
+    subset for every defence of the sequence, the learning rate, and x / eta / x'."""
+
+    def __init__(self, generator, defences: dict, batches, n_classes: int, log_dir: Path,
+                 steps_per_epoch: int):
+        super().__init__()
+        self.generator, self.defences, self.batches = generator, defences, batches
+        self.n_classes, self.steps_per_epoch = n_classes, steps_per_epoch
+        self.writer = tf.summary.create_file_writer(str(log_dir / "monitor"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        with self.writer.as_default():
+            lr = self.model.optimizer.learning_rate
+            tf.summary.scalar("learning_rate", float(lr), step=step)
+            for name, defence in self.defences.items():
+                scores = attack_scores(self.generator, defence, self.batches, self.n_classes)
+                for metric in ("adversarial_uar", "clean_uar", "fooling_rate"):
+                    tf.summary.scalar(f"dev_subset/{name}/{metric}", scores[metric], step=step)
+            x = self.batches[0][0][:1]
+            x_adv, eta = self.model(x, training=False)
+            png = spectrograms_png(x[0].numpy(), eta[0].numpy(), x_adv[0].numpy(),
+                                   f"dev clip, step {step}")
+            tf.summary.image("spectrograms", tf.image.decode_png(png)[None], step=step)
+        self.writer.flush()
+
+
+class _Context:
+    """What every task of one sequence shares: data, run, config and loaded defences."""
+
+    def __init__(self, data_dir, run_dir, profile: Profile, config: AttackerConfig,
+                 names: Sequence[str], verbose: int):
+        self.data_dir, self.run_dir, self.config, self.verbose = data_dir, Path(run_dir), config, verbose
+        self.metadata = load_metadata(data_dir)
+        bind_run(run_dir, data_dir, self.metadata, profile)
+        self.shape = feature_config_of(self.metadata).shape
+        self.n_classes = len(self.metadata["labels"])
+        self.defences = {name: load_defence(run_dir, name, self.metadata) for name in names}
+        monitor = make_dataset(data_dir, "dev", config.batch_size).unbatch().take(config.monitor_clips)
+        self.monitor_batches = list(monitor.batch(config.batch_size))
+        self.tasks_dir = self.run_dir / "attackers" / "tasks"
+
+    def train_set(self, repeat: bool):
+        return make_dataset(self.data_dir, "train", self.config.batch_size, shuffle=True,
+                            seed=self.config.seed, repeat=repeat, drop_remainder=repeat)
+
+
+def _ewc_term(ctx: _Context, task_dir: Path, stage: Stage):
+    """(Fisher, anchor) of a finished task, estimated on first use and cached beside it."""
+    config = ctx.config
+    path = task_dir / f"ewc-{config.fisher_mode}.npz"
+    generator = keras.saving.load_model(task_dir / GENERATOR_FILE, compile=False)
+    names = [w.path for w in generator.trainable_weights]
+    if not path.exists():
+        fisher, clips = estimate_fisher(
+            generator, [ctx.defences[d] for d in stage.defences], ctx.train_set(repeat=False),
+            config.alpha, config.cw_reduction, config.fisher_mode)
+        anchor = [w.numpy() for w in generator.trainable_weights]
+        save_ewc_term(path, fisher, anchor, names, clips, config.fisher_mode)
+    return load_ewc_term(path, names)
+
+
+def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_dir: Optional[Path],
+                ewc_lambda: float, ewc_terms: list, sequence_defences: Sequence[str]) -> Path:
+    task_dir = ctx.tasks_dir / key
+    if (task_dir / TASK_FILE).exists():
+        return task_dir
+    config = ctx.config
+    task_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    if parent_dir is None:
+        generator = build_generator(config.width, ctx.shape)
+    else:
+        generator = keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False)
+    attacker = AdversarialAttacker(generator, [ctx.defences[d] for d in stage.defences],
+                                   alpha=config.alpha, cw_reduction=config.cw_reduction,
+                                   ewc_lambda=ewc_lambda, ewc_terms=ewc_terms)
+    # A fresh optimizer for every task, as the original.
+    attacker.compile(optimizer=keras.optimizers.Adam(learning_rate(config)))
+    attacker(ctx.monitor_batches[0][0][:1])  # build it: BackupAndRestore restores into built models
+    per_epoch = _steps_per_epoch(stage.steps, config.monitor_every)
+    logs = task_dir / "logs"
+    with tf.summary.create_file_writer(str(logs / "config")).as_default():
+        tf.summary.text("task", "```\n" + json.dumps(identity, indent=2) + "\n```", step=0)
+    monitor = _Monitor(generator, {d: ctx.defences[d] for d in sequence_defences},
+                       ctx.monitor_batches, ctx.n_classes, logs, per_epoch)
+    history = attacker.fit(
+        ctx.train_set(repeat=True), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
+        verbose=ctx.verbose,
+        callbacks=[keras.callbacks.BackupAndRestore(str(task_dir / "backup")),
+                   keras.callbacks.TensorBoard(str(logs)), monitor])
+    tmp = task_dir / f".{GENERATOR_FILE}.tmp.keras"
+    generator.save(tmp)
+    tmp.replace(task_dir / GENERATOR_FILE)
+    final = {name: float(values[-1]) for name, values in history.history.items()}
+    write_json(task_dir / TASK_FILE, {**identity, "key": key, "final_train_metrics": final,
+                                      "seconds": round(time.time() - started, 1)})
+    return task_dir
+
+
+def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], profile: Profile,
+                   ewc_lambda: Optional[float] = None, verbose: int = 1,
+                   **overrides) -> dict:
+    """Train `method` over `defences` in order; return the sequence record.
+
+    `overrides` replace fields of the profile's AttackerConfig (seed, lr_schedule, ...).
+    """
+    if method not in METHODS:
+        raise TfadvserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not defences:
+        raise TfadvserError("the defence list is empty; name at least one of "
+                            f"{', '.join(DEFENCES)}")
+    unknown = [d for d in defences if d not in DEFENCES]
+    if unknown:
+        raise TfadvserError(f"unknown defence(s) {', '.join(unknown)}; choose from {', '.join(DEFENCES)}")
+    if len(set(defences)) != len(defences):
+        raise TfadvserError(f"a defence appears twice in {','.join(defences)}")
+    if ewc_lambda is not None and method not in EWC_METHODS:
+        raise TfadvserError(f"--lambda is the EWC weight, but {method} learning has no EWC "
+                            f"(only {', '.join(EWC_METHODS)} does)")
+    try:
+        config = dataclasses.replace(profile.attacker, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise TfadvserError(f"bad attacker setting: {exc}") from None
+    if method in EWC_METHODS:
+        ewc_lambda = config.default_lambda if ewc_lambda is None else ewc_lambda
+        if not ewc_lambda > 0 or not math.isfinite(ewc_lambda):
+            raise TfadvserError(f"--lambda must be a positive number, got {ewc_lambda}")
+    stages = METHODS[method](list(defences), config)
+    ctx = _Context(data_dir, run_dir, profile, config, defences, verbose)
+
+    tasks, finished = [], []  # finished: (task dir, stage) in order
+    parent_key, parent_dir = None, None
+    for index, stage in enumerate(stages):
+        terms = []
+        if stage.ewc:
+            sources = finished if config.ewc_accumulate else finished[-1:]
+            terms = [_ewc_term(ctx, d, s) for d, s in sources]
+        lam = ewc_lambda if stage.ewc else 0.0
+        key, identity = _task_key(parent_key, stage, lam, config, ctx.metadata["fingerprint"])
+        task_dir = _train_task(ctx, stage, key, identity, parent_dir if stage.from_previous else None,
+                               lam, terms, defences)
+        finished.append((task_dir, stage))
+        tasks.append({"index": index, "defences": list(stage.defences), "key": key,
+                      "steps": stage.steps, "ewc_lambda": lam,
+                      "path": str(task_dir.relative_to(ctx.run_dir))})
+        parent_key, parent_dir = key, task_dir
+
+    label = sequence_label(method, defences, ewc_lambda, config.seed)
+    record = {"label": label, "method": method, "defences": list(defences),
+              "ewc_lambda": ewc_lambda, "profile": profile.name,
+              "attacker": dataclasses.asdict(config), "tasks": tasks}
+    write_json(ctx.run_dir / "attackers" / label / SEQUENCE_FILE, record)
+    return record
+
+
+def load_generator(run_dir, task: dict) -> keras.Model:
+    path = Path(run_dir) / task["path"] / GENERATOR_FILE
+    if not path.exists():
+        raise TfadvserError(f"{path} not found: the attacker task was not trained to the end")
+    return keras.saving.load_model(path, compile=False)

@@ -1,0 +1,59 @@
+"""The attack objective as pure functions of tensors: paper Eqs. (1)-(3).
+
+    loss     = alpha * loss_cla(f(x')) + (1 - alpha) * loss_MSE(x', x)          (1)
+    loss_cla = max(f(x')_l - max(f(x')_other), 0)                               (2)
+    loss_ewc = loss + lambda * sum_i F_i (theta_i - theta*_i)^2                 (3)
+
+As in the authors' code: f is the defence's log-softmax, the C&W term is summed over the
+batch (an option averages it), the MSE is the mean over every element, and the EWC penalty
+has no 1/2 factor. With several defences, the C&W terms are averaged over them.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+CW_REDUCTIONS = ("sum", "mean")
+
+
+def cw_loss(log_probs: tf.Tensor, labels: tf.Tensor, reduction: str = "sum") -> tf.Tensor:
+    """Untargeted Carlini-Wagner margin, kappa = 0: true-class score minus the best other
+    class, floored at zero. On log-softmax this equals C&W on logits (the log-sum-exp
+    cancels in the difference)."""
+    n_classes = tf.shape(log_probs)[-1]
+    true_mask = tf.one_hot(tf.cast(labels, tf.int32), n_classes, dtype=log_probs.dtype)
+    real = tf.reduce_sum(log_probs * true_mask, axis=-1)
+    # The true class is pushed far below every other score before taking the maximum.
+    other = tf.reduce_max(log_probs - 1e4 * true_mask, axis=-1)
+    margins = tf.nn.relu(real - other)
+    if reduction == "sum":
+        return tf.reduce_sum(margins)
+    if reduction == "mean":
+        return tf.reduce_mean(margins)
+    raise ValueError(f"reduction must be one of {CW_REDUCTIONS}, got {reduction!r}")
+
+
+def mse_loss(x_adv: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """Mean over all elements of (x' - x)^2, i.e. mean(eta^2)."""
+    return tf.reduce_mean(tf.square(x_adv - x))
+
+
+def attack_loss(log_probs: Sequence[tf.Tensor], labels: tf.Tensor, x_adv: tf.Tensor,
+                x: tf.Tensor, alpha: float, reduction: str = "sum") -> dict[str, tf.Tensor]:
+    """Eq. (1) against one or more defences: alpha/n * sum_k C&W_k + (1 - alpha) * MSE."""
+    cw = tf.add_n([cw_loss(lp, labels, reduction) for lp in log_probs]) / len(log_probs)
+    mse = mse_loss(x_adv, x)
+    return {"loss": alpha * cw + (1.0 - alpha) * mse, "cw": cw, "mse": mse}
+
+
+def ewc_penalty(weights: Sequence[tf.Tensor], terms: Sequence[tuple[Sequence, Sequence]]) -> tf.Tensor:
+    """sum over (Fisher, anchor) terms of sum_i F_i (theta_i - theta*_i)^2.
+
+    One term anchors the previous task (the original); several accumulate earlier tasks.
+    """
+    total = tf.constant(0.0)
+    for fisher, anchor in terms:
+        for w, f, a in zip(weights, fisher, anchor, strict=True):
+            total += tf.reduce_sum(f * tf.square(w - a))
+    return total
