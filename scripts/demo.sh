@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The main job on the built-in corpus: synthesise it, prepare it into tfrecords/synth, and
-# train the three defences at the CPU-sized `small` profile into runs/synth.
-# Extra arguments go to `tfadvser synth` (e.g. --speakers 16 --difficulty 0.6).
+# run the paper's whole protocol at the CPU-sized `small` profile into runs/synth (three
+# defences, the attackers of Table 1, the lambda sweep, evaluation and report).
+# Extra arguments go to `tfadvser reproduce` (e.g. --seeds 3, or --profile smoke for a quick look).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-rm -rf data/synth
-tfadvser synth data/synth "$@"
-tfadvser prepare data/synth --corpus demos --out tfrecords/synth --overwrite
-tfadvser train defence --data tfrecords/synth --model all --profile small --out runs/synth
-echo "prepared data: $TFADVSER_ROOT/tfrecords/synth; defences: $TFADVSER_ROOT/runs/synth/defences"
+if [ ! -f tfrecords/synth/metadata.json ]; then
+    rm -rf data/synth
+    tfadvser synth data/synth
+    tfadvser prepare data/synth --corpus demos --out tfrecords/synth
+fi
+tfadvser reproduce --data tfrecords/synth --out runs/synth "$@"

@@ -27,7 +27,7 @@ from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defences import DEFENCES, build_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.figures import confusion_png
-from tfadvser.metrics import (UnweightedAverageRecall, confusion_matrix, recall_per_class,
+from tfadvser.metrics import (UnweightedAverageRecall, confusion_matrix, recall_by_label,
                               uar_from_confusion)
 from tfadvser.runs import bind_run, read_json, write_json
 
@@ -52,8 +52,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, labels) -> dict:
     matrix = confusion_matrix(y_true, y_pred, len(labels))
     return {"uar": uar_from_confusion(matrix), "accuracy": float(np.mean(y_true == y_pred)),
             "clips": int(len(y_true)),
-            "recall": dict(zip(labels, (None if np.isnan(r) else float(r)
-                                        for r in recall_per_class(matrix)))),
+            "recall": recall_by_label(matrix, labels),
             "confusion": matrix.tolist()}
 
 

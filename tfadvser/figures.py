@@ -54,3 +54,26 @@ def spectrograms_png(x: np.ndarray, eta: np.ndarray, x_adv: np.ndarray, title: s
     axes[-1].set_xlabel("frame")
     figure.suptitle(title, fontsize=10)
     return _png(figure)
+
+
+def lambda_curves_png(curves: dict, names: dict) -> bytes:
+    """Fig. 3: one panel per lifelong sequence; adversarial dev UAR per defence against lambda."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(title, data) for title, data in curves.items() if data]
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    for axis, (title, data) in zip(axes[0], panels):
+        lambdas = sorted(data)
+        for defence in next(iter(data.values())):
+            axis.plot(lambdas, [100 * data[lam][defence] for lam in lambdas], marker="o",
+                      label=names.get(defence, defence))
+        axis.set_xscale("log")
+        axis.set_xlabel("λ")
+        axis.set_title(title, fontsize=9)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("adversarial dev UAR [%]")
+    axes[0][-1].legend(fontsize=8)
+    return _png(figure)

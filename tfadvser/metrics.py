@@ -69,3 +69,9 @@ def fooling_rate(clean_log_probs, adv_log_probs, labels) -> tf.Tensor:
     fooled = tf.logical_and(correct, tf.not_equal(adv, clean))
     return tf.math.divide_no_nan(tf.reduce_sum(tf.cast(fooled, tf.float32)),
                                  tf.reduce_sum(tf.cast(correct, tf.float32)))
+
+
+def recall_by_label(matrix: np.ndarray, labels) -> dict:
+    """{label: recall}, None for a class with no examples (JSON has no NaN)."""
+    return {label: (None if np.isnan(r) else float(r))
+            for label, r in zip(labels, recall_per_class(matrix))}

@@ -1,0 +1,62 @@
+"""`tfadvser evaluate` and `tfadvser reproduce`."""
+import click
+
+from tfadvser_cli.errors import user_errors
+from tfadvser_cli.train import PROFILE_NAMES
+
+
+def _lambdas(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        values = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise click.BadParameter("the grid must hold positive values, e.g. 1e4,1e5,1e6,1e7")
+    return values
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_dir", default=None, type=click.Path(),
+              help="Prepared data; default: the folder recorded in RUN_DIR/run.json.")
+@user_errors
+def evaluate_command(run_dir, data_dir):
+    """Score every attacker checkpoint of RUN_DIR against every defence (dev and test) and
+    write Table 1, the lifelong grids, Fig. 2, Fig. 3 and report.md to RUN_DIR/evaluation/."""
+    from tfadvser.report import table1, write_outputs
+    from tfadvser.run_evaluation import evaluate_run, figure2, load_run
+
+    data_dir = data_dir or load_run(run_dir)["data_dir"]
+    results = evaluate_run(run_dir, data_dir,
+                           progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True))
+    written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
+    missing = [r for r in written["rows"] if not r["cells"]]
+    if missing:
+        click.echo("rows without a trained attacker (train them, or run `tfadvser reproduce`): "
+                   + "; ".join(f"{r['method']} {r['sequence']}" for r in missing), err=True)
+    click.echo(f"report: {written['dir']}/report.md")
+
+
+@click.command("reproduce")
+@click.option("--data", "data_dir", required=True, type=click.Path(),
+              help="A folder written by `tfadvser prepare`.")
+@click.option("--profile", default="small", show_default=True, type=click.Choice(PROFILE_NAMES))
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder, e.g. runs/NAME.")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
+              help="Train every attacker with seeds 0..N-1; Table 1 shows mean ± std.")
+@click.option("--lambdas", default=None, callback=_lambdas,
+              help="EWC grid for the lifelong sequences (default: the paper's 1e4,1e5,1e6,1e7).")
+@click.option("--verbose", is_flag=True, help="Keras progress lines for every epoch.")
+@user_errors
+def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose):
+    """Run the paper's whole protocol: three defences, the attackers of Table 1, the λ sweep,
+    then evaluate. Finished stages are reused, so an interrupted run resumes."""
+    from tfadvser.config import get_profile
+    from tfadvser.reproduce import reproduce
+
+    out = reproduce(data_dir, run_dir, get_profile(profile), seeds=seeds, lambdas=lambdas,
+                    verbose=2 if verbose else 0, log=click.echo)
+    click.echo(f"report: {out['report']}")

@@ -1,0 +1,289 @@
+"""From evaluation results to the paper's Table 1, its Fig. 2 and Fig. 3, and report.md.
+
+Table 1 (13 rows): each row names a method and a defence sequence, and is read off one
+trained task: e.g. "Transfer, CNN-4 + VGG-16" is task 1 of the clockwise transfer sequence.
+Single-task CNN-4 is task 0 of any clockwise sequence (the same training), and so on.
+Lifelong rows use the lambda with the lowest mean adversarial dev UAR over all defences,
+chosen separately for each row as the paper does (its Fig. 3). With several seeds a cell
+is mean +- std over seeds.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from tfadvser.defences import DEFENCES
+from tfadvser.runs import write_json
+
+NAMES = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
+CLOCKWISE = ("cnn4", "vgg16", "resnet50")
+COUNTER = ("resnet50", "vgg16", "cnn4")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    method: str  # as printed
+    sequence: tuple[str, ...]
+    methods: tuple[str, ...]  # sequence records that contain this task
+    exact: bool = False  # the sequence must be exactly `sequence` (multi-task)
+
+    @property
+    def task_index(self) -> int:
+        return 0 if self.exact else len(self.sequence) - 1
+
+    @property
+    def name(self) -> str:
+        return " + ".join(NAMES[d] for d in self.sequence)
+
+
+ROWS = (
+    Row("Single-task", ("cnn4",), ("single", "transfer", "lifelong")),
+    Row("Single-task", ("resnet50",), ("single", "transfer", "lifelong")),
+    Row("Multi-task", ("cnn4", "vgg16"), ("multi",), exact=True),
+    Row("Multi-task", ("resnet50", "vgg16"), ("multi",), exact=True),
+    Row("Multi-task", CLOCKWISE, ("multi",), exact=True),
+    Row("Transfer", CLOCKWISE[:2], ("transfer",)),
+    Row("Transfer", CLOCKWISE, ("transfer",)),
+    Row("Transfer", COUNTER[:2], ("transfer",)),
+    Row("Transfer", COUNTER, ("transfer",)),
+    Row("Lifelong", CLOCKWISE[:2], ("lifelong",)),
+    Row("Lifelong", CLOCKWISE, ("lifelong",)),
+    Row("Lifelong", COUNTER[:2], ("lifelong",)),
+    Row("Lifelong", COUNTER, ("lifelong",)),
+)
+
+
+def _candidates(row: Row, sequences: list[dict]) -> list[tuple[dict, dict]]:
+    """(sequence, task) pairs that hold this row's attacker."""
+    found = []
+    for seq in sequences:
+        defences = tuple(seq["defences"])
+        if seq["method"] not in row.methods:
+            continue
+        if row.exact and defences != row.sequence:
+            continue
+        if not row.exact and defences[:len(row.sequence)] != row.sequence:
+            continue
+        found.append((seq, seq["tasks"][row.task_index]))
+    return found
+
+
+def _adv(results: dict, key: str, defence: str, split: str) -> Optional[float]:
+    task = results["tasks"].get(key)
+    if task is None or defence not in task[split]["against"]:
+        return None
+    return task[split]["against"][defence]["adversarial_uar"]
+
+
+def _by_lambda(row: Row, results: dict) -> dict[float, dict[int, str]]:
+    """lambda -> seed -> task key (lambda 0 for rows without EWC)."""
+    table = defaultdict(dict)
+    for seq, task in _candidates(row, results["sequences"]):
+        if task["key"] in results["tasks"]:
+            table[float(task["ewc_lambda"])][seq["attacker"]["seed"]] = task["key"]
+    return table
+
+
+def _objective(results: dict, keys: dict[int, str]) -> float:
+    """Mean adversarial dev UAR over all defences and seeds: lower is a stronger attacker."""
+    values = [_adv(results, key, d, "dev") for key in keys.values() for d in results["defences"]]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else float("inf")
+
+
+def table1(results: dict) -> list[dict]:
+    rows = []
+    for row in ROWS:
+        options = _by_lambda(row, results)
+        entry = {"method": row.method, "sequence": row.name, "defences": list(row.sequence),
+                 "lambda": None, "seeds": 0, "cells": {}}
+        if options:
+            lam = min(options, key=lambda value: _objective(results, options[value]))
+            keys = options[lam]
+            entry.update(seeds=len(keys), keys=sorted(keys.values()),
+                         **({"lambda": lam} if row.method == "Lifelong" else {}))
+            for d in results["defences"]:
+                for split in ("dev", "test"):
+                    values = [_adv(results, k, d, split) for k in keys.values()]
+                    values = [v for v in values if v is not None]
+                    if values:
+                        entry["cells"][f"{d}/{split}"] = {"mean": float(np.mean(values)),
+                                                          "std": float(np.std(values)),
+                                                          "n": len(values)}
+            sizes = [results["tasks"][k]["test"]["perturbation"] for k in keys.values()]
+            entry["test_perturbation"] = {m: float(np.mean([s[m] for s in sizes])) for m in sizes[0]}
+        rows.append(entry)
+    return rows
+
+
+def _cell(cell: Optional[dict]) -> str:
+    if cell is None:
+        return "n/a"
+    text = f"{100 * cell['mean']:.1f}"
+    return text + (f" ± {100 * cell['std']:.1f}" if cell["n"] > 1 else "")
+
+
+def table1_markdown(rows: list[dict], results: dict) -> str:
+    names = [d for d in DEFENCES if d in results["defences"]]
+    header = "| Method | Sequence | λ | " + " | ".join(
+        f"{NAMES[d]} {s}" for d in names for s in ("dev", "test")) + " |"
+    lines = [header, "|" + "---|" * (3 + 2 * len(names))]
+    lines.append("| Clean (no attack) | | | " + " | ".join(
+        f"{100 * results['defences'][d][s]['uar']:.1f}" for d in names for s in ("dev", "test")) + " |")
+    for row in rows:
+        lam = f"{row['lambda']:g}" if row["lambda"] is not None else ""
+        cells = [_cell(row["cells"].get(f"{d}/{s}")) for d in names for s in ("dev", "test")]
+        lines.append(f"| {row['method']} | {row['sequence']} | {lam} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table1_csv(rows: list[dict], results: dict) -> str:
+    names = [d for d in DEFENCES if d in results["defences"]]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", "sequence", "lambda", "seeds"] + [f"{d}_{s}_uar" for d in names for s in ("dev", "test")]
+                    + [f"{d}_{s}_std" for d in names for s in ("dev", "test")])
+    writer.writerow(["clean", "", "", ""] + [results["defences"][d][s]["uar"] for d in names for s in ("dev", "test")]
+                    + [""] * (2 * len(names)))
+    for row in rows:
+        cells = [row["cells"].get(f"{d}/{s}") for d in names for s in ("dev", "test")]
+        writer.writerow([row["method"], row["sequence"], row["lambda"] if row["lambda"] is not None else "",
+                         row["seeds"]] + [c["mean"] if c else "" for c in cells]
+                        + [c["std"] if c else "" for c in cells])
+    return buffer.getvalue()
+
+
+def lifelong_grids(results: dict) -> list[dict]:
+    """For each lifelong sequence (and seed): adversarial UAR of the attacker after task k
+    against defence j, dev and test."""
+    grids = []
+    for seq in results["sequences"]:
+        if seq["method"] != "lifelong":
+            continue
+        grid = {"label": seq["label"], "lambda": seq["ewc_lambda"], "seed": seq["attacker"]["seed"],
+                "after_task": []}
+        for task in seq["tasks"]:
+            grid["after_task"].append({
+                "task": task["index"], "trained_on": task["defences"],
+                **{s: {d: _adv(results, task["key"], d, s) for d in results["defences"]}
+                   for s in ("dev", "test")}})
+        grids.append(grid)
+    return grids
+
+
+def lambda_curves(results: dict) -> dict[str, dict]:
+    """Fig. 3 data: per lifelong row, lambda -> dev adversarial UAR per defence (mean over seeds)."""
+    curves = {}
+    for row in ROWS:
+        if row.method != "Lifelong":
+            continue
+        options = _by_lambda(row, results)
+        curves[row.name] = {
+            lam: {d: float(np.mean([v for v in (_adv(results, k, d, "dev") for k in keys.values())
+                                    if v is not None] or [np.nan]))
+                  for d in results["defences"]}
+            for lam, keys in sorted(options.items())}
+    return curves
+
+
+def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
+    """results.json (with the table), table1.md/.csv, figures, report.md under evaluation/."""
+    from tfadvser.figures import lambda_curves_png
+
+    out = Path(run_dir) / "evaluation"
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    rows = table1(results)
+    curves = lambda_curves(results)
+    results = {**results, "table1": rows, "lifelong_grids": lifelong_grids(results),
+               "lambda_curves": {name: {f"{lam:g}": v for lam, v in c.items()} for name, c in curves.items()}}
+    write_json(out / "results.json", results)
+    (out / "table1.md").write_text(table1_markdown(rows, results), encoding="utf-8")
+    (out / "table1.csv").write_text(table1_csv(rows, results), encoding="utf-8")
+    written = {}
+    if any(curves.values()):
+        (figures / "fig3_lambda.png").write_bytes(lambda_curves_png(curves, NAMES))
+        written["fig3"] = "figures/fig3_lambda.png"
+    if figure2 is not None:
+        (figures / "fig2_spectrograms.png").write_bytes(figure2["png"])
+        written["fig2"] = "figures/fig2_spectrograms.png"
+    report = render_report(results, rows, written, figure2, Path(run_dir))
+    (out / "report.md").write_text(report, encoding="utf-8")
+    return {"dir": out, "figures": written, "rows": rows}
+
+
+def _time_table(results: dict, run_dir: Path) -> list[str]:
+    lines = ["| stage | seconds |", "|---|---|"]
+    for d, info in results["defences"].items():
+        lines.append(f"| defence {d} | {info['training']['seconds']} |")
+    seen = set()
+    for seq in results["sequences"]:
+        for task in seq["tasks"]:
+            if task["key"] in seen:
+                continue
+            seen.add(task["key"])
+            path = run_dir / task["path"] / "task.json"
+            seconds = json.loads(path.read_text())["seconds"] if path.exists() else "n/a"
+            lines.append(f"| attacker task {task['key'][:8]} ({'+'.join(task['defences'])}, "
+                         f"λ {task['ewc_lambda']:g}, {task['steps']} steps) | {seconds} |")
+    lines.append(f"| evaluation | {results['seconds']} |")
+    return lines
+
+
+def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optional[dict],
+                  run_dir: Path) -> str:
+    run = results["run"]
+    lines = [f"# tfadvser report: {run_dir.name or 'run'}", "",
+             f"Data: `{results['data_dir']}` (fingerprint `{run['fingerprint'][:16]}`), "
+             f"labels: {', '.join(results['labels'])}. Profile: `{run['profile']}`.", "",
+             "## Table 1: adversarial UAR [%] (lower = stronger attack)", "",
+             "Rows follow the paper's Table 1; the first row is each defence's clean UAR. "
+             "Chance is " + f"{100 / len(results['labels']):.1f} %.", "",
+             table1_markdown(rows, results)]
+    lines += ["## Perturbation size on test (the paper reports none)", "",
+              "| Method | Sequence | mean η | MSE | L2 per clip | L∞ | SNR [dB] |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        p = row.get("test_perturbation")
+        if p:
+            lines.append(f"| {row['method']} | {row['sequence']} | {p['eta_mean']:.3f} | {p['mse']:.3f} | "
+                         f"{p['l2']:.1f} | {p['linf']:.3f} | {p.get('snr_db', float('nan')):.1f} |")
+    lines += ["", "## Lifelong grids: adversarial dev / test UAR [%] after task k against each defence", ""]
+    for grid in results["lifelong_grids"]:
+        names = list(results["defences"])
+        lines += [f"**{grid['label']}**", "", "| after task | " + " | ".join(NAMES[d] for d in names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for step in grid["after_task"]:
+            cells = [f"{_pct(step['dev'][d])} / {_pct(step['test'][d])}" for d in names]
+            lines.append(f"| {step['task']} ({'+'.join(NAMES[d] for d in step['trained_on'])}) | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Figures", ""]
+    if "fig2" in figures:
+        lines += [f"![Fig. 2]({figures['fig2']})", "", figure2["caption"], ""]
+    else:
+        lines += ["Fig. 2 was not drawn: no lifelong or transfer attacker to show.", ""]
+    if "fig3" in figures:
+        lines += [f"![Fig. 3]({figures['fig3']})", "",
+                  "Fig. 3: adversarial dev UAR per defence against λ, for the four lifelong sequences.", ""]
+    else:
+        lines += ["Fig. 3 was not drawn: no lifelong attackers in this run.", ""]
+    if results["missing"]:
+        lines += ["## Missing", "", "These checkpoints were listed but not found (a partial run): "]
+        lines += [f"- `{m}`" for m in results["missing"]] + [""]
+    lines += ["## Time per stage", ""] + _time_table(results, run_dir) + [""]
+    lines += ["## Configuration", "", "```json", json.dumps(run, indent=2), "```", "",
+              "Attacker settings per sequence are in `attackers/<label>/sequence.json`; defence "
+              "settings in `defences/<model>/config.json`.", "",
+              "## Versions", "", "```json", json.dumps(results["versions"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def _pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"

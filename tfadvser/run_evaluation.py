@@ -1,0 +1,141 @@
+"""Evaluate every attacker checkpoint of a run against every defence, on dev and test.
+
+Inference only, in large batches, once per trained task (tasks shared by several methods
+are scored once). Writes `runs/NAME/evaluation/results.json`; `report.py` turns it into
+Table 1, the figures and report.md.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from tfadvser.attacker_training import GENERATOR_FILE, SEQUENCE_FILE
+from tfadvser.dataset import load_metadata, make_dataset, statistics
+from tfadvser.defence_training import RESULTS_FILE, defence_dir, load_defence
+from tfadvser.defences import DEFENCES
+from tfadvser.errors import TfadvserError
+from tfadvser.evaluation import labels_of, perturbation_sizes, predictions, scores
+from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
+from tfadvser.prepare import library_versions
+from tfadvser.report import NAMES
+from tfadvser.runs import RUN_FILE, read_json, write_json
+
+SPLITS = ("dev", "test")
+EVAL_BATCH = 128
+
+
+def load_run(run_dir) -> dict:
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        raise TfadvserError(f"{run_dir} is not a run folder ({RUN_FILE} missing): train defences "
+                            "into it first, or run `tfadvser reproduce`")
+    return read_json(path)
+
+
+def sequences_of(run_dir) -> list[dict]:
+    return [read_json(p) for p in sorted(Path(run_dir).glob(f"attackers/*/{SEQUENCE_FILE}"))]
+
+
+def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict:
+    """Score all defences clean and all attacker tasks adversarially; return the results."""
+    started = time.time()
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    data_dir = data_dir or run["data_dir"]
+    metadata = load_metadata(data_dir)
+    if metadata["fingerprint"] != run["fingerprint"]:
+        raise TfadvserError(f"{data_dir} is not the data {run_dir} was trained on (fingerprint "
+                            f"{metadata['fingerprint'][:12]} vs {run['fingerprint'][:12]})")
+    labels = metadata["labels"]
+    mean, std = statistics(metadata)
+    names = [d for d in DEFENCES if (defence_dir(run_dir, d) / RESULTS_FILE).exists()]
+    if not names:
+        raise TfadvserError(f"{run_dir} has no trained defences: run `tfadvser train defence "
+                            f"--model all --out {run_dir} ...` first")
+    sequences = sequences_of(run_dir)
+    if not sequences:
+        raise TfadvserError(f"{run_dir} has no trained attackers: run `tfadvser train attacker "
+                            f"... --out {run_dir}` or `tfadvser reproduce` first")
+    defences = {d: load_defence(run_dir, d, metadata) for d in names}
+    batches = {s: list(make_dataset(data_dir, s, EVAL_BATCH)) for s in SPLITS}
+    truth = {s: labels_of(batches[s]) for s in SPLITS}
+    clean = {d: {s: predictions(defences[d], batches[s]) for s in SPLITS} for d in names}
+
+    results = {"run": run, "data_dir": str(data_dir), "labels": labels, "defences": {}, "tasks": {},
+               "sequences": sequences, "missing": []}
+    for d in names:
+        results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE)}
+        for s in SPLITS:
+            matrix = confusion_matrix(truth[s], clean[d][s], len(labels))
+            results["defences"][d][s] = {
+                "uar": uar_from_confusion(matrix),
+                "recall": recall_by_label(matrix, labels)}
+
+    tasks = {t["key"]: t for seq in sequences for t in seq["tasks"]}
+    for index, (key, task) in enumerate(sorted(tasks.items())):
+        path = run_dir / task["path"] / GENERATOR_FILE
+        if not path.exists():
+            results["missing"].append(str(path))
+            continue
+        generator = keras.saving.load_model(path, compile=False)
+        entry = {"defences_trained": task["defences"], "path": task["path"]}
+        for s in SPLITS:
+            entry[s] = {"perturbation": perturbation_sizes(generator, batches[s], mean, std),
+                        "against": {d: scores(truth[s], clean[d][s],
+                                              predictions(defences[d], batches[s], generator), labels)
+                                    for d in names}}
+        results["tasks"][key] = entry
+        if progress is not None:
+            progress(index + 1, len(tasks))
+    results["versions"] = library_versions()
+    results["seconds"] = round(time.time() - started, 1)
+    write_json(run_dir / "evaluation" / "results.json", results)
+    return results
+
+
+# Which attacker Fig. 2 shows: the paper shows its lifelong attacker; fall back in order.
+FIGURE2_ROWS = (("Lifelong", "CNN-4 + VGG-16 + ResNet-50"), ("Lifelong", "ResNet-50 + VGG-16 + CNN-4"),
+                ("Transfer", "CNN-4 + VGG-16 + ResNet-50"), ("Multi-task", "CNN-4 + VGG-16 + ResNet-50"),
+                ("Single-task", "CNN-4"), ("Single-task", "ResNet-50"))
+
+
+def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict]:
+    """Fig. 2: one test clip every defence gets right clean and wrong under attack (or the
+    clip that comes closest, labelled as such): real, perturbation and fake log-Mel."""
+    from tfadvser.figures import spectrograms_png
+
+    chosen = next((r for name in FIGURE2_ROWS for r in rows
+                   if (r["method"], r["sequence"]) == name and r.get("keys")), None)
+    if chosen is None:
+        return None
+    run_dir = Path(run_dir)
+    key = chosen["keys"][0]
+    generator = keras.saving.load_model(run_dir / results["tasks"][key]["path"] / GENERATOR_FILE,
+                                        compile=False)
+    metadata = load_metadata(data_dir)
+    labels = metadata["labels"]
+    defences = {d: load_defence(run_dir, d, metadata) for d in results["defences"]}
+    batches = list(make_dataset(data_dir, "test", EVAL_BATCH))
+    y = labels_of(batches)
+    clean = {d: predictions(m, batches) for d, m in defences.items()}
+    adv = {d: predictions(m, batches, generator) for d, m in defences.items()}
+    right = np.sum([clean[d] == y for d in defences], axis=0)
+    fooled = np.sum([(clean[d] == y) & (adv[d] != y) for d in defences], axis=0)
+    best = int(np.argmax(fooled * 10 + right))
+    complete = fooled[best] == len(defences)
+    x = np.concatenate([np.asarray(b[0]) for b in batches])[best:best + 1]
+    eta = np.asarray(generator(x, training=False))[0]
+    predicted = ", ".join(f"{NAMES[d]}: {labels[clean[d][best]]} → {labels[adv[d][best]]}"
+                          for d in defences)
+    note = ("every defence right on the real clip and wrong on the fake one" if complete else
+            f"no test clip fools all defences; this one fools {fooled[best]} of {len(defences)} "
+            "(the best available)")
+    title = f"{chosen['method']} {chosen['sequence']}: true {labels[y[best]]}; {predicted}"
+    return {"png": spectrograms_png(x[0], eta, x[0] + eta, title),
+            "caption": f"Fig. 2: test clip {best} ({note}). {predicted}.",
+            "clip": best, "complete": bool(complete)}
+
