@@ -2,7 +2,7 @@
 # The main job on the built-in corpus: synthesise it, prepare it into tfrecords/synth, and
 # run the paper's whole protocol at the CPU-sized `small` profile into runs/synth (three
 # defences, the attackers of Table 1, the lambda sweep, evaluation and report).
-# Extra arguments go to `tfadvser reproduce` (e.g. --seeds 3, or --profile smoke for a quick look).
+# Extra arguments go to `tfadvser reproduce` (e.g. --seeds 3).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 if [ ! -f tfrecords/synth/metadata.json ]; then

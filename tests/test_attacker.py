@@ -131,6 +131,44 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
         assert any((logs / folder).glob("events.out.tfevents.*")), folder
 
 
+def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
+    """Runs after test_each_method_trains_and_shares_tasks in this module's run."""
+    result = run("evaluate", defended_run)
+    assert result.exit_code == 0, result.output
+    out = defended_run / "evaluation"
+    results = json.loads((out / "results.json").read_text())
+    filled = {(r["method"], r["sequence"]) for r in results["table1"] if r["cells"]}
+    assert filled == {("Single-task", "CNN-4"), ("Multi-task", "CNN-4 + VGG-16 + ResNet-50"),
+                      ("Transfer", "CNN-4 + VGG-16"), ("Transfer", "CNN-4 + VGG-16 + ResNet-50"),
+                      ("Lifelong", "CNN-4 + VGG-16"), ("Lifelong", "CNN-4 + VGG-16 + ResNet-50")}
+    assert "rows without a trained attacker" in result.output and "Single-task ResNet-50" in result.output
+    row = next(r for r in results["table1"] if r["method"] == "Lifelong" and r["sequence"] == "CNN-4 + VGG-16")
+    assert row["lambda"] == 1e6 and row["seeds"] == 1
+    key = row["keys"][0]
+    cell = results["tasks"][key]["dev"]["against"]["cnn4"]
+    assert row["cells"]["cnn4/dev"]["mean"] == cell["adversarial_uar"]
+    assert cell["clean_uar"] == results["defences"]["cnn4"]["dev"]["uar"]
+    assert (out / "figures" / "fig2_spectrograms.png").exists()
+    assert (out / "figures" / "fig3_lambda.png").exists()
+    assert "| Lifelong | CNN-4 + VGG-16 | 1e+06 |" in (out / "table1.md").read_text()
+
+
+def test_export_from_a_run(defended_run, tiny_data, tmp_path):
+    label = "lifelong-cnn4-vgg16-resnet50-lambda1e+06"
+    result = run("export", defended_run, "--attacker", f"{label}:1", "--name", "att", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    origin = json.loads((tmp_path / "att" / "1" / "assets" / "export.json").read_text())
+    assert origin["task"]["key"] == sequence(defended_run, label)["tasks"][1]["key"]
+    assert run("export", defended_run, "--defence", "vgg16", "--name", "def", "--out", tmp_path).exit_code == 0
+    assert (tmp_path / "def" / "1" / "saved_model.pb").exists()
+    result = run("export", defended_run, "--attacker", "single-vgg99", "--name", "x", "--out", tmp_path)
+    assert result.exit_code == 1 and "no attacker 'single-vgg99'" in result.output
+    result = run("export", defended_run, "--attacker", f"{label}:7", "--name", "x", "--out", tmp_path)
+    assert result.exit_code == 1 and "has tasks 0..2" in result.output
+    result = run("export", defended_run, "--attacker", label, "--name", "att", "--version", "1", "--out", tmp_path)
+    assert result.exit_code == 1 and "already exists" in result.output
+
+
 def test_an_existing_task_is_reused(defended_run, tiny_data):
     result = attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4")
     assert result.exit_code == 0

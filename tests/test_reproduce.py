@@ -1,4 +1,6 @@
-"""`tfadvser reproduce` and `tfadvser evaluate` end to end at smoke size."""
+"""`tfadvser reproduce` end to end at smoke size: about 20 trained tasks, so marked slow
+(run with `bash scripts/test.sh -m slow`). The default suite evaluates a smaller run in
+test_attacker.py."""
 import csv
 import json
 
@@ -11,6 +13,9 @@ from tfadvser_cli.main import main
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ import tensorflow as tf
 from tfadvser.attacker import AdversarialAttacker, build_generator
 from tfadvser.config import AttackerConfig, Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
-from tfadvser.defence_training import load_defence
+from tfadvser.defence_training import MODEL_FILE, defence_dir, load_defence
 from tfadvser.defences import DEFENCES
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation import attack_scores
@@ -62,9 +62,11 @@ def learning_rate(config: AttackerConfig):
 
 
 def _task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: AttackerConfig,
-              fingerprint: str) -> tuple[str, dict]:
+              fingerprint: str, defence_hashes: dict[str, str]) -> tuple[str, dict]:
     identity = {"parent": parent, "defences": list(stage.defences), "steps": stage.steps,
                 "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
+                # a retrained defence makes every attacker trained against it stale
+                "defence_models": {d: defence_hashes[d] for d in stage.defences},
                 "attacker": {k: getattr(config, k) for k in _WEIGHT_SETTINGS}}
     if stage.ewc:
         identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
@@ -116,6 +118,8 @@ class _Context:
         self.shape = feature_config_of(self.metadata).shape
         self.n_classes = len(self.metadata["labels"])
         self.defences = {name: load_defence(run_dir, name, self.metadata) for name in names}
+        self.defence_hashes = {name: hashlib.sha256(
+            (defence_dir(run_dir, name) / MODEL_FILE).read_bytes()).hexdigest()[:16] for name in names}
         monitor = make_dataset(data_dir, "dev", config.batch_size).unbatch().take(config.monitor_clips)
         self.monitor_batches = list(monitor.batch(config.batch_size))
         self.tasks_dir = self.run_dir / "attackers" / "tasks"
@@ -218,7 +222,8 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
             sources = finished if config.ewc_accumulate else finished[-1:]
             terms = [_ewc_term(ctx, d, s) for d, s in sources]
         lam = ewc_lambda if stage.ewc else 0.0
-        key, identity = _task_key(parent_key, stage, lam, config, ctx.metadata["fingerprint"])
+        key, identity = _task_key(parent_key, stage, lam, config, ctx.metadata["fingerprint"],
+                                  ctx.defence_hashes)
         task_dir = _train_task(ctx, stage, key, identity, parent_dir if stage.from_previous else None,
                                lam, terms, defences)
         finished.append((task_dir, stage))
@@ -240,3 +245,24 @@ def load_generator(run_dir, task: dict) -> keras.Model:
     if not path.exists():
         raise TfadvserError(f"{path} not found: the attacker task was not trained to the end")
     return keras.saving.load_model(path, compile=False)
+
+
+def find_task(run_dir, spec: str) -> dict:
+    """A trained attacker task from `LABEL[:INDEX]` (a sequence and task, default its last)
+    or a task key."""
+    run_dir = Path(run_dir)
+    label, _, index = spec.partition(":")
+    sequence_file = run_dir / "attackers" / label / SEQUENCE_FILE
+    if sequence_file.exists():
+        tasks = json.loads(sequence_file.read_text(encoding="utf-8"))["tasks"]
+        try:
+            return tasks[int(index) if index else -1]
+        except (ValueError, IndexError):
+            raise TfadvserError(f"{spec}: {label} has tasks 0..{len(tasks) - 1}") from None
+    task_file = run_dir / "attackers" / "tasks" / spec / TASK_FILE
+    if task_file.exists():
+        task = json.loads(task_file.read_text(encoding="utf-8"))
+        return {"key": spec, "defences": task["defences"], "path": str(task_file.parent.relative_to(run_dir))}
+    labels = sorted(p.parent.name for p in run_dir.glob(f"attackers/*/{SEQUENCE_FILE}"))
+    raise TfadvserError(f"no attacker {spec!r} in {run_dir}; trained sequences: "
+                        f"{', '.join(labels) or 'none'} (use LABEL or LABEL:TASK)")

@@ -1,0 +1,68 @@
+"""`tfadvser export` (SavedModels for TF Serving) and `tfadvser predict` (its REST client)."""
+from pathlib import Path
+
+import click
+
+from tfadvser_cli.errors import user_errors
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--attacker", "attacker", default=None,
+              help="LABEL[:TASK] of a trained sequence (default task: its last), e.g. "
+                   "lifelong-cnn4-vgg16-resnet50-lambda100000:2, or a task key.")
+@click.option("--defence", "defence", default=None, type=click.Choice(["cnn4", "vgg16", "resnet50"]),
+              help="Export a defence (signature `classify`) instead of an attacker.")
+@click.option("--name", required=True, help="Model name: saved_models/NAME/<version>/.")
+@click.option("--version", type=int, default=None, help="Default: the next free integer.")
+@click.option("--out", "out_root", default="saved_models", show_default=True,
+              type=click.Path(file_okay=False))
+@user_errors
+def export_command(run_dir, attacker, defence, name, version, out_root):
+    """Export a trained attacker (or defence) of RUN_DIR as a SavedModel for TF Serving,
+    with the standardisation statistics and, for attackers, the log-Mel front end inside."""
+    from tfadvser.attacker_training import find_task, load_generator
+    from tfadvser.dataset import load_metadata
+    from tfadvser.defence_training import load_defence
+    from tfadvser.errors import TfadvserError
+    from tfadvser.export import export_attacker, export_defence
+    from tfadvser.run_evaluation import load_run
+
+    if (attacker is None) == (defence is None):
+        raise TfadvserError("name exactly one of --attacker or --defence")
+    run = load_run(run_dir)
+    metadata = load_metadata(run["data_dir"])
+    origin = {"run": str(Path(run_dir).resolve()), "data_fingerprint": run["fingerprint"],
+              "profile": run["profile"]}
+    if attacker is not None:
+        task = find_task(run_dir, attacker)
+        target = export_attacker(load_generator(run_dir, task), metadata, out_root, name, version,
+                                 {**origin, "attacker": attacker, "task": task})
+    else:
+        target = export_defence(load_defence(run_dir, defence, metadata), metadata, out_root, name,
+                                version, {**origin, "defence": defence})
+    click.echo(f"exported {target}")
+
+
+@click.command("predict")
+@click.option("--server", required=True, help="TF Serving REST address, e.g. http://localhost:8501.")
+@click.option("--model", required=True, help="The served model name (an exported attacker).")
+@click.option("--version", type=int, default=None, help="Model version (default: the newest).")
+@click.option("--out", "out_dir", default="predictions", show_default=True,
+              type=click.Path(file_okay=False), help="Where the .npy results go.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@user_errors
+def predict_command(server, model, version, out_dir, files):
+    """Send audio FILES to an attacker served by TF Serving; write each file's clean and
+    adversarial log-Mel and the perturbation as OUT/<name>.<output>.npy."""
+    import numpy as np
+
+    from tfadvser.serving_client import perturb_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        outputs = perturb_file(server, model, Path(file), version=version)
+        for key, value in outputs.items():
+            np.save(out / f"{Path(file).stem}.{key}.npy", value)
+        click.echo(f"{file}: {', '.join(f'{k} {v.shape}' for k, v in sorted(outputs.items()))}")
