@@ -60,3 +60,35 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose):
     out = reproduce(data_dir, run_dir, get_profile(profile), seeds=seeds, lambdas=lambdas,
                     verbose=2 if verbose else 0, log=click.echo)
     click.echo(f"report: {out['report']}")
+
+
+@click.command("tune")
+@click.option("--data", "data_dir", required=True, type=click.Path())
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The run folder with the defences and the sequence's first-task attacker.")
+@click.option("--sequence", required=True,
+              help="The lifelong defence order, e.g. cnn4,vgg16,resnet50.")
+@click.option("--profile", default="small", show_default=True, type=click.Choice(PROFILE_NAMES))
+@click.option("--lambdas", default=None, callback=_lambdas,
+              help="The grid (default: the paper's 1e4,1e5,1e6,1e7); with --search "
+                   "log-uniform, its smallest and largest values bound the range.")
+@click.option("--search", default="grid", show_default=True, type=click.Choice(["grid", "log-uniform"]))
+@click.option("--max-trials", type=click.IntRange(1), default=None,
+              help="Trials of a log-uniform search (default: as many as grid values).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@user_errors
+def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_trials, seed):
+    """Sweep the EWC λ of one lifelong sequence with keras-tuner; the objective is the mean
+    adversarial dev UAR over the sequence's defences (lower is better). Results, HParams
+    logs and best.json go to RUN/tuning/<sequence>/; a rerun resumes the search."""
+    from tfadvser.config import get_profile
+    from tfadvser.tuning import tune
+
+    names = [s.strip() for s in sequence.split(",") if s.strip()]
+    best = tune(data_dir, run_dir, names, get_profile(profile), lambdas=lambdas, search=search,
+                max_trials=max_trials, seed=seed)
+    for trial in best["trials"]:
+        value = trial["metrics"].get("mean_dev_adversarial_uar")
+        click.echo(f"  λ {trial['lambda']:g}: " + (f"mean dev adversarial UAR {value:.3f}"
+                                                   if value is not None else trial["status"]))
+    click.echo(f"best λ {best['lambda']:g} (mean dev adversarial UAR {best['best_objective']:.3f})")

@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tfadvser import __version__  # noqa: E402
 from tfadvser_cli.data import prepare_command, synth_command  # noqa: E402
-from tfadvser_cli.evaluate import evaluate_command, reproduce_command  # noqa: E402
+from tfadvser_cli.evaluate import evaluate_command, reproduce_command, tune_command  # noqa: E402
 from tfadvser_cli.export import export_command, predict_command  # noqa: E402
 from tfadvser_cli.train import train_group  # noqa: E402
 
@@ -33,5 +33,6 @@ main.add_command(prepare_command)
 main.add_command(train_group)
 main.add_command(evaluate_command)
 main.add_command(reproduce_command)
+main.add_command(tune_command)
 main.add_command(export_command)
 main.add_command(predict_command)

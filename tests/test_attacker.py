@@ -169,6 +169,38 @@ def test_export_from_a_run(defended_run, tiny_data, tmp_path):
     assert result.exit_code == 1 and "already exists" in result.output
 
 
+def test_tune_sweeps_lambda_and_resumes(defended_run, tiny_data):
+    args = ["tune", "--data", tiny_data, "--run", defended_run, "--sequence", "cnn4,vgg16",
+            "--profile", "smoke", "--lambdas", "1e4,1e7"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    best = json.loads((defended_run / "tuning" / "cnn4-vgg16" / "best.json").read_text())
+    assert [t["lambda"] for t in best["trials"]] == [1e4, 1e7]
+    assert best["direction"] == "min" and best["lambda"] in (1e4, 1e7)
+    for trial in best["trials"]:
+        metrics = trial["metrics"]
+        assert metrics["mean_dev_adversarial_uar"] == pytest.approx(
+            (metrics["dev_adversarial_uar_cnn4"] + metrics["dev_adversarial_uar_vgg16"]) / 2)
+    assert min(t["metrics"]["mean_dev_adversarial_uar"] for t in best["trials"]) == best["best_objective"]
+    # trials trained real lifelong sequences that share task 0 with single-task CNN-4
+    seq = sequence(defended_run, "lifelong-cnn4-vgg16-lambda10000")
+    assert seq["tasks"][0]["key"] == sequence(defended_run, "single-cnn4")["tasks"][0]["key"]
+    assert list((defended_run / "tuning" / "cnn4-vgg16" / "hparams").glob("trial_*/events.out.tfevents.*"))
+    stamp = (defended_run / seq["tasks"][1]["path"] / "task.json").stat().st_mtime_ns
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert (defended_run / seq["tasks"][1]["path"] / "task.json").stat().st_mtime_ns == stamp
+    assert len(json.loads((defended_run / "tuning" / "cnn4-vgg16" / "best.json").read_text())["trials"]) == 2
+
+
+def test_tune_bad_inputs(defended_run, tiny_data):
+    base = ["tune", "--data", tiny_data, "--run", defended_run, "--profile", "smoke"]
+    result = run(*base, "--sequence", "vgg16,cnn4")
+    assert result.exit_code == 1 and "first-task attacker of vgg16,cnn4 (seed 0) is not trained" in result.output
+    result = run(*base, "--sequence", "cnn4,vgg16", "--lambdas", "0,-1")
+    assert result.exit_code == 2 and "positive values" in result.output
+
+
 def test_an_existing_task_is_reused(defended_run, tiny_data):
     result = attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4")
     assert result.exit_code == 0

@@ -266,3 +266,13 @@ def find_task(run_dir, spec: str) -> dict:
     labels = sorted(p.parent.name for p in run_dir.glob(f"attackers/*/{SEQUENCE_FILE}"))
     raise TfadvserError(f"no attacker {spec!r} in {run_dir}; trained sequences: "
                         f"{', '.join(labels) or 'none'} (use LABEL or LABEL:TASK)")
+
+
+def first_task_trained(data_dir, run_dir, defences: Sequence[str], profile: Profile,
+                       seed: int = 0) -> bool:
+    """Whether task 0 of a transfer/lifelong sequence over `defences` exists already."""
+    config = dataclasses.replace(profile.attacker, seed=seed)
+    ctx = _Context(data_dir, run_dir, profile, config, list(defences[:1]), verbose=0)
+    stage = METHODS["transfer"](list(defences), config)[0]
+    key, _ = _task_key(None, stage, 0.0, config, ctx.metadata["fingerprint"], ctx.defence_hashes)
+    return (ctx.tasks_dir / key / TASK_FILE).exists()

@@ -1,0 +1,132 @@
+"""The EWC lambda sweep of the paper's Fig. 3, through keras-tuner's own extension point.
+
+`LambdaTuner` is a `keras_tuner.Tuner` whose `run_trial` trains one lifelong sequence with
+the trial's lambda and reports the objective: the mean adversarial UAR on the *dev* split
+over all defences of the sequence, for the attacker after the last task (lower = stronger,
+declared as "min"). Trials continue from the shared first-task attacker: tasks are stored
+by what they depend on, so the first task is trained once for all trials.
+
+Everything lives under `runs/NAME/tuning/<sequence>/`: keras-tuner's trial records (a rerun
+resumes the search), TensorBoard HParams logs, and `best.json` with the chosen lambda and
+every trial's per-defence dev UAR.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+
+from tfadvser.attacker_training import first_task_trained, load_generator, train_attacker
+from tfadvser.config import Profile
+from tfadvser.dataset import load_metadata, make_dataset
+from tfadvser.defence_training import load_defence
+from tfadvser.errors import TfadvserError
+from tfadvser.evaluation import labels_of, predictions
+from tfadvser.metrics import confusion_matrix, uar_from_confusion
+from tfadvser.runs import read_json, write_json
+
+OBJECTIVE = "mean_dev_adversarial_uar"
+SEARCHES = ("grid", "log-uniform")
+
+
+def tuning_dir(run_dir, sequence: Sequence[str], seed: int = 0) -> Path:
+    return Path(run_dir) / "tuning" / ("-".join(sequence) + (f"-seed{seed}" if seed else ""))
+
+
+class LambdaTuner(kt.Tuner):
+    def __init__(self, data_dir, run_dir, sequence: Sequence[str], profile: Profile, seed: int,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.data_dir, self.run_dir, self.sequence = data_dir, Path(run_dir), list(sequence)
+        self.profile, self.seed = profile, seed
+        metadata = load_metadata(data_dir)
+        self.n_classes = len(metadata["labels"])
+        self.dev = list(make_dataset(data_dir, "dev", 128))
+        self.dev_labels = labels_of(self.dev)
+        self.defences = {d: load_defence(run_dir, d, metadata) for d in self.sequence}
+
+    def run_trial(self, trial, *args, **kwargs):
+        lam = float(trial.hyperparameters.get("lambda"))
+        record = train_attacker(self.data_dir, self.run_dir, "lifelong", self.sequence, self.profile,
+                                ewc_lambda=lam, verbose=0, seed=self.seed)
+        generator = load_generator(self.run_dir, record["tasks"][-1])
+        per_defence = {}
+        for name, defence in self.defences.items():
+            adv = predictions(defence, self.dev, generator)
+            per_defence[f"dev_adversarial_uar_{name}"] = uar_from_confusion(
+                confusion_matrix(self.dev_labels, adv, self.n_classes))
+        objective = float(np.mean(list(per_defence.values())))
+        if not math.isfinite(objective):
+            raise kt.errors.FailedTrialError(f"lambda {lam:g}: the objective came out {objective}")
+        self._log_hparams(trial.trial_id, lam, {OBJECTIVE: objective, **per_defence})
+        return {OBJECTIVE: objective, **per_defence}
+
+    def _log_hparams(self, trial_id: str, lam: float, metrics: dict) -> None:
+        from tensorboard.plugins.hparams import api as hparams
+
+        log_dir = Path(self.project_dir) / "hparams" / f"trial_{trial_id}"
+        with tf.summary.create_file_writer(str(log_dir)).as_default():
+            hparams.hparams({"lambda": lam, "sequence": ",".join(self.sequence)}, trial_id=trial_id)
+            for name, value in metrics.items():
+                tf.summary.scalar(name, value, step=1)
+
+    # Trials train attackers through `train_attacker`, which stores them itself.
+    def save_model(self, trial_id, model, step=0):
+        pass
+
+    def load_model(self, trial):
+        return None
+
+
+def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
+         lambdas: Optional[Sequence[float]] = None, search: str = "grid",
+         max_trials: Optional[int] = None, seed: int = 0) -> dict:
+    """Sweep lambda for one lifelong sequence; write and return `best.json`."""
+    if search not in SEARCHES:
+        raise TfadvserError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
+    lambdas = list(lambdas if lambdas is not None else profile.attacker.lambdas)
+    if not lambdas or any(not (lam > 0 and math.isfinite(lam)) for lam in lambdas):
+        raise TfadvserError(f"the lambda grid must hold positive numbers, got {lambdas}")
+    if len(sequence) < 2:
+        raise TfadvserError("a lifelong sequence needs at least two defences")
+    if not first_task_trained(data_dir, run_dir, sequence, profile, seed):
+        raise TfadvserError(
+            f"the first-task attacker of {','.join(sequence)} (seed {seed}) is not trained yet: run "
+            f"`tfadvser train attacker --method single --defences {sequence[0]} --out {run_dir} ...` first")
+    hp = kt.HyperParameters()
+    objective = kt.Objective(OBJECTIVE, direction="min")
+    if search == "grid":
+        hp.Choice("lambda", sorted(set(lambdas)))
+        oracle = kt.oracles.GridSearchOracle(objective=objective, hyperparameters=hp,
+                                             max_trials=len(set(lambdas)))
+    else:
+        hp.Float("lambda", min(lambdas), max(lambdas), sampling="log")
+        oracle = kt.oracles.RandomSearchOracle(objective=objective, hyperparameters=hp,
+                                               max_trials=max_trials or len(lambdas), seed=seed)
+    out = tuning_dir(run_dir, sequence, seed)
+    tuner = LambdaTuner(data_dir, run_dir, sequence, profile, seed, oracle=oracle,
+                        directory=str(out.parent), project_name=out.name, overwrite=False)
+    tuner.search()
+    trials = []
+    for trial in tuner.oracle.trials.values():
+        metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
+        trials.append({"trial": trial.trial_id, "lambda": trial.hyperparameters.get("lambda"),
+                       "status": trial.status, "metrics": metrics})
+    done = [t for t in trials if t["metrics"].get(OBJECTIVE) is not None]
+    if not done:
+        raise TfadvserError(f"every trial failed; see {out}")
+    best = min(done, key=lambda t: t["metrics"][OBJECTIVE])
+    result = {"sequence": list(sequence), "seed": seed, "objective": OBJECTIVE, "direction": "min",
+              "lambda": best["lambda"], "best_objective": best["metrics"][OBJECTIVE],
+              "trials": sorted(trials, key=lambda t: t["lambda"])}
+    write_json(out / "best.json", result)
+    return result
+
+
+def best_lambda(run_dir, sequence: Sequence[str], seed: int = 0) -> Optional[float]:
+    path = tuning_dir(run_dir, sequence, seed) / "best.json"
+    return read_json(path)["lambda"] if path.exists() else None
