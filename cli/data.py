@@ -1,5 +1,4 @@
 """Data commands: `synth` (the built-in corpus) and `prepare` (audio -> TFRecords)."""
-import json
 import time
 
 import click

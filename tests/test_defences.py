@@ -2,7 +2,6 @@
 import dataclasses
 import json
 
-import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner

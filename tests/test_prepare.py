@@ -1,11 +1,9 @@
 """`tfadvser prepare` end to end through the command line, and the reader it feeds."""
-import json
 import shutil
 
 import numpy as np
 import pytest
 import soundfile
-import tensorflow as tf
 from click.testing import CliRunner
 
 from tfadvser.audio import read_mono_numpy

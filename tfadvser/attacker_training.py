@@ -83,11 +83,10 @@ class _Monitor(keras.callbacks.Callback):
     """Every epoch (= `monitor_every` steps): adversarial UAR and fooling rate on a fixed dev
     subset for every defence of the sequence, the learning rate, and x / eta / x'."""
 
-    def __init__(self, generator, defences: dict, batches, n_classes: int, log_dir: Path,
-                 steps_per_epoch: int):
+    def __init__(self, generator, defences: dict, batches, n_classes: int, log_dir: Path):
         super().__init__()
         self.generator, self.defences, self.batches = generator, defences, batches
-        self.n_classes, self.steps_per_epoch = n_classes, steps_per_epoch
+        self.n_classes = n_classes
         self.writer = tf.summary.create_file_writer(str(log_dir / "monitor"))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -168,7 +167,7 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     with tf.summary.create_file_writer(str(logs / "config")).as_default():
         tf.summary.text("task", "```\n" + json.dumps(identity, indent=2) + "\n```", step=0)
     monitor = _Monitor(generator, {d: ctx.defences[d] for d in sequence_defences},
-                       ctx.monitor_batches, ctx.n_classes, logs, per_epoch)
+                       ctx.monitor_batches, ctx.n_classes, logs)
     history = attacker.fit(
         ctx.train_set(repeat=True), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
         verbose=ctx.verbose,

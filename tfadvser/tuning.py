@@ -27,7 +27,7 @@ from tfadvser.defence_training import load_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation import labels_of, predictions
 from tfadvser.metrics import confusion_matrix, uar_from_confusion
-from tfadvser.runs import read_json, write_json
+from tfadvser.runs import write_json
 
 OBJECTIVE = "mean_dev_adversarial_uar"
 SEARCHES = ("grid", "log-uniform")
@@ -126,7 +126,3 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
     write_json(out / "best.json", result)
     return result
 
-
-def best_lambda(run_dir, sequence: Sequence[str], seed: int = 0) -> Optional[float]:
-    path = tuning_dir(run_dir, sequence, seed) / "best.json"
-    return read_json(path)["lambda"] if path.exists() else None
