@@ -32,7 +32,9 @@ def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
         x = layers.Conv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
                           kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
         x = layers.BatchNormalization(**BN, name=f"atrous{i}_bn")(x)
-        x = layers.Activation("sigmoid" if i == last else "relu", name=f"atrous{i}_act")(x)
+        # The output layer stays float32 under mixed precision: x' = x + eta is float32.
+        x = layers.Activation("sigmoid" if i == last else "relu", name=f"atrous{i}_act",
+                              dtype="float32" if i == last else None)(x)
     eta = layers.Reshape(tuple(shape), name="eta")(x)
     return keras.Model(inputs, eta, name="atrous_generator")
 

@@ -37,7 +37,8 @@ def _input(shape: tuple[int, int]):
 def _head(x, n_classes: int, kernel_initializer="he_uniform", bias_initializer="zeros"):
     x = layers.Dense(n_classes, kernel_initializer=kernel_initializer,
                      bias_initializer=bias_initializer, name="classifier")(x)
-    return layers.Activation("log_softmax", name="log_probs")(x)
+    # float32 log-probabilities even under mixed precision, for the losses built on them.
+    return layers.Activation("log_softmax", name="log_probs", dtype="float32")(x)
 
 
 def _conv_bn_relu(x, channels: int, kernel: int, name: str):
