@@ -35,7 +35,7 @@ def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
         # The output layer stays float32 under mixed precision: x' = x + eta is float32.
         x = layers.Activation("sigmoid" if i == last else "relu", name=f"atrous{i}_act",
                               dtype="float32" if i == last else None)(x)
-    eta = layers.Reshape(tuple(shape), name="eta")(x)
+    eta = layers.Reshape(tuple(shape), name="eta", dtype="float32")(x)
     return keras.Model(inputs, eta, name="atrous_generator")
 
 
