@@ -146,13 +146,13 @@ def evaluation_speed(width: float, repeats: int) -> float:
 
     from tfadvser.attacker import build_generator
     from tfadvser.defences import build_defence
-    from tfadvser.evaluation import predictions
+    from tfadvser.evaluation import perturb, predictions
 
     keras.utils.set_random_seed(0)
     generator, defence = build_generator(width), build_defence("cnn4", 7, width)
     x = np.random.default_rng(0).normal(size=(128, 373, 64)).astype("float32")
     batches = [(x, np.zeros(128, int))]
-    return 128 / median_time(lambda: predictions(defence, batches, generator), repeats)
+    return 128 / median_time(lambda: predictions(defence, perturb(generator, batches)), repeats)
 
 
 def machine() -> dict:

@@ -16,34 +16,40 @@ import numpy as np
 from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
 
 
-def predictions(model: keras.Model, batches: Iterable, generator: Optional[keras.Model] = None):
-    """Argmax predictions over (x, y) batches; on x + G(x) when a generator is given."""
+def perturb(generator: keras.Model, batches: Iterable) -> list[tuple]:
+    """(x', y, eta) per (x, y) batch: the generator runs once per batch, whatever is scored."""
     out = []
-    for x, _ in batches:
-        if generator is not None:
-            x = x + generator(x, training=False)
-        out.append(np.argmax(model(x, training=False), axis=-1))
-    return np.concatenate(out)
+    for x, y in batches:
+        eta = generator(x, training=False)
+        out.append((x + eta, y, eta))
+    return out
+
+
+def predictions(model: keras.Model, batches: Iterable):
+    """Argmax predictions over batches whose first two items are (x, y)."""
+    return np.concatenate([np.argmax(model(b[0], training=False), axis=-1) for b in batches])
 
 
 def labels_of(batches: Iterable) -> np.ndarray:
-    return np.concatenate([np.asarray(y) for _, y in batches])
+    return np.concatenate([np.asarray(b[1]) for b in batches])
 
 
-def perturbation_sizes(generator: keras.Model, batches: Iterable,
-                       mean: Optional[np.ndarray] = None, std: Optional[np.ndarray] = None) -> dict:
-    """Per-clip sizes of eta, averaged over clips; SNR only with the standardisation stats."""
+def perturbation_sizes(perturbed: Iterable, mean: Optional[np.ndarray] = None,
+                       std: Optional[np.ndarray] = None) -> dict:
+    """Per-clip sizes of eta over `perturb` output, averaged over clips; SNR only with the
+    standardisation statistics."""
     eta_mean, mse, l2, linf, snr = [], [], [], [], []
-    for x, _ in batches:
-        eta = np.asarray(generator(x, training=False), np.float64)
+    for x_adv, _, eta in perturbed:
+        eta = np.asarray(eta, np.float64)
         flat = eta.reshape(len(eta), -1)
         eta_mean.append(flat.mean(axis=1))
         mse.append(np.square(flat).mean(axis=1))
         l2.append(np.sqrt(np.square(flat).sum(axis=1)))
         linf.append(np.abs(flat).max(axis=1))
         if mean is not None:
-            clean = np.exp(np.asarray(x, np.float64) * std + mean)
-            noisy = np.exp((np.asarray(x, np.float64) + eta) * std + mean)
+            x = np.asarray(x_adv, np.float64) - eta
+            clean = np.exp(x * std + mean)
+            noisy = np.exp((x + eta) * std + mean)
             signal = np.square(clean).reshape(len(eta), -1).sum(axis=1)
             noise = np.square(noisy - clean).reshape(len(eta), -1).sum(axis=1)
             snr.append(10.0 * np.log10(signal / np.maximum(noise, 1e-300)))
@@ -70,8 +76,8 @@ def attack_scores(generator: keras.Model, defence: keras.Model, batches: Iterabl
                   n_classes: int) -> dict:
     """The headline numbers, for monitoring during training."""
     batches = list(batches)
-    y = labels_of(batches)
-    result = scores(y, predictions(defence, batches), predictions(defence, batches, generator),
+    perturbed = perturb(generator, batches)
+    result = scores(labels_of(batches), predictions(defence, batches), predictions(defence, perturbed),
                     [str(i) for i in range(n_classes)])
     result.pop("adversarial_recall")
-    return {**result, **perturbation_sizes(generator, batches)}
+    return {**result, **perturbation_sizes(perturbed)}

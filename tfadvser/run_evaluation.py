@@ -18,7 +18,7 @@ from tfadvser.dataset import load_metadata, make_dataset, statistics
 from tfadvser.defence_training import RESULTS_FILE, defence_dir, load_defence
 from tfadvser.defences import DEFENCES
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import labels_of, perturbation_sizes, predictions, scores
+from tfadvser.evaluation import labels_of, perturb, perturbation_sizes, predictions, scores
 from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
 from tfadvser.prepare import library_versions
 from tfadvser.report import NAMES
@@ -84,9 +84,10 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
         generator = keras.saving.load_model(path, compile=False)
         entry = {"defences_trained": task["defences"], "path": task["path"]}
         for s in SPLITS:
-            entry[s] = {"perturbation": perturbation_sizes(generator, batches[s], mean, std),
+            perturbed = perturb(generator, batches[s])
+            entry[s] = {"perturbation": perturbation_sizes(perturbed, mean, std),
                         "against": {d: scores(truth[s], clean[d][s],
-                                              predictions(defences[d], batches[s], generator), labels)
+                                              predictions(defences[d], perturbed), labels)
                                     for d in names}}
         results["tasks"][key] = entry
         if progress is not None:
@@ -122,20 +123,21 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
     batches = list(make_dataset(data_dir, "test", EVAL_BATCH))
     y = labels_of(batches)
     clean = {d: predictions(m, batches) for d, m in defences.items()}
-    adv = {d: predictions(m, batches, generator) for d, m in defences.items()}
+    perturbed = perturb(generator, batches)
+    adv = {d: predictions(m, perturbed) for d, m in defences.items()}
     right = np.sum([clean[d] == y for d in defences], axis=0)
     fooled = np.sum([(clean[d] == y) & (adv[d] != y) for d in defences], axis=0)
     best = int(np.argmax(fooled * 10 + right))
     complete = fooled[best] == len(defences)
-    x = np.concatenate([np.asarray(b[0]) for b in batches])[best:best + 1]
-    eta = np.asarray(generator(x, training=False))[0]
+    x = np.concatenate([np.asarray(b[0]) for b in batches])[best]
+    eta = np.concatenate([np.asarray(b[2]) for b in perturbed])[best]
     predicted = ", ".join(f"{NAMES[d]}: {labels[clean[d][best]]} → {labels[adv[d][best]]}"
                           for d in defences)
     note = ("every defence right on the real clip and wrong on the fake one" if complete else
             f"no test clip fools all defences; this one fools {fooled[best]} of {len(defences)} "
             "(the best available)")
     title = f"{chosen['method']} {chosen['sequence']}: true {labels[y[best]]}; {predicted}"
-    return {"png": spectrograms_png(x[0], eta, x[0] + eta, title),
+    return {"png": spectrograms_png(x, eta, x + eta, title),
             "caption": f"Fig. 2: test clip {best} ({note}). {predicted}.",
             "clip": best, "complete": bool(complete)}
 

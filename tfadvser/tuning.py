@@ -25,7 +25,7 @@ from tfadvser.config import Profile
 from tfadvser.dataset import load_metadata, make_dataset
 from tfadvser.defence_training import load_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import labels_of, predictions
+from tfadvser.evaluation import labels_of, perturb, predictions
 from tfadvser.metrics import confusion_matrix, uar_from_confusion
 from tfadvser.runs import write_json
 
@@ -54,9 +54,10 @@ class LambdaTuner(kt.Tuner):
         record = train_attacker(self.data_dir, self.run_dir, "lifelong", self.sequence, self.profile,
                                 ewc_lambda=lam, verbose=0, seed=self.seed)
         generator = load_generator(self.run_dir, record["tasks"][-1])
+        perturbed = perturb(generator, self.dev)
         per_defence = {}
         for name, defence in self.defences.items():
-            adv = predictions(defence, self.dev, generator)
+            adv = predictions(defence, perturbed)
             per_defence[f"dev_adversarial_uar_{name}"] = uar_from_confusion(
                 confusion_matrix(self.dev_labels, adv, self.n_classes))
         objective = float(np.mean(list(per_defence.values())))
