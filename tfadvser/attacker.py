@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from tfadvser.defences import BN
+from tfadvser.defences import BN, scaled_channels
 from tfadvser.losses import attack_loss, ewc_penalty
 from tfadvser.metrics import fooling_rate
 
@@ -28,7 +28,7 @@ def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
     x = layers.Reshape((*shape, 1))(inputs)
     last = len(GENERATOR_CHANNELS)
     for i, (channels, dilation) in enumerate(zip(GENERATOR_CHANNELS, GENERATOR_DILATIONS), start=1):
-        channels = channels if i == last else max(1, int(round(channels * width)))
+        channels = channels if i == last else scaled_channels(channels, width)
         x = layers.Conv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
                           kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
         x = layers.BatchNormalization(**BN, name=f"atrous{i}_bn")(x)

@@ -25,7 +25,8 @@ from tfadvser.errors import TfadvserError
 BN = dict(epsilon=1e-5, momentum=0.9)
 
 
-def _channels(base: int, width: float) -> int:
+def scaled_channels(base: int, width: float) -> int:
+    """A layer's channel count under the width multiplier of the small and smoke profiles."""
     return max(1, int(round(base * width)))
 
 
@@ -52,7 +53,7 @@ def cnn4(n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model:
     """4 x [5x5 conv, BN, ReLU, 2x2 max-pool] (64/128/256/512), global max-pool, dense."""
     inputs, x = _input(shape)
     for i, base in enumerate((64, 128, 256, 512), start=1):
-        x = _conv_bn_relu(x, _channels(base, width), 5, f"block{i}")
+        x = _conv_bn_relu(x, scaled_channels(base, width), 5, f"block{i}")
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     x = layers.GlobalMaxPooling2D(name="global_max")(x)
     return keras.Model(inputs, _head(x, n_classes), name="cnn4")
@@ -64,7 +65,7 @@ def vgg16(n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model:
     blocks = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
     for i, (base, repeats) in enumerate(blocks, start=1):
         for j in range(1, repeats + 1):
-            x = _conv_bn_relu(x, _channels(base, width), 3, f"block{i}_{j}")
+            x = _conv_bn_relu(x, scaled_channels(base, width), 3, f"block{i}_{j}")
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     x = layers.GlobalMaxPooling2D(name="global_max")(x)
     return keras.Model(inputs, _head(x, n_classes), name="vgg16")
@@ -99,13 +100,13 @@ def _bottleneck(x, planes, stride, project, name):
 def resnet50(n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model:
     """Bottleneck [3, 4, 6, 3], one-channel 7x7/2 stem, global average pool, dense."""
     inputs, x = _input(shape)
-    x = layers.ReLU(name="stem_relu")(_resnet_conv(x, _channels(64, width), 7, 2, "stem"))
+    x = layers.ReLU(name="stem_relu")(_resnet_conv(x, scaled_channels(64, width), 7, 2, "stem"))
     # Zero padding before the max-pool equals PyTorch's -inf padding: inputs are post-ReLU.
     x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     for stage, (base, blocks, stride) in enumerate(
             ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), start=1):
-        planes = _channels(base, width)
+        planes = scaled_channels(base, width)
         for block in range(blocks):
             first = block == 0
             x = _bottleneck(x, planes, stride if first else 1, project=first,
