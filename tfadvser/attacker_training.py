@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfadvser.attacker import AdversarialAttacker, build_generator
@@ -33,7 +34,7 @@ from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defence_training import MODEL_FILE, defence_dir, load_defence
 from tfadvser.defences import DEFENCES
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import attack_scores
+from tfadvser.evaluation import labels_of, perturb, predictions, scores
 from tfadvser.ewc import estimate_fisher, load_ewc_term, save_ewc_term
 from tfadvser.figures import spectrograms_png
 from tfadvser.methods import EWC_METHODS, METHODS, Stage
@@ -91,16 +92,20 @@ class _Monitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
+        perturbed = perturb(self.generator, self.batches)  # once, for every defence
+        labels = labels_of(self.batches)
+        names = [str(i) for i in range(self.n_classes)]
         with self.writer.as_default():
             lr = self.model.optimizer.learning_rate
             tf.summary.scalar("learning_rate", float(lr), step=step)
             for name, defence in self.defences.items():
-                scores = attack_scores(self.generator, defence, self.batches, self.n_classes)
+                result = scores(labels, predictions(defence, self.batches),
+                                predictions(defence, perturbed), names)
                 for metric in ("adversarial_uar", "clean_uar", "fooling_rate"):
-                    tf.summary.scalar(f"dev_subset/{name}/{metric}", scores[metric], step=step)
-            x = self.batches[0][0][:1]
-            x_adv, eta = self.model(x, training=False)
-            png = spectrograms_png(x[0].numpy(), eta[0].numpy(), x_adv[0].numpy(),
+                    tf.summary.scalar(f"dev_subset/{name}/{metric}", result[metric], step=step)
+            x_adv, _, eta = perturbed[0]
+            x = self.batches[0][0]
+            png = spectrograms_png(np.asarray(x[0]), np.asarray(eta[0]), np.asarray(x_adv[0]),
                                    f"dev clip, step {step}")
             tf.summary.image("spectrograms", tf.image.decode_png(png)[None], step=step)
         self.writer.flush()

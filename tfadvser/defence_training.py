@@ -26,6 +26,7 @@ from tfadvser.config import Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defences import DEFENCES, build_defence
 from tfadvser.errors import TfadvserError
+from tfadvser.evaluation import labels_of, predictions
 from tfadvser.figures import confusion_png
 from tfadvser.metrics import (UnweightedAverageRecall, confusion_matrix, recall_by_label,
                               uar_from_confusion)
@@ -41,11 +42,8 @@ def defence_dir(run_dir, name: str) -> Path:
 
 def predict_labels(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(true labels, argmax predictions) over a dataset of (x, y) batches, inference mode."""
-    truths, predictions = [], []
-    for x, y in dataset:
-        predictions.append(np.argmax(model(x, training=False).numpy(), axis=-1))
-        truths.append(y.numpy())
-    return np.concatenate(truths), np.concatenate(predictions)
+    batches = list(dataset)
+    return labels_of(batches), predictions(model, batches)
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, labels) -> dict:

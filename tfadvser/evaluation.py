@@ -70,14 +70,3 @@ def scores(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, labels) -> dict:
         "adversarial_recall": recall_by_label(adv_matrix, labels),
         "clips": int(len(y)),
     }
-
-
-def attack_scores(generator: keras.Model, defence: keras.Model, batches: Iterable,
-                  n_classes: int) -> dict:
-    """The headline numbers, for monitoring during training."""
-    batches = list(batches)
-    perturbed = perturb(generator, batches)
-    result = scores(labels_of(batches), predictions(defence, batches), predictions(defence, perturbed),
-                    [str(i) for i in range(n_classes)])
-    result.pop("adversarial_recall")
-    return {**result, **perturbation_sizes(perturbed)}

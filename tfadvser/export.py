@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Optional
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfadvser.config import FeatureConfig
+from tfadvser.dataset import feature_config_of, statistics
 from tfadvser.errors import TfadvserError
 from tfadvser.features import fix_length, log_mel
 
@@ -114,8 +114,8 @@ def _assets(metadata: dict, origin: dict) -> dict[str, str]:
 
 def export_attacker(generator: keras.Model, metadata: dict, out_root, name: str,
                     version: Optional[int], origin: dict) -> Path:
-    mean, std = (np.asarray(metadata["statistics"][k], np.float32) for k in ("mean", "std"))
-    config = FeatureConfig.from_dict(metadata["feature_config"])
+    mean, std = statistics(metadata)
+    config = feature_config_of(metadata)
     module = AttackerModule(generator, mean, std, config)
     return export_module(module, {"serving_default": module.serving_default,
                                   "perturb_waveform": module.perturb_waveform},
@@ -124,8 +124,8 @@ def export_attacker(generator: keras.Model, metadata: dict, out_root, name: str,
 
 def export_defence(model: keras.Model, metadata: dict, out_root, name: str,
                    version: Optional[int], origin: dict) -> Path:
-    mean, std = (np.asarray(metadata["statistics"][k], np.float32) for k in ("mean", "std"))
-    config = FeatureConfig.from_dict(metadata["feature_config"])
+    mean, std = statistics(metadata)
+    config = feature_config_of(metadata)
     module = DefenceModule(model, mean, std, metadata["labels"], config)
     return export_module(module, {"serving_default": module.classify, "classify": module.classify},
                          out_root, name, version, _assets(metadata, origin))

@@ -13,7 +13,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from tfadvser.attacker_training import GENERATOR_FILE, SEQUENCE_FILE
+from tfadvser.attacker_training import GENERATOR_FILE, SEQUENCE_FILE, load_generator
 from tfadvser.dataset import load_metadata, make_dataset, statistics
 from tfadvser.defence_training import RESULTS_FILE, defence_dir, load_defence
 from tfadvser.defences import DEFENCES
@@ -115,8 +115,7 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
         return None
     run_dir = Path(run_dir)
     key = chosen["keys"][0]
-    generator = keras.saving.load_model(run_dir / results["tasks"][key]["path"] / GENERATOR_FILE,
-                                        compile=False)
+    generator = load_generator(run_dir, results["tasks"][key])
     metadata = load_metadata(data_dir)
     labels = metadata["labels"]
     defences = {d: load_defence(run_dir, d, metadata) for d in results["defences"]}
