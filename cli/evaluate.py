@@ -1,6 +1,7 @@
 """`tfadvser evaluate` and `tfadvser reproduce`."""
 import click
 
+from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 from tfadvser_cli.train import PROFILE_NAMES
 
@@ -50,15 +51,17 @@ def evaluate_command(run_dir, data_dir):
 @click.option("--lambdas", default=None, callback=_lambdas,
               help="EWC grid for the lifelong sequences (default: the paper's 1e4,1e5,1e6,1e7).")
 @click.option("--verbose", is_flag=True, help="Keras progress lines for every epoch.")
+@strategy_option
 @user_errors
-def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose):
+def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, strategy):
     """Run the paper's whole protocol: three defences, the attackers of Table 1, the λ sweep,
     then evaluate. Finished stages are reused, so an interrupted run resumes."""
     from tfadvser.config import get_profile
     from tfadvser.reproduce import reproduce
 
-    out = reproduce(data_dir, run_dir, get_profile(profile), seeds=seeds, lambdas=lambdas,
-                    verbose=2 if verbose else 0, log=click.echo)
+    with strategy_scope(strategy):
+        out = reproduce(data_dir, run_dir, get_profile(profile), seeds=seeds, lambdas=lambdas,
+                        verbose=2 if verbose else 0, log=click.echo)
     click.echo(f"report: {out['report']}")
 
 
@@ -76,8 +79,9 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose):
 @click.option("--max-trials", type=click.IntRange(1), default=None,
               help="Trials of a log-uniform search (default: as many as grid values).")
 @click.option("--seed", default=0, show_default=True, type=int)
+@strategy_option
 @user_errors
-def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_trials, seed):
+def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_trials, seed, strategy):
     """Sweep the EWC λ of one lifelong sequence with keras-tuner; the objective is the mean
     adversarial dev UAR over the sequence's defences (lower is better). Results, HParams
     logs and best.json go to RUN/tuning/<sequence>/; a rerun resumes the search."""
@@ -85,8 +89,9 @@ def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_tria
     from tfadvser.tuning import tune
 
     names = [s.strip() for s in sequence.split(",") if s.strip()]
-    best = tune(data_dir, run_dir, names, get_profile(profile), lambdas=lambdas, search=search,
-                max_trials=max_trials, seed=seed)
+    with strategy_scope(strategy):
+        best = tune(data_dir, run_dir, names, get_profile(profile), lambdas=lambdas,
+                    search=search, max_trials=max_trials, seed=seed)
     for trial in best["trials"]:
         value = trial["metrics"].get("mean_dev_adversarial_uar")
         click.echo(f"  λ {trial['lambda']:g}: " + (f"mean dev adversarial UAR {value:.3f}"

@@ -36,3 +36,7 @@ main.add_command(reproduce_command)
 main.add_command(tune_command)
 main.add_command(export_command)
 main.add_command(predict_command)
+
+
+if __name__ == "__main__":
+    main()

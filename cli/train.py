@@ -1,6 +1,7 @@
 """`tfadvser train ...`: defence classifiers (attackers come next)."""
 import click
 
+from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 
 PROFILE_NAMES = ("paper", "small", "smoke")
@@ -22,8 +23,9 @@ def train_group():
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder, e.g. runs/NAME; the model goes to OUT/defences/<model>/.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@strategy_option
 @user_errors
-def train_defence_command(data_dir, model, profile, run_dir, quiet):
+def train_defence_command(data_dir, model, profile, run_dir, quiet, strategy):
     """Train CNN-4, VGG-16 and/or ResNet-50 on prepared log-Mel data.
 
     Keeps the epoch with the best dev UAR, reports dev and test UAR, and resumes an
@@ -33,13 +35,14 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet):
     from tfadvser.defence_training import train_defence
 
     names = DEFENCE_NAMES if model == "all" else (model,)
-    for name in names:
-        click.echo(f"training {name} ({profile} profile) into {run_dir}/defences/{name}")
-        results = train_defence(data_dir, name, get_profile(profile), run_dir,
-                                verbose=2 if quiet else 1)
-        click.echo(f"{name}: dev UAR {results['dev']['uar']:.3f}, test UAR "
-                   f"{results['test']['uar']:.3f} (chance {1 / len(results['dev']['recall']):.3f}), "
-                   f"best epoch {results['best_epoch']}, {results['seconds']:.0f} s")
+    with strategy_scope(strategy):
+        for name in names:
+            click.echo(f"training {name} ({profile} profile) into {run_dir}/defences/{name}")
+            results = train_defence(data_dir, name, get_profile(profile), run_dir,
+                                    verbose=2 if quiet else 1)
+            click.echo(f"{name}: dev UAR {results['dev']['uar']:.3f}, test UAR "
+                       f"{results['test']['uar']:.3f} (chance {1 / len(results['dev']['recall']):.3f}), "
+                       f"best epoch {results['best_epoch']}, {results['seconds']:.0f} s")
 
 
 def _defence_list(ctx, param, value):
@@ -77,9 +80,10 @@ def _defence_list(ctx, param, value):
 @click.option("--accumulate-ewc", is_flag=True, default=None,
               help="Anchor every earlier task, not only the previous one.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@strategy_option
 @user_errors
 def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_dir, seed,
-                           lr_schedule, fisher_mode, accumulate_ewc, quiet):
+                           lr_schedule, fisher_mode, accumulate_ewc, quiet, strategy):
     """Train the atrous-CNN attacker against trained defences.
 
     Writes a checkpoint after every task (the 2-defence results of the paper are the
@@ -93,8 +97,9 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_
     overrides = {k: v for k, v in (("seed", seed), ("lr_schedule", lr_schedule),
                                    ("fisher_mode", fisher_mode), ("ewc_accumulate", accumulate_ewc))
                  if v is not None}
-    record = train_attacker(data_dir, run_dir, method, defences, get_profile(profile),
-                            ewc_lambda=ewc_lambda, verbose=2 if quiet else 1, **overrides)
+    with strategy_scope(strategy):
+        record = train_attacker(data_dir, run_dir, method, defences, get_profile(profile),
+                                ewc_lambda=ewc_lambda, verbose=2 if quiet else 1, **overrides)
     click.echo(f"{record['label']}: {len(record['tasks'])} task(s) in "
                f"{run_dir}/attackers/{record['label']}/sequence.json")
     for task in record["tasks"]:

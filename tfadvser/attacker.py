@@ -14,7 +14,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from tfadvser.defences import BN, scaled_channels
+from tfadvser import distribute
+from tfadvser.defences import batch_norm, scaled_channels
 from tfadvser.losses import attack_loss, ewc_penalty
 from tfadvser.metrics import fooling_rate
 
@@ -31,7 +32,7 @@ def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
         channels = channels if i == last else scaled_channels(channels, width)
         x = layers.Conv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
                           kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
-        x = layers.BatchNormalization(**BN, name=f"atrous{i}_bn")(x)
+        x = batch_norm(f"atrous{i}_bn")(x)
         # The output layer stays float32 under mixed precision: x' = x + eta is float32.
         x = layers.Activation("sigmoid" if i == last else "relu", name=f"atrous{i}_act",
                               dtype="float32" if i == last else None)(x)
@@ -39,7 +40,7 @@ def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
     return keras.Model(inputs, eta, name="atrous_generator")
 
 
-class AdversarialAttacker(keras.Model):
+class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
     """A generator trained against frozen defences. `call(x)` returns (x', eta).
 
     `ewc_terms` is a list of (Fisher, anchor) pairs over the generator's trainable weights;
@@ -70,36 +71,46 @@ class AdversarialAttacker(keras.Model):
         return x + eta, eta
 
     def _step(self, x, y, training: bool):
+        """This replica's share of every loss term (the whole value on one device)."""
+        global_batch = distribute.global_batch_size(tf.shape(x)[0])
         eta = self.generator(x, training=training)
         x_adv = x + eta
         # Defences always run in inference mode: BN uses its moving statistics, which
         # therefore never change, and no defence weight is in the gradient.
         adv_log_probs = [d(x_adv, training=False) for d in self.defences]
-        terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction)
-        ewc = (ewc_penalty(self.generator.trainable_weights, self.ewc_terms)
+        terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction,
+                            global_batch)
+        # The penalty does not depend on the batch: each replica carries its share of it.
+        share = tf.cast(tf.shape(x)[0], tf.float32) / global_batch
+        ewc = (ewc_penalty(self.generator.trainable_weights, self.ewc_terms) * share
                if self.ewc_terms else tf.constant(0.0))
         terms["ewc"] = ewc
         terms["loss"] = terms["loss"] + self.ewc_lambda * ewc
-        return eta, adv_log_probs, terms
+        return eta, adv_log_probs, terms, share
 
-    def _track(self, x, y, eta, adv_log_probs, terms):
+    def _track(self, x, y, eta, adv_log_probs, terms, share):
         clean_log_probs = [d(x, training=False) for d in self.defences]
         rates = [fooling_rate(c, a, y) for c, a in zip(clean_log_probs, adv_log_probs)]
-        values = {**terms, "fooling_rate": tf.add_n(rates) / len(rates),
-                  "eta_mean": tf.reduce_mean(eta), "eta_max": tf.reduce_max(eta)}
+        # Logged values are those of the global batch, identical on every replica: the
+        # trackers then report what one device would.
+        values = distribute.sum_over_replicas(
+            {**terms, "fooling_rate": tf.add_n(rates) / len(rates) * share,
+             "eta_mean": tf.reduce_mean(eta) * share})
+        values["eta_max"] = distribute.max_over_replicas(tf.reduce_max(eta))
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return self.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
     def train_step(self, data):
         x, y = data
         with tf.GradientTape() as tape:
-            eta, adv_log_probs, terms = self._step(x, y, training=True)
+            eta, adv_log_probs, terms, share = self._step(x, y, training=True)
         weights = self.generator.trainable_weights
+        # The optimizer sums the replicas' gradients: shares of the loss add up to the whole.
         self.optimizer.apply_gradients(zip(tape.gradient(terms["loss"], weights), weights))
-        return self._track(x, y, eta, adv_log_probs, terms)
+        return self._track(x, y, eta, adv_log_probs, terms, share)
 
     def test_step(self, data):
         x, y = data
-        eta, adv_log_probs, terms = self._step(x, y, training=False)
-        return self._track(x, y, eta, adv_log_probs, terms)
+        eta, adv_log_probs, terms, share = self._step(x, y, training=False)
+        return self._track(x, y, eta, adv_log_probs, terms, share)

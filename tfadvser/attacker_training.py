@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvser import distribute
 from tfadvser.attacker import AdversarialAttacker, build_generator
 from tfadvser.config import AttackerConfig, Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
@@ -193,6 +194,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     """Train `method` over `defences` in order; return the sequence record.
 
     `overrides` replace fields of the profile's AttackerConfig (seed, lr_schedule, ...).
+    Runs under the current tf.distribute strategy.
     """
     if method not in METHODS:
         raise TfadvserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -216,6 +218,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
         if not ewc_lambda > 0 or not math.isfinite(ewc_lambda):
             raise TfadvserError(f"--lambda must be a positive number, got {ewc_lambda}")
     stages = METHODS[method](list(defences), config)
+    run_dir = distribute.worker_run_dir(run_dir)
     ctx = _Context(data_dir, run_dir, profile, config, defences, verbose)
 
     tasks, finished = [], []  # finished: (task dir, stage) in order
@@ -276,6 +279,7 @@ def first_task_trained(data_dir, run_dir, defences: Sequence[str], profile: Prof
                        seed: int = 0) -> bool:
     """Whether task 0 of a transfer/lifelong sequence over `defences` exists already."""
     config = dataclasses.replace(profile.attacker, seed=seed)
+    run_dir = distribute.worker_run_dir(run_dir)
     ctx = _Context(data_dir, run_dir, profile, config, list(defences[:1]), verbose=0)
     stage = METHODS["transfer"](list(defences), config)[0]
     key, _ = _task_key(None, stage, 0.0, config, ctx.metadata["fingerprint"], ctx.defence_hashes)

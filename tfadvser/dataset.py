@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from tfadvser import distribute
 from tfadvser.config import FeatureConfig
 from tfadvser.errors import TfadvserError
 from tfadvser.prepare import FORMAT_VERSION, METADATA_FILE
@@ -95,4 +96,9 @@ def make_dataset(data_dir, split: str, batch_size: int, *, shuffle: bool = False
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    # Read when a multi-worker strategy distributes the batches (a no-op otherwise).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = distribute.shard_policy(
+        len(paths), finite=not repeat)
+    return dataset.with_options(options)

@@ -15,13 +15,13 @@ import dataclasses
 import json
 import shutil
 import time
-import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvser import distribute
 from tfadvser.config import Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defences import DEFENCES, build_defence
@@ -54,6 +54,58 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, labels) -> dict:
             "confusion": matrix.tolist()}
 
 
+class _GlobalBatchTrainer(distribute.ReplicaConsistentModel, keras.Model):
+    """Fits a defence with the mean NLL of the *global* batch.
+
+    Keras sums the replicas' gradients, so each replica contributes its summed NLL divided
+    by the global batch size; on one device this is the plain mean NLL (the original's
+    `nll_loss` on its log-softmax output). Logged losses and metrics are global too.
+    """
+
+    def __init__(self, net: keras.Model, n_classes: int):
+        super().__init__(name=f"{net.name}_trainer")
+        self.net = net
+        self.trackers = [keras.metrics.Mean(name="loss"), keras.metrics.Mean(name="accuracy"),
+                         UnweightedAverageRecall(n_classes)]
+
+    @property
+    def metrics(self):
+        return self.trackers
+
+    def call(self, x, training=False):
+        return self.net(x, training=training)
+
+    def _loss(self, x, y, training: bool):
+        log_probs = self(x, training=training)
+        global_batch = distribute.global_batch_size(tf.shape(x)[0])
+        nll = -tf.gather(log_probs, tf.cast(y, tf.int32), batch_dims=1)
+        return log_probs, tf.reduce_sum(nll) / global_batch, global_batch
+
+    def _update(self, y, log_probs, loss, global_batch):
+        # Keras 3.5 mirrors metric variables without a cross-replica aggregation: every
+        # replica adds the values of the whole global batch, so all copies agree.
+        loss_tracker, accuracy, uar = self.trackers
+        hits = tf.reduce_sum(tf.cast(tf.argmax(log_probs, axis=-1) == tf.cast(y, tf.int64),
+                                     tf.float32))
+        loss, hits = distribute.sum_over_replicas((loss, hits))
+        loss_tracker.update_state(loss, sample_weight=global_batch)
+        accuracy.update_state(hits / global_batch, sample_weight=global_batch)
+        uar.update_state(y, log_probs)
+        return self.step_logs({m.name: m.result() for m in self.trackers})
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            log_probs, loss, global_batch = self._loss(x, y, training=True)
+        weights = self.trainable_weights
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return self._update(y, log_probs, loss, global_batch)
+
+    def test_step(self, data):
+        x, y = data
+        return self._update(y, *self._loss(x, y, training=False))
+
+
 class _KeepBest(keras.callbacks.Callback):
     """Keep the weights of the epoch with the best dev UAR; survives a resume, because the
     best score so far is stored beside the weights."""
@@ -71,16 +123,31 @@ class _KeepBest(keras.callbacks.Callback):
             write_json(self.record, {"epoch": epoch + 1, "val_uar": uar})
 
 
-class _ConfusionImage(keras.callbacks.Callback):
-    """The dev confusion matrix of every epoch as a TensorBoard image."""
+class _DevScore(keras.callbacks.Callback):
+    """Every epoch: dev loss, accuracy and UAR into the epoch's logs (as `val_*`, for the
+    callbacks after this one, TensorBoard's validation curves and the history), and the dev
+    confusion matrix as a TensorBoard image.
+
+    This replaces fit's `validation_data`: Keras 3.5 cannot evaluate under a tf.distribute
+    strategy when the last dev batch does not split evenly over the replicas (its symbolic
+    build averages the first batch across replicas). Dev is small: one inference pass on
+    the chief's device is cheap, and the same everywhere.
+    """
 
     def __init__(self, dataset, labels, log_dir: Path):
         super().__init__()
-        self.dataset, self.labels = dataset, labels
+        self.batches, self.labels = list(dataset), labels
+        self.y = labels_of(self.batches)
         self.writer = tf.summary.create_file_writer(str(log_dir / "confusion"))
 
     def on_epoch_end(self, epoch, logs=None):
-        matrix = confusion_matrix(*predict_labels(self.model, self.dataset), len(self.labels))
+        log_probs = np.concatenate([self.model(x, training=False) for x, _ in self.batches])
+        predicted = np.argmax(log_probs, axis=-1)
+        matrix = confusion_matrix(self.y, predicted, len(self.labels))
+        if logs is not None:
+            logs.update(val_loss=float(-np.mean(log_probs[np.arange(len(self.y)), self.y])),
+                        val_accuracy=float(np.mean(predicted == self.y)),
+                        val_uar=uar_from_confusion(matrix))
         png = confusion_png(matrix, self.labels, f"dev, epoch {epoch + 1}")
         with self.writer.as_default():
             tf.summary.image("dev_confusion", tf.image.decode_png(png)[None], step=epoch + 1)
@@ -89,9 +156,10 @@ class _ConfusionImage(keras.callbacks.Callback):
 
 def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int = 1) -> dict:
     """Train one defence into `run_dir/defences/<name>` (or reuse a finished one with the
-    same config); return its results."""
+    same config); return its results. Runs under the current tf.distribute strategy."""
     if name not in DEFENCES:
         raise TfadvserError(f"unknown defence {name!r}; choose one of {', '.join(DEFENCES)}")
+    run_dir = distribute.worker_run_dir(run_dir)
     metadata = load_metadata(data_dir)
     bind_run(run_dir, data_dir, metadata, profile)
     config = profile.defence
@@ -113,31 +181,25 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
     train = make_dataset(data_dir, "train", config.batch_size, shuffle=True, seed=config.seed,
                          repeat=True)
     dev = make_dataset(data_dir, "dev", EVAL_BATCH)
-    model = build_defence(name, len(labels), config.width, features.shape)
+    model = _GlobalBatchTrainer(build_defence(name, len(labels), config.width, features.shape),
+                                len(labels))
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.learning_rate, config.decay_every, config.decay_rate, staircase=True)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  # the model outputs log-probabilities; softmax(log_softmax(z)) = softmax(z),
-                  # so from_logits=True gives exactly the NLL of the original
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                           UnweightedAverageRecall(len(labels))])
+    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    model(tf.zeros((1, *features.shape)))  # build it: BackupAndRestore restores into built models
     logs = out / "logs"
     with tf.summary.create_file_writer(str(logs / "config")).as_default():
         tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
-    with warnings.catch_warnings():
-        # Keras warns "input ran out of data" each time the (finite) dev set is exhausted.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(train, validation_data=dev, epochs=config.epochs,
-                  steps_per_epoch=config.steps_per_epoch, verbose=verbose,
-                  callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")),
-                             _KeepBest(out),
-                             keras.callbacks.TensorBoard(str(logs)),
-                             _ConfusionImage(dev, labels, logs)])
+    history = model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                        verbose=verbose,
+                        callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")),
+                                   _DevScore(dev, labels, logs), _KeepBest(out),
+                                   keras.callbacks.TensorBoard(str(logs))])
 
     model.load_weights(out / "best.weights.h5")
     best = read_json(out / "best.json")
     results = {"model": name, "profile": profile.name, "best_epoch": best["epoch"],
+               "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if v},
                "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                "seconds": round(time.time() - started, 1)}
     for split in ("dev", "test"):
@@ -150,7 +212,7 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
             tf.summary.image(f"best_{split}_confusion", tf.image.decode_png(png)[None], step=0)
     # A model without optimizer state: the defences are only ever used for inference.
     clean = build_defence(name, len(labels), config.width, features.shape)
-    clean.set_weights(model.get_weights())
+    clean.set_weights(model.net.get_weights())
     tmp = out / f".{MODEL_FILE}.tmp.keras"
     clean.save(tmp)
     tmp.replace(out / MODEL_FILE)

@@ -20,9 +20,15 @@ import math
 import keras
 from keras import layers
 
+from tfadvser.distribute import synchronized_batch_norm
 from tfadvser.errors import TfadvserError
 
-BN = dict(epsilon=1e-5, momentum=0.9)
+
+def batch_norm(name: str) -> layers.BatchNormalization:
+    """PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 = Keras 0.9). Built under a
+    strategy with several replicas, it normalises with the global batch's statistics."""
+    return layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=name,
+                                     synchronized=synchronized_batch_norm())
 
 
 def scaled_channels(base: int, width: float) -> int:
@@ -45,7 +51,7 @@ def _head(x, n_classes: int, kernel_initializer="he_uniform", bias_initializer="
 def _conv_bn_relu(x, channels: int, kernel: int, name: str):
     x = layers.Conv2D(channels, kernel, padding="same", use_bias=False,
                       kernel_initializer="he_uniform", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(**BN, name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -83,7 +89,7 @@ def _resnet_conv(x, channels, kernel, stride, name):
         padding = "same" if kernel > 1 else "valid"
     x = layers.Conv2D(channels, kernel, strides=stride, padding=padding, use_bias=False,
                       kernel_initializer=_RESNET_CONV_INIT, name=f"{name}_conv")(x)
-    return layers.BatchNormalization(**BN, name=f"{name}_bn")(x)
+    return batch_norm(f"{name}_bn")(x)
 
 
 def _bottleneck(x, planes, stride, project, name):

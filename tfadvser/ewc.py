@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvser import distribute
 from tfadvser.losses import attack_loss
 
 FISHER_MODES = ("batch", "example")
@@ -25,30 +26,54 @@ FISHER_MODES = ("batch", "example")
 def estimate_fisher(generator: keras.Model, defences: Sequence[keras.Model],
                     dataset: tf.data.Dataset, alpha: float, cw_reduction: str = "sum",
                     mode: str = "batch", progress=None) -> tuple[list[np.ndarray], int]:
-    """Diagonal Fisher over `dataset` of (x, y) batches; returns (Fisher, clips seen)."""
+    """Diagonal Fisher over `dataset` of (x, y) batches; returns (Fisher, clips seen).
+
+    Under a tf.distribute strategy each replica takes part of every batch: in "batch" mode
+    the replicas' gradient shares are summed into the batch gradient *before* squaring, in
+    "example" mode the squared per-example gradients are summed; either way the result is
+    the one-device Fisher."""
     if mode not in FISHER_MODES:
         raise ValueError(f"Fisher mode must be one of {FISHER_MODES}, got {mode!r}")
+    strategy = tf.distribute.get_strategy()
     weights = generator.trainable_weights
 
-    @tf.function(reduce_retracing=True)
-    def squared_gradients(x, y):
+    def loss_of(x, y, global_batch):
+        eta = generator(x, training=False)
+        x_adv = x + eta
+        log_probs = [d(x_adv, training=False) for d in defences]
+        return attack_loss(log_probs, y, x_adv, x, alpha, cw_reduction, global_batch)["loss"]
+
+    def gradients(x, y):
         with tf.GradientTape() as tape:
-            eta = generator(x, training=False)
-            x_adv = x + eta
-            log_probs = [d(x_adv, training=False) for d in defences]
-            loss = attack_loss(log_probs, y, x_adv, x, alpha, cw_reduction)["loss"]
-        return [tf.square(g) for g in tape.gradient(loss, weights)]
+            loss = loss_of(x, y, distribute.global_batch_size(tf.shape(x)[0]))
+        return tape.gradient(loss, weights)
+
+    def squared_example_gradients(x, y):
+        total = [tf.zeros_like(w) for w in weights]
+        for i in tf.range(tf.shape(x)[0]):
+            with tf.GradientTape() as tape:
+                loss = loss_of(x[i:i + 1], y[i:i + 1], None)  # one clip is its own batch
+            total = [t + tf.square(g) for t, g in zip(total, tape.gradient(loss, weights))]
+        return total
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        local = gradients if mode == "batch" else squared_example_gradients
+        per_replica = strategy.run(lambda x, y: (local(x, y), tf.shape(x)[0]), args=(x, y))
+        values, count = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        if mode == "batch":
+            values = [tf.square(g) for g in values]
+        return values, count
 
     total = [np.zeros(w.shape, np.float64) for w in weights]
     clips = 0
-    for x, y in dataset:
-        pieces = [(x, y)] if mode == "batch" else [(x[i:i + 1], y[i:i + 1]) for i in range(len(x))]
-        for px, py in pieces:
-            for acc, g in zip(total, squared_gradients(px, py)):
-                acc += g.numpy()
-        clips += int(x.shape[0])
+    for x, y in strategy.experimental_distribute_dataset(dataset):
+        values, count = step(x, y)
+        for acc, value in zip(total, values):
+            acc += value.numpy()
+        clips += int(count)
         if progress is not None:
-            progress(int(x.shape[0]))
+            progress(int(count))
     return [(t / clips).astype(np.float32) for t in total], clips
 
 

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvser import distribute
+
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """Counts [true class, predicted class] from integer labels."""
@@ -44,9 +46,11 @@ class UnweightedAverageRecall(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
         predictions = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
-        self.confusion.assign_add(tf.math.confusion_matrix(
-            labels, predictions, num_classes=self.n_classes, weights=sample_weight,
-            dtype=tf.float32))
+        local = tf.math.confusion_matrix(labels, predictions, num_classes=self.n_classes,
+                                         weights=sample_weight, dtype=tf.float32)
+        # Keras 3.5 mirrors metric variables without a cross-replica aggregation, so every
+        # replica adds the confusion of the whole global batch and all copies agree.
+        self.confusion.assign_add(distribute.sum_over_replicas(local))
 
     def result(self):
         support = tf.reduce_sum(self.confusion, axis=1)

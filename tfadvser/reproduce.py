@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from tfadvser import distribute
 from tfadvser.attacker_training import train_attacker
 from tfadvser.config import Profile
 from tfadvser.defence_training import train_defence
@@ -38,6 +39,7 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
     if not lambdas or any(not lam > 0 for lam in lambdas):
         raise TfadvserError(f"the lambda grid must hold positive values, got {list(lambdas)}")
     started = time.time()
+    run_dir = distribute.worker_run_dir(run_dir)
     for name in DEFENCES:
         t = time.time()
         results = train_defence(data_dir, name, profile, run_dir, verbose=verbose)

@@ -20,6 +20,7 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
+from tfadvser import distribute
 from tfadvser.attacker_training import first_task_trained, load_generator, train_attacker
 from tfadvser.config import Profile
 from tfadvser.dataset import load_metadata, make_dataset
@@ -94,6 +95,7 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         raise TfadvserError(f"the lambda grid must hold positive numbers, got {lambdas}")
     if len(sequence) < 2:
         raise TfadvserError("a lifelong sequence needs at least two defences")
+    run_dir = distribute.worker_run_dir(run_dir)
     if not first_task_trained(data_dir, run_dir, sequence, profile, seed):
         raise TfadvserError(
             f"the first-task attacker of {','.join(sequence)} (seed {seed}) is not trained yet: run "
