@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfadvser.config import PROFILES
-from tfadvser.defence_training import _ConfusionImage, load_defence, predict_labels, train_defence
+from tfadvser.defence_training import _DevScore, load_defence, predict_labels, train_defence
 from tfadvser.dataset import load_metadata, make_dataset
 from tfadvser.defences import build_defence
 from tfadvser.errors import TfadvserError
@@ -106,7 +106,7 @@ def test_interrupted_training_resumes(tiny_data, tmp_path, monkeypatch):
     profile = dataclasses.replace(PROFILES["smoke"], defence=dataclasses.replace(
         PROFILES["smoke"].defence, steps=6, steps_per_epoch=2))
     epochs_seen = []
-    original = _ConfusionImage.on_epoch_end
+    original = _DevScore.on_epoch_end
 
     def interrupt_after_first_epoch(self, epoch, logs=None):
         epochs_seen.append(epoch)
@@ -114,7 +114,7 @@ def test_interrupted_training_resumes(tiny_data, tmp_path, monkeypatch):
         if epoch == 0 and len(epochs_seen) == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_ConfusionImage, "on_epoch_end", interrupt_after_first_epoch)
+    monkeypatch.setattr(_DevScore, "on_epoch_end", interrupt_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         train_defence(tiny_data, "cnn4", profile, tmp_path, verbose=0)
     assert (tmp_path / "defences" / "cnn4" / "backup").exists()
