@@ -53,7 +53,7 @@ def run(name, strategy):
         record = train_attacker(data, root / "attack", "lifelong", ["cnn4", "vgg16"], profile,
                                 ewc_lambda=1e3, verbose=0)
     tasks = [root / "attack" / t["path"] for t in record["tasks"]]
-    with np.load(tasks[0] / "ewc-batch.npz") as fisher:
+    with np.load(tasks[0] / "ewc-batch-32clips.npz") as fisher:
         fisher = [fisher[f"fisher_{i}"].tolist() for i in range(len(fisher["names"]))]
     return {
         "replicas": strategy.num_replicas_in_sync,

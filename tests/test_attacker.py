@@ -118,10 +118,10 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
     assert multi["tasks"][0]["defences"] == ["cnn4", "vgg16", "resnet50"]
     tasks = defended_run / "attackers" / "tasks"
     # the original anchors only the previous task: Fisher of tasks 0 and 1, not of task 2
-    assert (tasks / lifelong["tasks"][0]["key"] / "ewc-batch.npz").exists()
-    assert (tasks / lifelong["tasks"][1]["key"] / "ewc-batch.npz").exists()
-    assert not (tasks / lifelong["tasks"][2]["key"] / "ewc-batch.npz").exists()
-    with np.load(tasks / lifelong["tasks"][0]["key"] / "ewc-batch.npz") as ewc:
+    assert (tasks / lifelong["tasks"][0]["key"] / "ewc-batch-32clips.npz").exists()
+    assert (tasks / lifelong["tasks"][1]["key"] / "ewc-batch-32clips.npz").exists()
+    assert not (tasks / lifelong["tasks"][2]["key"] / "ewc-batch-32clips.npz").exists()
+    with np.load(tasks / lifelong["tasks"][0]["key"] / "ewc-batch-32clips.npz") as ewc:
         assert int(ewc["clips"]) == 14
         assert sum(float(ewc[f"fisher_{i}"].sum()) for i in range(len(ewc["names"]))) > 0
     task = json.loads((tasks / lifelong["tasks"][1]["key"] / "task.json").read_text())

@@ -72,6 +72,8 @@ def _task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: At
                 "attacker": {k: getattr(config, k) for k in _WEIGHT_SETTINGS}}
     if stage.ewc:
         identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
+        if config.fisher_clips is not None:
+            identity["ewc"]["fisher_clips"] = config.fisher_clips
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return digest, identity
 
@@ -133,16 +135,25 @@ class _Context:
         return make_dataset(self.data_dir, "train", self.config.batch_size, shuffle=True,
                             seed=self.config.seed, repeat=repeat, drop_remainder=repeat)
 
+    def fisher_set(self):
+        """The training split, or its first `fisher_clips` clips (in the seeded order)."""
+        data = self.train_set(repeat=False)
+        if self.config.fisher_clips is None:
+            return data
+        return data.take(-(-self.config.fisher_clips // self.config.batch_size))
+
 
 def _ewc_term(ctx: _Context, task_dir: Path, stage: Stage):
     """(Fisher, anchor) of a finished task, estimated on first use and cached beside it."""
     config = ctx.config
-    path = task_dir / f"ewc-{config.fisher_mode}.npz"
+    limit = config.fisher_clips
+    path = task_dir / (f"ewc-{config.fisher_mode}.npz" if limit is None
+                       else f"ewc-{config.fisher_mode}-{limit}clips.npz")
     generator = keras.saving.load_model(task_dir / GENERATOR_FILE, compile=False)
     names = [w.path for w in generator.trainable_weights]
     if not path.exists():
         fisher, clips = estimate_fisher(
-            generator, [ctx.defences[d] for d in stage.defences], ctx.train_set(repeat=False),
+            generator, [ctx.defences[d] for d in stage.defences], ctx.fisher_set(),
             config.alpha, config.cw_reduction, config.fisher_mode)
         anchor = [w.numpy() for w in generator.trainable_weights]
         save_ewc_term(path, fisher, anchor, names, clips, config.fisher_mode)

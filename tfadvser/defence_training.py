@@ -224,6 +224,8 @@ def load_defence(run_dir, name: str, metadata: dict | None = None) -> keras.Mode
     """A trained defence, frozen (`trainable=False`): callers run it with training=False.
 
     With `metadata` (of the data about to be used), refuse a defence trained on other data.
+    Loaded models are shared within a process (per file version and strategy): reproduce
+    and the lambda sweep open the same three defences dozens of times.
     """
     out = defence_dir(run_dir, name)
     if not (out / RESULTS_FILE).exists():
@@ -234,6 +236,14 @@ def load_defence(run_dir, name: str, metadata: dict | None = None) -> keras.Mode
         if trained_on != metadata["fingerprint"]:
             raise TfadvserError(f"defence {name!r} in {run_dir} was trained on other data "
                                 f"(fingerprint {trained_on[:12]}, this data {metadata['fingerprint'][:12]})")
-    model = keras.saving.load_model(out / MODEL_FILE, compile=False)
-    model.trainable = False
-    return model
+    path = (out / MODEL_FILE).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, id(tf.distribute.get_strategy()))
+    if key not in _LOADED:
+        model = keras.saving.load_model(path, compile=False)
+        model.trainable = False
+        _LOADED[key] = model
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple, keras.Model] = {}

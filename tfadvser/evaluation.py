@@ -8,10 +8,12 @@ power over the power of the difference, per clip, averaged over clips.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Iterable, Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
 
@@ -27,7 +29,21 @@ def perturb(generator: keras.Model, batches: Iterable) -> list[tuple]:
 
 def predictions(model: keras.Model, batches: Iterable):
     """Argmax predictions over batches whose first two items are (x, y)."""
-    return np.concatenate([np.argmax(model(b[0], training=False), axis=-1) for b in batches])
+    forward = inference(model)
+    return np.concatenate([np.argmax(forward(b[0]), axis=-1) for b in batches])
+
+
+def inference(model: keras.Model):
+    """`model(x, training=False)` as a graph, traced once per model: eager calls of a deep
+    defence spend most of their time dispatching ops, and evaluation calls each defence
+    hundreds of times."""
+    if model not in _FORWARD:
+        _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return _FORWARD[model]
+
+
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
+    weakref.WeakKeyDictionary())
 
 
 def labels_of(batches: Iterable) -> np.ndarray:
