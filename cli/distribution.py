@@ -4,6 +4,8 @@ import contextlib
 
 import click
 
+# tfadvser.distribute.STRATEGIES, spelt out so that `--help` does not import TensorFlow
+# (a test keeps the two equal).
 STRATEGY_NAMES = ("default", "mirrored", "multiworker")
 
 strategy_option = click.option(

@@ -172,7 +172,8 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     if parent_dir is None:
         generator = build_generator(config.width, ctx.shape)
     else:
-        generator = keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False)
+        generator = distribute.match_batch_norm(
+            keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False))
     attacker = AdversarialAttacker(generator, [ctx.defences[d] for d in stage.defences],
                                    alpha=config.alpha, cw_reduction=config.cw_reduction,
                                    ewc_lambda=ewc_lambda, ewc_terms=ewc_terms)

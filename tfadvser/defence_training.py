@@ -1,10 +1,14 @@
-"""Training the defences with plain compile/fit, and loading them frozen for the attacks.
+"""Training the defences with compile/fit, and loading them frozen for the attacks.
+
+The network is fitted through a thin wrapper whose train step reduces the NLL over the
+global batch, so that the same code trains on one device or under a tf.distribute strategy.
 
 Output of one defence, `runs/NAME/defences/<model>/`:
   model.keras    the weights with the best dev UAR, without optimizer state
   config.json    profile, defence config, data fingerprint and labels
-  results.json   dev and test UAR, accuracy, per-class recall, confusion matrices; written
-                 last, so its presence means the defence is complete
+  results.json   dev and test UAR, accuracy, per-class recall, confusion matrices, the
+                 last epoch's training metrics; written last, so its presence means the
+                 defence is complete
   logs/          TensorBoard: loss, accuracy, UAR per epoch (train and validation = dev),
                  the resolved config as text, the dev confusion matrix as an image
   backup/        BackupAndRestore state while training; an interrupted run resumes from it

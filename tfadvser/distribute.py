@@ -118,10 +118,6 @@ def worker() -> tuple[int, int]:
     return order.index((resolver.task_type, resolver.task_id)), len(order)
 
 
-def is_chief() -> bool:
-    return worker()[0] == 0
-
-
 def worker_run_dir(run_dir) -> Path:
     """Where this worker keeps the run: the run folder itself on the chief (and off
     multiworker), `<run>/workers/worker-<index>/` on every other worker. A new worker copy
@@ -135,12 +131,15 @@ def worker_run_dir(run_dir) -> Path:
     if run_dir.parent.name == "workers" and run_dir.name == own.name:
         return run_dir  # mapped already (reproduce -> train_defence)
     if not own.exists():
-        own.mkdir(parents=True)
+        tmp = own.with_name(f".{own.name}.tmp")  # renamed when complete
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         if (run_dir / "run.json").exists():
-            shutil.copy2(run_dir / "run.json", own / "run.json")
+            shutil.copy2(run_dir / "run.json", tmp / "run.json")
         for done in sorted(run_dir.glob("defences/*/results.json")):
-            shutil.copytree(done.parent, own / "defences" / done.parent.name,
+            shutil.copytree(done.parent, tmp / "defences" / done.parent.name,
                             ignore=shutil.ignore_patterns("backup", "logs"))
+        tmp.rename(own)
     return own
 
 
@@ -173,6 +172,18 @@ def synchronized_batch_norm() -> bool:
     """BatchNorm layers built now use statistics of the global batch when there are several
     replicas, so that training matches one device on the same global batch."""
     return replicas() > 1
+
+
+def match_batch_norm(model):
+    """A model loaded from disk keeps the BatchNorm mode it was saved with; make it follow
+    the current strategy instead (a generator trained on one device, continued on two).
+    The generator is a flat functional model: its BatchNorm layers are `model.layers`."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = synchronized_batch_norm()
+    return model
 
 
 def shard_policy(n_files: int, finite: bool) -> tf.data.experimental.AutoShardPolicy:
