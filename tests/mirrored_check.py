@@ -26,6 +26,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+# Same inputs, same result on every run: what remains between the two runs is only the
+# replicas' other order of summation, not thread-timing noise.
+tf.config.experimental.enable_op_determinism()
+
 from tfadvser.attacker_training import train_attacker  # noqa: E402
 from tfadvser.config import get_profile  # noqa: E402
 from tfadvser.defence_training import train_defence  # noqa: E402

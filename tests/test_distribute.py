@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from tfadvser.config import PROFILES
 from tfadvser.distribute import STRATEGIES, make_strategy, parse_tf_config
 from tfadvser.errors import TfadvserError
 from tfadvser.losses import attack_loss
@@ -93,9 +94,10 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tiny_data, tmp_path):
     """One epoch of CNN-4 training and a 2-task lifelong attacker (with its Fisher) under
     MirroredStrategy over two logical CPUs give the one-device losses and weights.
 
-    Tolerances are float ones: the replicas sum their gradients in another order, and
-    Adam divides every gradient by its own running size, which turns rounding differences
-    of near-zero gradients into differences of up to ~1e-4 in a weight after a few steps.
+    Weights are compared the way Adam allows: its update has about the size of the learning
+    rate whatever the gradient's size, so when a gradient is near zero, rounding from the
+    replicas' other summation order can flip the sign of that weight's update. A weight may
+    then differ by up to 2 x lr x steps; nearly all must agree far more closely.
     """
     done = subprocess.run([sys.executable, str(HERE / "mirrored_check.py"), str(tiny_data),
                            str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=600)
@@ -111,9 +113,16 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tiny_data, tmp_path):
         assert task_two["cw"] == pytest.approx(task_one["cw"], rel=1e-3, abs=1e-4)
         assert task_two["ewc"] == pytest.approx(task_one["ewc"], rel=1e-3)
     assert one["attacker_metrics"][1]["ewc"] > 0  # the EWC task really had a penalty
-    for key, atol in (("defence_weights", 2e-3), ("attacker_weights", 1e-4), ("fisher", 1e-6)):
-        for a, b in zip(one[key], two[key], strict=True):
-            np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=atol)
+    smoke = PROFILES["smoke"]
+    adam_bound = {"defence_weights": 2 * smoke.defence.learning_rate * 2,  # 2 steps
+                  "attacker_weights": 2 * smoke.attacker.learning_rate * 6}  # 4 + 2 steps
+    for key, bound in adam_bound.items():
+        diffs = np.concatenate([np.abs(np.array(a) - np.array(b)).ravel()
+                                for a, b in zip(one[key], two[key], strict=True)])
+        assert diffs.max() <= bound, key
+        assert np.mean(diffs <= 1e-4) >= 0.95, key  # measured: 99.97 % and 98.8 %
+    for a, b in zip(one["fisher"], two["fisher"], strict=True):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-6)
 
 
 def _free_ports(n):
