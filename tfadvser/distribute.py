@@ -18,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from tfadvser.errors import TfadvserError
@@ -178,8 +179,6 @@ def match_batch_norm(model):
     """A model loaded from disk keeps the BatchNorm mode it was saved with; make it follow
     the current strategy instead (a generator trained on one device, continued on two).
     The generator is a flat functional model: its BatchNorm layers are `model.layers`."""
-    import keras
-
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = synchronized_batch_norm()
