@@ -30,7 +30,7 @@ from tfadvser.config import Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defences import DEFENCES, build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import labels_of, predictions
+from tfadvser.evaluation import inference, labels_of, predictions
 from tfadvser.figures import confusion_png
 from tfadvser.metrics import (UnweightedAverageRecall, confusion_matrix, recall_by_label,
                               uar_from_confusion)
@@ -145,7 +145,8 @@ class _DevScore(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(log_dir / "confusion"))
 
     def on_epoch_end(self, epoch, logs=None):
-        log_probs = np.concatenate([self.model(x, training=False) for x, _ in self.batches])
+        forward = inference(self.model)
+        log_probs = np.concatenate([forward(x) for x, _ in self.batches])
         predicted = np.argmax(log_probs, axis=-1)
         matrix = confusion_matrix(self.y, predicted, len(self.labels))
         if logs is not None:

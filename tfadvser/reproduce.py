@@ -1,10 +1,11 @@
 """`reproduce`: the paper's whole protocol on one corpus, resumable stage by stage.
 
 Defences -> the attackers of Table 1, with the lambda sweep of the lifelong sequences done
-by `tuning.tune` (keras-tuner) -> evaluation and report. Work is shared: single-task CNN-4 is task 0 of the clockwise
-sequences and single-task ResNet-50 of the counter-clockwise ones; 2-defence results are
-the intermediate checkpoints of the 3-defence sequences; every finished task or defence is
-reused when its settings match, so an interrupted reproduce picks up where it stopped.
+by `tuning.tune` (keras-tuner) -> evaluation and report. Work is shared: single-task CNN-4
+is task 0 of the clockwise sequences and single-task ResNet-50 of the counter-clockwise
+ones; 2-defence results are the intermediate checkpoints of the 3-defence sequences; every
+finished task or defence is reused when its settings match, so an interrupted reproduce
+picks up where it stopped.
 """
 from __future__ import annotations
 
