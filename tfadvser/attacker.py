@@ -16,6 +16,7 @@ from keras import layers
 
 from tfadvser import distribute
 from tfadvser.defences import batch_norm, scaled_channels
+from tfadvser.inference import inference
 from tfadvser.losses import attack_loss, ewc_penalty
 from tfadvser.metrics import fooling_rate
 
@@ -77,7 +78,7 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         x_adv = x + eta
         # Defences always run in inference mode: BN uses its moving statistics, which
         # therefore never change, and no defence weight is in the gradient.
-        adv_log_probs = [d(x_adv, training=False) for d in self.defences]
+        adv_log_probs = [inference(d)(x_adv) for d in self.defences]
         terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction,
                             global_batch)
         # The penalty does not depend on the batch: each replica carries its share of it.
@@ -89,7 +90,7 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         return eta, adv_log_probs, terms, share
 
     def _track(self, x, y, eta, adv_log_probs, terms, share):
-        clean_log_probs = [d(x, training=False) for d in self.defences]
+        clean_log_probs = [inference(d)(x) for d in self.defences]
         rates = [fooling_rate(c, a, y) for c, a in zip(clean_log_probs, adv_log_probs)]
         # Logged values are those of the global batch, identical on every replica: the
         # trackers then report what one device would.

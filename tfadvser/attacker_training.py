@@ -37,7 +37,7 @@ from tfadvser.defences import DEFENCES
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation import labels_of, perturb, predictions, scores
 from tfadvser.ewc import estimate_fisher, load_ewc_term, save_ewc_term
-from tfadvser.figures import spectrograms_png
+from tfadvser.figures import spectrogram_strip
 from tfadvser.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.runs import bind_run, write_json
 
@@ -87,30 +87,30 @@ class _Monitor(keras.callbacks.Callback):
     """Every epoch (= `monitor_every` steps): adversarial UAR and fooling rate on a fixed dev
     subset for every defence of the sequence, the learning rate, and x / eta / x'."""
 
-    def __init__(self, generator, defences: dict, batches, n_classes: int, log_dir: Path):
+    def __init__(self, generator, ctx: "_Context", defences: Sequence[str], log_dir: Path):
         super().__init__()
-        self.generator, self.defences, self.batches = generator, defences, batches
-        self.n_classes = n_classes
+        self.generator, self.ctx, self.defences = generator, ctx, list(defences)
         self.writer = tf.summary.create_file_writer(str(log_dir / "monitor"))
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        perturbed = perturb(self.generator, self.batches)  # once, for every defence
-        labels = labels_of(self.batches)
-        names = [str(i) for i in range(self.n_classes)]
+        batches = self.ctx.monitor_batches
+        # Eager: a task calls its generator a few times only, fewer than a trace would pay for.
+        perturbed = perturb(self.generator, batches)  # once, for every defence
+        names = [str(i) for i in range(self.ctx.n_classes)]
         with self.writer.as_default():
             lr = self.model.optimizer.learning_rate
             tf.summary.scalar("learning_rate", float(lr), step=step)
-            for name, defence in self.defences.items():
-                result = scores(labels, predictions(defence, self.batches),
-                                predictions(defence, perturbed), names)
+            for name in self.defences:
+                result = scores(labels_of(batches), self.ctx.monitor_clean(name),
+                                predictions(self.ctx.defences[name], perturbed), names)
                 for metric in ("adversarial_uar", "clean_uar", "fooling_rate"):
                     tf.summary.scalar(f"dev_subset/{name}/{metric}", result[metric], step=step)
             x_adv, _, eta = perturbed[0]
-            x = self.batches[0][0]
-            png = spectrograms_png(np.asarray(x[0]), np.asarray(eta[0]), np.asarray(x_adv[0]),
-                                   f"dev clip, step {step}")
-            tf.summary.image("spectrograms", tf.image.decode_png(png)[None], step=step)
+            image = spectrogram_strip(np.asarray(batches[0][0][0]), np.asarray(eta[0]),
+                                      np.asarray(x_adv[0]))
+            tf.summary.image("spectrograms", image[None], step=step,
+                             description="x' (top), eta and x (bottom) of the first clip")
         self.writer.flush()
 
 
@@ -129,7 +129,14 @@ class _Context:
             (defence_dir(run_dir, name) / MODEL_FILE).read_bytes()).hexdigest()[:16] for name in names}
         monitor = make_dataset(data_dir, "dev", config.batch_size).unbatch().take(config.monitor_clips)
         self.monitor_batches = list(monitor.batch(config.batch_size))
+        self._monitor_clean = {}
         self.tasks_dir = self.run_dir / "attackers" / "tasks"
+
+    def monitor_clean(self, defence: str) -> np.ndarray:
+        """A defence's predictions on the clean monitor clips: the same for every task."""
+        if defence not in self._monitor_clean:
+            self._monitor_clean[defence] = predictions(self.defences[defence], self.monitor_batches)
+        return self._monitor_clean[defence]
 
     def train_set(self, repeat: bool):
         return make_dataset(self.data_dir, "train", self.config.batch_size, shuffle=True,
@@ -184,8 +191,7 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     logs = task_dir / "logs"
     with tf.summary.create_file_writer(str(logs / "config")).as_default():
         tf.summary.text("task", "```\n" + json.dumps(identity, indent=2) + "\n```", step=0)
-    monitor = _Monitor(generator, {d: ctx.defences[d] for d in sequence_defences},
-                       ctx.monitor_batches, ctx.n_classes, logs)
+    monitor = _Monitor(generator, ctx, sequence_defences, logs)
     history = attacker.fit(
         ctx.train_set(repeat=True), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
         verbose=ctx.verbose,
@@ -259,11 +265,15 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     return record
 
 
-def load_generator(run_dir, task: dict) -> keras.Model:
+def generator_path(run_dir, task: dict) -> Path:
     path = Path(run_dir) / task["path"] / GENERATOR_FILE
     if not path.exists():
         raise TfadvserError(f"{path} not found: the attacker task was not trained to the end")
-    return keras.saving.load_model(path, compile=False)
+    return path
+
+
+def load_generator(run_dir, task: dict) -> keras.Model:
+    return keras.saving.load_model(generator_path(run_dir, task), compile=False)
 
 
 def find_task(run_dir, spec: str) -> dict:

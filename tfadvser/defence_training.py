@@ -30,8 +30,9 @@ from tfadvser.config import Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defences import DEFENCES, build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import inference, labels_of, predictions
+from tfadvser.evaluation import labels_of, predictions
 from tfadvser.figures import confusion_png
+from tfadvser.inference import inference
 from tfadvser.metrics import (UnweightedAverageRecall, confusion_matrix, recall_by_label,
                               uar_from_confusion)
 from tfadvser.runs import bind_run, read_json, write_json

@@ -8,21 +8,28 @@ power over the power of the difference, per clip, averaged over clips.
 """
 from __future__ import annotations
 
-import weakref
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvser.inference import inference
 from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
 
+# At the paper's width a batch of 128 clips needs ~15 GB of activations in the generator
+# alone (measured by the benchmark); 32 keeps evaluation within a laptop's memory.
+EVAL_BATCH = 32
 
-def perturb(generator: keras.Model, batches: Iterable) -> list[tuple]:
-    """(x', y, eta) per (x, y) batch: the generator runs once per batch, whatever is scored."""
+
+def perturb(generator: Callable, batches: Iterable) -> list[tuple]:
+    """(x', y, eta) per (x, y) batch: the generator runs once per batch, whatever is scored.
+
+    `generator` is the model itself (eager: cheapest for a model called only a few times)
+    or `inference(model)` (one traced graph: cheapest for many batches)."""
     out = []
     for x, y in batches:
-        eta = generator(x, training=False)
+        eta = generator(x, training=False) if isinstance(generator, keras.Model) else generator(x)
         out.append((x + eta, y, eta))
     return out
 
@@ -31,19 +38,6 @@ def predictions(model: keras.Model, batches: Iterable):
     """Argmax predictions over batches whose first two items are (x, y)."""
     forward = inference(model)
     return np.concatenate([np.argmax(forward(b[0]), axis=-1) for b in batches])
-
-
-def inference(model: keras.Model):
-    """`model(x, training=False)` as a graph, traced once per model: eager calls of a deep
-    defence spend most of their time dispatching ops, and evaluation calls each defence
-    hundreds of times."""
-    if model not in _FORWARD:
-        _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return _FORWARD[model]
-
-
-_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
-    weakref.WeakKeyDictionary())
 
 
 def labels_of(batches: Iterable) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser import distribute
+from tfadvser.inference import inference
 from tfadvser.losses import attack_loss
 
 FISHER_MODES = ("batch", "example")
@@ -40,7 +41,7 @@ def estimate_fisher(generator: keras.Model, defences: Sequence[keras.Model],
     def loss_of(x, y, global_batch):
         eta = generator(x, training=False)
         x_adv = x + eta
-        log_probs = [d(x_adv, training=False) for d in defences]
+        log_probs = [inference(d)(x_adv) for d in defences]
         return attack_loss(log_probs, y, x_adv, x, alpha, cw_reduction, global_batch)["loss"]
 
     def gradients(x, y):

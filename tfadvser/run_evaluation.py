@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import keras
 import numpy as np
 
 from tfadvser.attacker_training import GENERATOR_FILE, SEQUENCE_FILE, load_generator
@@ -18,16 +17,15 @@ from tfadvser.dataset import load_metadata, make_dataset, statistics
 from tfadvser.defence_training import RESULTS_FILE, defence_dir, load_defence
 from tfadvser.defences import DEFENCES
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import labels_of, perturb, perturbation_sizes, predictions, scores
+from tfadvser.evaluation import (EVAL_BATCH, labels_of, perturb, perturbation_sizes, predictions,
+                                 scores)
+from tfadvser.inference import GeneratorSlot
 from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
 from tfadvser.prepare import library_versions
 from tfadvser.report import NAMES
 from tfadvser.runs import RUN_FILE, read_json, write_json
 
 SPLITS = ("dev", "test")
-# At the paper's width a batch of 128 clips needs ~15 GB of activations in the generator
-# alone (measured by the benchmark); 32 keeps evaluation within a laptop's memory.
-EVAL_BATCH = 32
 
 
 def load_run(run_dir) -> dict:
@@ -78,12 +76,13 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
                 "recall": recall_by_label(matrix, labels)}
 
     tasks = {t["key"]: t for seq in sequences for t in seq["tasks"]}
+    generators = GeneratorSlot()
     for index, (key, task) in enumerate(sorted(tasks.items())):
         path = run_dir / task["path"] / GENERATOR_FILE
         if not path.exists():
             results["missing"].append(str(path))
             continue
-        generator = keras.saving.load_model(path, compile=False)
+        generator = generators.load(path)
         entry = {"defences_trained": task["defences"], "path": task["path"]}
         for s in SPLITS:
             perturbed = perturb(generator, batches[s])

@@ -21,12 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser import distribute
-from tfadvser.attacker_training import first_task_trained, load_generator, train_attacker
+from tfadvser.attacker_training import first_task_trained, generator_path, train_attacker
 from tfadvser.config import Profile
 from tfadvser.dataset import load_metadata, make_dataset
 from tfadvser.defence_training import load_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import labels_of, perturb, predictions
+from tfadvser.evaluation import EVAL_BATCH, labels_of, perturb, predictions
+from tfadvser.inference import GeneratorSlot
 from tfadvser.metrics import confusion_matrix, uar_from_confusion
 from tfadvser.runs import write_json
 
@@ -46,15 +47,16 @@ class LambdaTuner(kt.Tuner):
         self.profile, self.seed = profile, seed
         metadata = load_metadata(data_dir)
         self.n_classes = len(metadata["labels"])
-        self.dev = list(make_dataset(data_dir, "dev", 128))
+        self.dev = list(make_dataset(data_dir, "dev", EVAL_BATCH))
         self.dev_labels = labels_of(self.dev)
         self.defences = {d: load_defence(run_dir, d, metadata) for d in self.sequence}
+        self.generators = GeneratorSlot()
 
     def run_trial(self, trial, *args, **kwargs):
         lam = float(trial.hyperparameters.get("lambda"))
         record = train_attacker(self.data_dir, self.run_dir, "lifelong", self.sequence, self.profile,
                                 ewc_lambda=lam, verbose=0, seed=self.seed)
-        generator = load_generator(self.run_dir, record["tasks"][-1])
+        generator = self.generators.load(generator_path(self.run_dir, record["tasks"][-1]))
         perturbed = perturb(generator, self.dev)
         per_defence = {}
         for name, defence in self.defences.items():
