@@ -8,6 +8,7 @@ the MSE term, exactly as in the paper; every log reports its size.
 """
 from __future__ import annotations
 
+import types
 from typing import Sequence
 
 import keras
@@ -54,7 +55,10 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         if not defences:
             raise ValueError("an attacker needs at least one defence")
         self.generator = generator
-        self.defences = list(defences)
+        # Held outside Keras's attribute tracking: the defences are not part of the attacker,
+        # so its weights (and BackupAndRestore's copy of them every epoch) are the
+        # generator's and the optimizer's only, not the three defences' as well.
+        self._frozen = types.SimpleNamespace(defences=list(defences))
         for defence in self.defences:
             defence.trainable = False
         self.alpha, self.cw_reduction, self.ewc_lambda = alpha, cw_reduction, ewc_lambda
@@ -62,6 +66,10 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
                           for fisher, anchor in ewc_terms]
         names = ("loss", "cw", "mse", "ewc", "fooling_rate", "eta_mean", "eta_max")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    @property
+    def defences(self) -> list:
+        return self._frozen.defences
 
     @property
     def metrics(self):
