@@ -1,6 +1,7 @@
 """The attacker, its training step, the four methods and `tfadvser train attacker`."""
 import dataclasses
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -77,6 +78,27 @@ def test_ewc_term_enters_the_loss():
     assert history.history["ewc"][0] == pytest.approx(0.01 * n, rel=1e-4)
     plain = history.history["loss"][0] - 2.0 * history.history["ewc"][0]
     assert plain == pytest.approx(0.02 * history.history["cw"][0] + 0.98 * history.history["mse"][0], rel=1e-4)
+
+
+def test_set_ewc_replaces_the_terms_of_a_compiled_attacker():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 373, 64)).astype("float32")
+    y = rng.integers(0, 7, 4)
+    generator = build_generator(0.0625)
+    weights = [w.numpy() for w in generator.trainable_weights]
+    ones = [np.ones_like(w) for w in weights]
+    attacker = AdversarialAttacker(generator, [build_defence("cnn4", 7, 0.0625)], ewc_lambda=2.0,
+                                   ewc_terms=[(ones, [w + 0.1 for w in weights])])
+    attacker.compile(optimizer=keras.optimizers.SGD(0.0))
+    attacker.fit(x, y, batch_size=4, epochs=1, verbose=0)  # traced with the first terms
+    attacker.set_ewc(3.0, [([2.0 * f for f in ones], [w + 0.2 for w in weights])])
+    history = attacker.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    n = sum(w.size for w in weights)
+    assert history.history["ewc"][0] == pytest.approx(2.0 * 0.04 * n, rel=1e-4)
+    plain = history.history["loss"][0] - 3.0 * history.history["ewc"][0]
+    assert plain == pytest.approx(0.02 * history.history["cw"][0] + 0.98 * history.history["mse"][0], rel=1e-4)
+    with pytest.raises(ValueError, match="built for 1 EWC term"):
+        attacker.set_ewc(1.0, [])
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +253,40 @@ def test_interrupted_task_resumes(defended_run, tiny_data, monkeypatch):
         train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
     train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
     assert steps_seen == [2, 4, 6]  # resumed after step 2 with the optimizer state restored
+
+
+def test_a_reused_attacker_trains_like_a_new_one(defended_run, tiny_data):
+    """Tasks facing the same defences share one compiled attacker (attacker_cache). Trained
+    again with every attacker left in the state of the last task, a sequence must come out
+    as it did from new attackers: same start weights, fresh optimizer, its own EWC terms."""
+    from tfadvser import attacker_cache
+
+    def train_and_collect():
+        record = train_attacker(tiny_data, defended_run, "lifelong", ["cnn4", "vgg16"], SMOKE,
+                                ewc_lambda=1e6, verbose=0, seed=7)
+        dirs = [defended_run / task["path"] for task in record["tasks"]]
+        weights = [keras.saving.load_model(d / "generator.keras", compile=False).get_weights()
+                   for d in dirs]
+        with np.load(dirs[0] / "ewc-batch-32clips.npz") as ewc:
+            fisher = [ewc[f"fisher_{i}"] for i in range(len(ewc["names"]))]
+        metrics = [json.loads((d / "task.json").read_text())["final_train_metrics"] for d in dirs]
+        return dirs, weights, fisher, metrics
+
+    attacker_cache._CACHE.clear()
+    dirs, weights, fisher, metrics = train_and_collect()
+    assert len(attacker_cache._CACHE) == 2  # cnn4 without EWC, vgg16 with one EWC term
+    for d in dirs:
+        shutil.rmtree(d)
+    again = train_and_collect()
+    assert len(attacker_cache._CACHE) == 2  # nothing compiled anew
+    for first, second in zip(weights, again[1]):
+        for a, b in zip(first, second, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    for a, b in zip(fisher, again[2], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-12)
+    for first, second in zip(metrics, again[3]):
+        assert second == pytest.approx(first, rel=1e-5)
+    assert metrics[1]["ewc"] > 0.0  # the second task's own EWC term was in force
 
 
 def test_bad_inputs(defended_run, tiny_data, tmp_path):

@@ -46,7 +46,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
     """A generator trained against frozen defences. `call(x)` returns (x', eta).
 
     `ewc_terms` is a list of (Fisher, anchor) pairs over the generator's trainable weights;
-    empty for every task without EWC.
+    empty for every task without EWC. They and `ewc_lambda` are held in variables, so one
+    compiled train step serves later tasks with other values (`set_ewc`).
     """
 
     def __init__(self, generator: keras.Model, defences: Sequence[keras.Model], alpha: float = 0.02,
@@ -58,18 +59,37 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         # Held outside Keras's attribute tracking: the defences are not part of the attacker,
         # so its weights (and BackupAndRestore's copy of them every epoch) are the
         # generator's and the optimizer's only, not the three defences' as well.
-        self._frozen = types.SimpleNamespace(defences=list(defences))
+        self._frozen = types.SimpleNamespace(
+            defences=list(defences),
+            ewc_lambda=tf.Variable(float(ewc_lambda), trainable=False, dtype=tf.float32),
+            ewc_terms=[([tf.Variable(f, trainable=False) for f in fisher],
+                        [tf.Variable(a, trainable=False) for a in anchor])
+                       for fisher, anchor in ewc_terms])
         for defence in self.defences:
             defence.trainable = False
-        self.alpha, self.cw_reduction, self.ewc_lambda = alpha, cw_reduction, ewc_lambda
-        self.ewc_terms = [([tf.constant(f) for f in fisher], [tf.constant(a) for a in anchor])
-                          for fisher, anchor in ewc_terms]
+        self.alpha, self.cw_reduction = alpha, cw_reduction
         names = ("loss", "cw", "mse", "ewc", "fooling_rate", "eta_mean", "eta_max")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
     def defences(self) -> list:
         return self._frozen.defences
+
+    @property
+    def ewc_terms(self) -> list:
+        return self._frozen.ewc_terms
+
+    def set_ewc(self, ewc_lambda: float, ewc_terms) -> None:
+        """The EWC weight and terms of the next task; as many terms as the attacker was built
+        with (the number of terms is part of the compiled step)."""
+        if len(ewc_terms) != len(self.ewc_terms):
+            raise ValueError(f"this attacker was built for {len(self.ewc_terms)} EWC term(s), "
+                             f"not {len(ewc_terms)}")
+        self._frozen.ewc_lambda.assign(float(ewc_lambda))
+        for variables, values in zip(self.ewc_terms, ewc_terms):
+            for variable, value in zip([*variables[0], *variables[1]], [*values[0], *values[1]],
+                                       strict=True):
+                variable.assign(value)
 
     @property
     def metrics(self):
@@ -94,7 +114,7 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         ewc = (ewc_penalty(self.generator.trainable_weights, self.ewc_terms) * share
                if self.ewc_terms else tf.constant(0.0))
         terms["ewc"] = ewc
-        terms["loss"] = terms["loss"] + self.ewc_lambda * ewc
+        terms["loss"] = terms["loss"] + self._frozen.ewc_lambda * ewc
         return eta, adv_log_probs, terms, share
 
     def _track(self, x, y, eta, adv_log_probs, terms, share):

@@ -29,7 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser import distribute
-from tfadvser.attacker import AdversarialAttacker, build_generator
+from tfadvser.attacker import build_generator
+from tfadvser.attacker_cache import prepared_attacker
+from tfadvser.backup import EpochBackup
 from tfadvser.config import AttackerConfig, Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defence_training import MODEL_FILE, defence_dir, load_defence
@@ -54,13 +56,6 @@ def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[fl
     if method in EWC_METHODS:
         label += f"-lambda{ewc_lambda:g}"
     return label + (f"-seed{seed}" if seed else "")
-
-
-def learning_rate(config: AttackerConfig):
-    if config.lr_schedule == "original":
-        return 1e-3  # what the authors' code ran: its x0.9 decay never fires
-    return keras.optimizers.schedules.ExponentialDecay(
-        config.learning_rate, config.decay_every, config.decay_rate, staircase=True)
 
 
 def _task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: AttackerConfig,
@@ -129,8 +124,15 @@ class _Context:
             (defence_dir(run_dir, name) / MODEL_FILE).read_bytes()).hexdigest()[:16] for name in names}
         monitor = make_dataset(data_dir, "dev", config.batch_size).unbatch().take(config.monitor_clips)
         self.monitor_batches = list(monitor.batch(config.batch_size))
-        self._monitor_clean = {}
+        self._monitor_clean, self._weight_names = {}, None
         self.tasks_dir = self.run_dir / "attackers" / "tasks"
+
+    def weight_names(self) -> list[str]:
+        """The generator's trainable weights by path: what EWC terms are checked against."""
+        if self._weight_names is None:
+            self._weight_names = [w.path for w in
+                                  build_generator(self.config.width, self.shape).trainable_weights]
+        return self._weight_names
 
     def monitor_clean(self, defence: str) -> np.ndarray:
         """A defence's predictions on the clean monitor clips: the same for every task."""
@@ -156,15 +158,17 @@ def _ewc_term(ctx: _Context, task_dir: Path, stage: Stage):
     limit = config.fisher_clips
     path = task_dir / (f"ewc-{config.fisher_mode}.npz" if limit is None
                        else f"ewc-{config.fisher_mode}-{limit}clips.npz")
-    generator = keras.saving.load_model(task_dir / GENERATOR_FILE, compile=False)
-    names = [w.path for w in generator.trainable_weights]
     if not path.exists():
-        fisher, clips = estimate_fisher(
-            generator, [ctx.defences[d] for d in stage.defences], ctx.fisher_set(),
-            config.alpha, config.cw_reduction, config.fisher_mode)
+        defences = [ctx.defences[d] for d in stage.defences]
+        weights = keras.saving.load_model(task_dir / GENERATOR_FILE, compile=False).get_weights()
+        # The task's weights in the attacker compiled against its defences: the Fisher step
+        # is traced once per generator, so once for every task that faces them.
+        generator = prepared_attacker(defences, config, ctx.shape, weights, 0.0, []).generator
+        fisher, clips = estimate_fisher(generator, defences, ctx.fisher_set(), config.alpha,
+                                        config.cw_reduction, config.fisher_mode)
         anchor = [w.numpy() for w in generator.trainable_weights]
-        save_ewc_term(path, fisher, anchor, names, clips, config.fisher_mode)
-    return load_ewc_term(path, names)
+        save_ewc_term(path, fisher, anchor, ctx.weight_names(), clips, config.fisher_mode)
+    return load_ewc_term(path, ctx.weight_names())
 
 
 def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_dir: Optional[Path],
@@ -177,16 +181,12 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     if parent_dir is None:
-        generator = build_generator(config.width, ctx.shape)
+        start = build_generator(config.width, ctx.shape).get_weights()
     else:
-        generator = distribute.match_batch_norm(
-            keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False))
-    attacker = AdversarialAttacker(generator, [ctx.defences[d] for d in stage.defences],
-                                   alpha=config.alpha, cw_reduction=config.cw_reduction,
-                                   ewc_lambda=ewc_lambda, ewc_terms=ewc_terms)
-    # A fresh optimizer for every task, as the original.
-    attacker.compile(optimizer=keras.optimizers.Adam(learning_rate(config)))
-    attacker(ctx.monitor_batches[0][0][:1])  # build it: BackupAndRestore restores into built models
+        start = keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False).get_weights()
+    attacker = prepared_attacker([ctx.defences[d] for d in stage.defences], config, ctx.shape,
+                                 start, ewc_lambda, ewc_terms)
+    generator = attacker.generator
     per_epoch = _steps_per_epoch(stage.steps, config.monitor_every)
     logs = task_dir / "logs"
     with tf.summary.create_file_writer(str(logs / "config")).as_default():
@@ -195,7 +195,7 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     history = attacker.fit(
         ctx.train_set(repeat=True), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
         verbose=ctx.verbose,
-        callbacks=[keras.callbacks.BackupAndRestore(str(task_dir / "backup")),
+        callbacks=[EpochBackup(str(task_dir / "backup")),
                    keras.callbacks.TensorBoard(str(logs)), monitor])
     tmp = task_dir / f".{GENERATOR_FILE}.tmp.keras"
     generator.save(tmp)

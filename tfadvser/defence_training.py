@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser import distribute
+from tfadvser.backup import EpochBackup
 from tfadvser.config import Profile
 from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
 from tfadvser.defences import DEFENCES, build_defence
@@ -198,7 +199,7 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
         tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
     history = model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                         verbose=verbose,
-                        callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")),
+                        callbacks=[EpochBackup(str(out / "backup")),
                                    _DevScore(dev, labels, logs), _KeepBest(out),
                                    keras.callbacks.TensorBoard(str(logs))])
 

@@ -175,16 +175,6 @@ def synchronized_batch_norm() -> bool:
     return replicas() > 1
 
 
-def match_batch_norm(model):
-    """A model loaded from disk keeps the BatchNorm mode it was saved with; make it follow
-    the current strategy instead (a generator trained on one device, continued on two).
-    The generator is a flat functional model: its BatchNorm layers are `model.layers`."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = synchronized_batch_norm()
-    return model
-
-
 def shard_policy(n_files: int, finite: bool) -> tf.data.experimental.AutoShardPolicy:
     """By file when every worker gets a file and the stream is endless; by data otherwise:
     a finite pass (dev, Fisher) must give every worker the same number of batches, or the

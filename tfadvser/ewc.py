@@ -10,6 +10,7 @@ empirical Fisher of the EWC paper). The anchor theta* is the attacker after the 
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -37,9 +38,31 @@ def estimate_fisher(generator: keras.Model, defences: Sequence[keras.Model],
         raise ValueError(f"Fisher mode must be one of {FISHER_MODES}, got {mode!r}")
     strategy = tf.distribute.get_strategy()
     weights = generator.trainable_weights
+    step = _fisher_step(generator, defences, alpha, cw_reduction, mode, strategy)
+    total = [np.zeros(w.shape, np.float64) for w in weights]
+    clips = 0
+    for x, y in strategy.experimental_distribute_dataset(dataset):
+        values, count = step(x, y)
+        for acc, value in zip(total, values):
+            acc += value.numpy()
+        clips += int(count)
+        if progress is not None:
+            progress(int(count))
+    return [(t / clips).astype(np.float32) for t in total], clips
+
+
+def _fisher_step(generator, defences, alpha, cw_reduction, mode, strategy):
+    """The traced step of one Fisher batch, kept per generator model: a generator that
+    serves many tasks (attacker_cache) traces it once, not once per task."""
+    key = (tuple(id(d) for d in defences), alpha, cw_reduction, mode, id(strategy))
+    steps = _STEPS.setdefault(generator, {})
+    if key in steps:
+        return steps[key][0]
+    model = weakref.ref(generator)  # the cache must not keep its key alive
+    weights = generator.trainable_weights
 
     def loss_of(x, y, global_batch):
-        eta = generator(x, training=False)
+        eta = model()(x, training=False)
         x_adv = x + eta
         log_probs = [inference(d)(x_adv) for d in defences]
         return attack_loss(log_probs, y, x_adv, x, alpha, cw_reduction, global_batch)["loss"]
@@ -66,16 +89,12 @@ def estimate_fisher(generator: keras.Model, defences: Sequence[keras.Model],
             values = [tf.square(g) for g in values]
         return values, count
 
-    total = [np.zeros(w.shape, np.float64) for w in weights]
-    clips = 0
-    for x, y in strategy.experimental_distribute_dataset(dataset):
-        values, count = step(x, y)
-        for acc, value in zip(total, values):
-            acc += value.numpy()
-        clips += int(count)
-        if progress is not None:
-            progress(int(count))
-    return [(t / clips).astype(np.float32) for t in total], clips
+    # The entry holds the defences and strategy, so the ids in its key stay theirs.
+    steps[key] = (step, list(defences), strategy)
+    return step
+
+
+_STEPS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
 def save_ewc_term(path: Path, fisher: Sequence[np.ndarray], anchor: Sequence[np.ndarray],
