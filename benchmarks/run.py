@@ -177,13 +177,12 @@ def evaluation_speed(width: float, repeats: int) -> float:
     from tfadvser.attacker import build_generator
     from tfadvser.defences import build_defence
     from tfadvser.evaluation import EVAL_BATCH, perturb, predictions
-    from tfadvser.inference import inference
 
     keras.utils.set_random_seed(0)
     generator, defence = build_generator(width), build_defence("cnn4", 7, width)
     x = np.random.default_rng(0).normal(size=(EVAL_BATCH, 373, 64)).astype("float32")
     batches = [(x, np.zeros(EVAL_BATCH, int))] * 4
-    seconds = median_time(lambda: predictions(defence, perturb(inference(generator), batches)), repeats)
+    seconds = median_time(lambda: predictions(defence, perturb(generator, batches)), repeats)
     return 4 * EVAL_BATCH / seconds
 
 

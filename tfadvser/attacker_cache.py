@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfadvser.attacker import AdversarialAttacker, build_generator
 from tfadvser.config import AttackerConfig
 
-# Settings the compiled step or the optimizer depend on (seed and schedules do not).
+# Settings the compiled step or the optimizer depend on (the seed and step counts do not).
 _GRAPH_SETTINGS = ("width", "alpha", "cw_reduction", "lr_schedule", "learning_rate",
                    "decay_every", "decay_rate")
 _KEEP = 16  # attackers kept; a whole `reproduce` uses 9 defence/EWC combinations

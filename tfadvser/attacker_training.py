@@ -40,7 +40,6 @@ from tfadvser.errors import TfadvserError
 from tfadvser.evaluation import labels_of, perturb, predictions, scores
 from tfadvser.ewc import estimate_fisher, load_ewc_term, save_ewc_term
 from tfadvser.figures import spectrogram_strip
-from tfadvser.inference import inference
 from tfadvser.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.runs import bind_run, write_json
 
@@ -91,8 +90,8 @@ class _Monitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         batches = self.ctx.monitor_batches
-        # Traced once per compiled attacker (attacker_cache), whose generator this is.
-        perturbed = perturb(inference(self.generator), batches)  # once, for every defence
+        # The generator of a compiled attacker (attacker_cache): traced once for all its tasks.
+        perturbed = perturb(self.generator, batches)  # once, for every defence
         names = [str(i) for i in range(self.ctx.n_classes)]
         with self.writer.as_default():
             lr = self.model.optimizer.learning_rate

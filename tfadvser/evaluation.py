@@ -8,7 +8,7 @@ power over the power of the difference, per clip, averaged over clips.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 import keras
 import numpy as np
@@ -22,14 +22,12 @@ from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusi
 EVAL_BATCH = 32
 
 
-def perturb(generator: Callable, batches: Iterable) -> list[tuple]:
-    """(x', y, eta) per (x, y) batch: the generator runs once per batch, whatever is scored.
-
-    `generator` is the model itself (eager: cheapest for a model called only a few times)
-    or `inference(model)` (one traced graph: cheapest for many batches)."""
+def perturb(generator: keras.Model, batches: Iterable) -> list[tuple]:
+    """(x', y, eta) per (x, y) batch: the generator runs once per batch, whatever is scored."""
+    forward = inference(generator)
     out = []
     for x, y in batches:
-        eta = generator(x, training=False) if isinstance(generator, keras.Model) else generator(x)
+        eta = forward(x)
         out.append((x + eta, y, eta))
     return out
 

@@ -44,15 +44,15 @@ class GeneratorSlot:
     def __init__(self):
         self.model: Optional[keras.Model] = None
 
-    def load(self, path) -> Callable:
-        """The attacker saved at `path`, as a traced forward that returns eta."""
+    def load(self, path) -> keras.Model:
+        """The attacker saved at `path`, in the slot's model (whose `inference` is traced once)."""
         loaded = keras.saving.load_model(path, compile=False)
         if self.model is None or ([w.shape for w in self.model.weights]
                                   != [w.shape for w in loaded.weights]):
             self.model = loaded
         else:
             self.model.set_weights(loaded.get_weights())
-        return inference(self.model)
+        return self.model
 
 
 _FORWARD: "weakref.WeakKeyDictionary[keras.Model, _Forward]" = weakref.WeakKeyDictionary()
