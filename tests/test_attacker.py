@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import tensorflow as tf
+
+from tfadvser import atrous
+from tfadvser.atrous import AtrousConv2D
 from tfadvser.attacker import AdversarialAttacker, build_generator
 from tfadvser.attacker_training import _Monitor, train_attacker
 from tfadvser.config import PROFILES
@@ -26,6 +30,41 @@ def test_generator_parameters_and_output_range():
     eta = build_generator(0.0625)(np.random.default_rng(0).normal(size=(2, 373, 64)).astype("float32"))
     assert eta.shape == (2, 373, 64)
     assert float(np.min(eta)) > 0.0 and float(np.max(eta)) < 1.0  # sigmoid output
+
+
+def test_atrous_conv_places_taps_dilation_apart_and_matches_keras(tmp_path, monkeypatch):
+    impulse = np.zeros((1, 9, 9, 1), np.float32)
+    impulse[0, 4, 4, 0] = 1.0
+    layer = AtrousConv2D(1, 3, dilation_rate=2, padding="same", use_bias=False,
+                         kernel_initializer="ones")
+    out = layer(impulse)[0, :, :, 0].numpy()
+    expected = np.zeros((9, 9), np.float32)
+    expected[2:7:2, 2:7:2] = 1.0  # the 3x3 kernel's taps, two pixels apart
+    np.testing.assert_array_equal(out, expected)
+
+    # Same values and gradients as Keras's own path (SpaceToBatch around an undilated
+    # convolution), which is also the fallback where the native gradient is missing.
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, 37, 16, 3)).astype("float32"))
+    kernel = np.random.default_rng(2).normal(size=(5, 5, 3, 4)).astype("float32")
+    results = []
+    for native in (True, False):
+        monkeypatch.setattr(atrous, "native_dilated_gradients", lambda native=native: native)
+        conv = AtrousConv2D(4, 5, dilation_rate=4, padding="same", use_bias=False)
+        conv.build(x.shape)
+        conv.kernel.assign(kernel)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x)
+            loss = tf.reduce_sum(y * y)
+        results.append([y.numpy(), *[g.numpy() for g in tape.gradient(loss, [x, conv.kernel])]])
+    for native_value, keras_value in zip(*results):
+        np.testing.assert_allclose(native_value, keras_value, rtol=1e-4, atol=1e-4)
+
+    generator = build_generator(0.0625, (37, 16))
+    generator.save(tmp_path / "g.keras")
+    loaded = keras.saving.load_model(tmp_path / "g.keras", compile=False)
+    assert isinstance(loaded.get_layer("atrous3_conv"), AtrousConv2D)
+    np.testing.assert_array_equal(loaded(x[..., 0]).numpy(), generator(x[..., 0]).numpy())
 
 
 def test_methods_are_deltas_on_one_stage_list():

@@ -77,6 +77,8 @@ def test_reader_shuffles_deterministically_and_repeats(tiny_data):
     assert sorted(labels(1)) == sorted(labels(2))
     repeated = make_dataset(tiny_data, "train", 4, repeat=True, drop_remainder=True)
     assert sum(1 for _ in repeated.take(10)) == 10
+    # Without the autotuner: its thread can hold a dropped iterator for seconds (pipeline.py).
+    assert repeated.options().autotune.enabled is False
 
 
 def test_reader_refuses_other_feature_config_and_missing_data(tiny_data, tmp_path):

@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras import layers
 
 from tfadvser import distribute
+from tfadvser.atrous import AtrousConv2D
 from tfadvser.defences import batch_norm, scaled_channels
 from tfadvser.inference import inference
 from tfadvser.losses import attack_loss, ewc_penalty
@@ -32,8 +33,8 @@ def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
     last = len(GENERATOR_CHANNELS)
     for i, (channels, dilation) in enumerate(zip(GENERATOR_CHANNELS, GENERATOR_DILATIONS), start=1):
         channels = channels if i == last else scaled_channels(channels, width)
-        x = layers.Conv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
-                          kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
+        x = AtrousConv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
+                         kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
         x = batch_norm(f"atrous{i}_bn")(x)
         # The output layer stays float32 under mixed precision: x' = x + eta is float32.
         x = layers.Activation("sigmoid" if i == last else "relu", name=f"atrous{i}_act",

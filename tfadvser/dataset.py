@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfadvser import distribute
 from tfadvser.config import FeatureConfig
 from tfadvser.errors import TfadvserError
+from tfadvser.pipeline import pipeline_options
 from tfadvser.prepare import FORMAT_VERSION, METADATA_FILE
 from tfadvser.records import SPLITS, parse_example, shard_paths
 
@@ -98,7 +99,7 @@ def make_dataset(data_dir, split: str, batch_size: int, *, shuffle: bool = False
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     # Read when a multi-worker strategy distributes the batches (a no-op otherwise).
-    options = tf.data.Options()
+    options = pipeline_options()
     options.experimental_distribute.auto_shard_policy = distribute.shard_policy(
         len(paths), finite=not repeat)
     return dataset.with_options(options)

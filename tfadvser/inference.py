@@ -14,6 +14,8 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
+from tfadvser.atrous import AtrousConv2D  # noqa: F401  (loading saved generators needs it)
+
 
 def inference(model: keras.Model) -> Callable:
     """`model(x, training=False)` as a traced function of a float32 batch of any size."""

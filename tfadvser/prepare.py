@@ -29,6 +29,7 @@ from tfadvser.config import FeatureConfig, SplitConfig
 from tfadvser.corpora import Clip, Problem, read_corpus
 from tfadvser.errors import TfadvserError
 from tfadvser.features import fix_length, log_mel
+from tfadvser.pipeline import pipeline_options
 from tfadvser.records import SPLITS, ShardedWriter, examples_per_shard, serialize_example
 from tfadvser.splits import check_classes, split_by_speaker, split_from_lists
 
@@ -199,7 +200,8 @@ def _write(tmp: Path, root: Path, order: list[tuple[str, Clip]], infos: dict, la
                # A file that fails to decode drops out here; it is found below, by index,
                # and decoded once more on its own to report the reason.
                .ignore_errors()
-               .prefetch(tf.data.AUTOTUNE))
+               .prefetch(tf.data.AUTOTUNE)
+               .with_options(pipeline_options()))
     seen = set()
     with _progress(len(order), "extracting log-Mel", progress) as bar:
         for index, features, source_frames, finite, samples in dataset.as_numpy_iterator():
