@@ -1,7 +1,10 @@
 """The attacker, its training step, the four methods and `tfadvser train attacker`."""
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -66,6 +69,30 @@ def test_atrous_conv_places_taps_dilation_apart_and_matches_keras(tmp_path, monk
     assert isinstance(loaded.get_layer("atrous3_conv"), AtrousConv2D)
     np.testing.assert_array_equal(loaded(x[..., 0]).numpy(), generator(x[..., 0]).numpy())
 
+
+
+def test_generator_trains_where_the_native_dilated_gradient_is_missing():
+    # Without oneDNN, TensorFlow's CPU kernels cannot differentiate a dilated Conv2D op: the
+    # layer must notice (even when first called while a function is traced) and fall back.
+    script = """
+import tensorflow as tf
+from tfadvser.atrous import native_dilated_gradients
+from tfadvser.attacker import build_generator
+g = build_generator(0.0625, (37, 16))
+@tf.function
+def grads(x):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(g(x, training=True))
+    return tape.gradient(loss, g.trainable_weights)
+ok = all(v is not None for v in grads(tf.ones((2, 37, 16))))
+print("native", native_dilated_gradients(), "gradients", ok)
+"""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-4:] == ["native", "False", "gradients", "True"]
 
 def test_methods_are_deltas_on_one_stage_list():
     config = PROFILES["paper"].attacker

@@ -12,6 +12,7 @@ not available the layer falls back to Keras's path, so models train everywhere.
 from __future__ import annotations
 
 import functools
+import threading
 
 import keras
 import tensorflow as tf
@@ -21,17 +22,26 @@ from keras import layers
 @functools.lru_cache(maxsize=None)
 def native_dilated_gradients() -> bool:
     """Whether this process's default device can differentiate a dilated Conv2D op."""
-    with tf.init_scope():  # an eager probe, even when first asked while tracing
-        x = tf.zeros((1, 8, 8, 1))
-        kernel = tf.zeros((3, 3, 1, 1))
-        try:
-            with tf.GradientTape() as tape:
-                tape.watch([x, kernel])
-                y = tf.nn.conv2d(x, kernel, 1, "SAME", dilations=2)
-            tape.gradient(y, [x, kernel])
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-            return False
-    return True
+    # Probed in a thread of its own: eager there even when first asked while a function is
+    # being traced (where `tf.init_scope` would run eagerly but stop the gradient tape).
+    result = []
+    thread = threading.Thread(target=lambda: result.append(_probe()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def _probe() -> bool:
+    x = tf.zeros((1, 8, 8, 1))
+    kernel = tf.zeros((3, 3, 1, 1))
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = tf.nn.conv2d(x, kernel, 1, "SAME", dilations=2)
+        gradients = tape.gradient(y, [x, kernel])
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+        return False
+    return all(g is not None for g in gradients)
 
 
 @keras.saving.register_keras_serializable(package="tfadvser")
