@@ -2,10 +2,13 @@
 import dataclasses
 import json
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
+from tfadvser.batch_norm import FusedBatchNormalization
 from tfadvser.config import PROFILES
 from tfadvser.defence_training import _DevScore, load_defence, predict_labels, train_defence
 from tfadvser.dataset import load_metadata, make_dataset
@@ -52,6 +55,43 @@ def test_cnn4_and_vgg_pooling_shapes():
     assert cnn.get_layer("block4_pool").output.shape[1:3] == (23, 4)
     vgg = build_defence("vgg16", 7, width=0.0625)
     assert vgg.get_layer("block5_pool").output.shape[1:3] == (11, 2)
+
+
+def test_fused_batch_norm_numbers():
+    # One channel holding 1, 2, 3, 4: mean 2.5, biased variance 1.25.
+    x = tf.reshape(tf.constant([1.0, 2.0, 3.0, 4.0]), (2, 2, 1, 1))
+    layer = FusedBatchNormalization(epsilon=1e-5, momentum=0.9)
+    y = layer(x, training=True).numpy().ravel()
+    np.testing.assert_allclose(y, (np.array([1, 2, 3, 4]) - 2.5) / np.sqrt(1.25 + 1e-5), rtol=1e-6)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), [0.25], rtol=1e-6)  # 0.9*0 + 0.1*2.5
+    np.testing.assert_allclose(layer.moving_variance.numpy(), [1.025], rtol=1e-6)  # 0.9*1 + 0.1*1.25
+    y = layer(x, training=False).numpy().ravel()
+    np.testing.assert_allclose(y, (np.array([1, 2, 3, 4]) - 0.25) / np.sqrt(1.025 + 1e-5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_fused_batch_norm_matches_keras(dtype):
+    x = tf.constant((np.random.default_rng(0).normal(size=(4, 7, 5, 3)) * 3 + 1).astype(dtype))
+    policy = "mixed_float16" if dtype == "float16" else "float32"  # float16 in, float16 out
+    results = []
+    for layer in (keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, dtype=policy),
+                  FusedBatchNormalization(epsilon=1e-5, momentum=0.9, dtype=policy)):
+        layer.build(x.shape)
+        layer.gamma.assign([1.5, 0.5, 2.0])
+        layer.beta.assign([0.1, -0.2, 0.3])
+        values = []
+        for training in (True, False):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=training)
+                assert y.dtype == dtype
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2 * [1.0, 2.0, 3.0])
+            values += [y, *tape.gradient(loss, [x, layer.gamma, layer.beta])]
+        results.append([np.asarray(v, np.float32) for v in
+                        values + [layer.moving_mean, layer.moving_variance]])
+    tolerance = 1e-4 if dtype == "float32" else 2e-2
+    for keras_value, fused_value in zip(*results):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=tolerance, atol=tolerance)
 
 
 def test_unknown_model_name():

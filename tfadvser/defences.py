@@ -20,15 +20,16 @@ import math
 import keras
 from keras import layers
 
+from tfadvser.batch_norm import FusedBatchNormalization
 from tfadvser.distribute import synchronized_batch_norm
 from tfadvser.errors import TfadvserError
 
 
-def batch_norm(name: str) -> layers.BatchNormalization:
+def batch_norm(name: str) -> FusedBatchNormalization:
     """PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 = Keras 0.9). Built under a
     strategy with several replicas, it normalises with the global batch's statistics."""
-    return layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=name,
-                                     synchronized=synchronized_batch_norm())
+    return FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name=name,
+                                   synchronized=synchronized_batch_norm())
 
 
 def scaled_channels(base: int, width: float) -> int:
