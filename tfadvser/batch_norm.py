@@ -21,6 +21,8 @@ from keras import layers
 
 @keras.saving.register_keras_serializable(package="tfadvser")
 class FusedBatchNormalization(layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` computed by FusedBatchNormV3 where it can be."""
+
     def call(self, inputs, training=None, mask=None):
         if (mask is not None or self.synchronized or len(inputs.shape) != 4
                 or self.axis not in (-1, 3) or not (self.scale and self.center)):

@@ -14,7 +14,9 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
-from tfadvser.atrous import AtrousConv2D  # noqa: F401  (loading saved generators needs it)
+# Saved generators hold these layers: loading one needs them registered.
+from tfadvser.atrous import AtrousConv2D  # noqa: F401
+from tfadvser.batch_norm import FusedBatchNormalization  # noqa: F401
 
 
 def inference(model: keras.Model) -> Callable:
