@@ -27,8 +27,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
         if (mask is not None or self.synchronized or len(inputs.shape) != 4
                 or self.axis not in (-1, 3) or not (self.scale and self.center)):
             return super().call(inputs, training=training, mask=mask)
-        input_dtype = inputs.dtype
-        x = tf.cast(inputs, tf.float32) if input_dtype != tf.float32 else inputs
+        x = tf.cast(inputs, tf.float32)  # returns float32 inputs as they are
         gamma = tf.cast(self.gamma, tf.float32)
         beta = tf.cast(self.beta, tf.float32)
         moving_mean = tf.cast(self.moving_mean, tf.float32)
@@ -48,4 +47,4 @@ class FusedBatchNormalization(layers.BatchNormalization):
             y, *_ = tf.raw_ops.FusedBatchNormV3(
                 x=x, scale=gamma, offset=beta, mean=moving_mean, variance=moving_variance,
                 epsilon=self.epsilon, data_format="NHWC", is_training=False)
-        return tf.cast(y, input_dtype) if input_dtype != tf.float32 else y
+        return tf.cast(y, inputs.dtype)
