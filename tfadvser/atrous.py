@@ -50,7 +50,7 @@ class AtrousConv2D(layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         if (max(self.dilation_rate) == 1 or self.data_format != "channels_last"
-                or not native_dilated_gradients()):
+                or self.groups != 1 or not native_dilated_gradients()):
             return super().convolution_op(inputs, kernel)
         return tf.nn.conv2d(inputs, kernel, strides=list(self.strides),
                             padding=self.padding.upper(), dilations=list(self.dilation_rate))
