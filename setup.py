@@ -4,7 +4,7 @@ Every dependency is pinned to the exact version the test suite runs with. Tensor
 at 2.16.x because tensorflow-io 0.37.1, its last release, loads its native audio ops only
 against TF 2.16 (see DESIGN.md).
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
     "tensorflow==2.16.2",
@@ -36,7 +36,7 @@ setup(
     python_requires=">=3.11,<3.12",
     # `cli/` is installed under a unique import name so that no bare top-level module
     # called `cli` lands in site-packages.
-    packages=["tfadvser", "tfadvser_cli"],
+    packages=find_packages(include=["tfadvser", "tfadvser.*"]) + ["tfadvser_cli"],
     package_dir={"tfadvser": "tfadvser", "tfadvser_cli": "cli"},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},

@@ -22,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(mode: str, data: str, run: str, profile_name: str) -> None:
-    from tfadvser.attacker_training import train_attacker
+    from tfadvser.attack.training import train_attacker
     from tfadvser.config import get_profile
-    from tfadvser.defence_training import train_defence
+    from tfadvser.defence.training import train_defence
 
     profile = get_profile(profile_name)
     profile = dataclasses.replace(

@@ -67,8 +67,8 @@ def attacker_step(width: float, batch: int, steps: int, repeats: int, precision:
     import numpy as np
     import tensorflow as tf
 
-    from tfadvser.attacker import AdversarialAttacker, build_generator
-    from tfadvser.defences import build_defence
+    from tfadvser.attack.attacker import AdversarialAttacker, build_generator
+    from tfadvser.defence.models import build_defence
 
     keras.mixed_precision.set_global_policy(precision)
     try:
@@ -101,9 +101,9 @@ def short_run(data_dir: str, width: float, steps: int, precision: str) -> dict:
     speed figures above run on random inputs, where nothing is fooled."""
     import keras
 
-    from tfadvser.attacker import AdversarialAttacker, build_generator
-    from tfadvser.dataset import make_dataset
-    from tfadvser.defences import build_defence
+    from tfadvser.attack.attacker import AdversarialAttacker, build_generator
+    from tfadvser.data.dataset import make_dataset
+    from tfadvser.defence.models import build_defence
 
     train = make_dataset(data_dir, "train", 16, shuffle=True, repeat=True, drop_remainder=True)
     keras.utils.set_random_seed(0)
@@ -125,7 +125,7 @@ def short_run(data_dir: str, width: float, steps: int, precision: str) -> dict:
 
 
 def input_pipeline(data_dir: str, batch: int, repeats: int) -> float:
-    from tfadvser.dataset import make_dataset
+    from tfadvser.data.dataset import make_dataset
 
     dataset = make_dataset(data_dir, "train", batch, shuffle=True, repeat=True)
     batches = 200
@@ -140,10 +140,10 @@ def input_pipeline(data_dir: str, batch: int, repeats: int) -> float:
 def prepare_speed(corpus: str, repeats: int) -> dict:
     """Files/s of `prepare` (parallel tf.data) against a plain sequential loop of
     soundfile + librosa + scipy on the same files (the original's extractor)."""
-    from tfadvser.audio import read_mono_numpy
+    from tfadvser.data.audio import read_mono_numpy
     from tfadvser.config import FeatureConfig
-    from tfadvser.features import reference_fix_length, reference_log_mel
-    from tfadvser.prepare import prepare
+    from tfadvser.data.features import reference_fix_length, reference_log_mel
+    from tfadvser.data.prepare import prepare
 
     files = sorted(p for p in Path(corpus).glob("*.wav") if "_neu" not in p.name)
     config = FeatureConfig()
@@ -174,9 +174,9 @@ def evaluation_speed(width: float, repeats: int) -> float:
     import keras
     import numpy as np
 
-    from tfadvser.attacker import build_generator
-    from tfadvser.defences import build_defence
-    from tfadvser.evaluation import EVAL_BATCH, perturb, predictions
+    from tfadvser.attack.attacker import build_generator
+    from tfadvser.defence.models import build_defence
+    from tfadvser.evaluation.scoring import EVAL_BATCH, perturb, predictions
 
     keras.utils.set_random_seed(0)
     generator, defence = build_generator(width), build_defence("cnn4", 7, width)
@@ -205,8 +205,8 @@ def machine() -> dict:
 
 
 def make_data(root: Path, speakers: int, utterances: int) -> tuple[str, str]:
-    from tfadvser.prepare import prepare
-    from tfadvser.synth import synthesize_corpus
+    from tfadvser.data.prepare import prepare
+    from tfadvser.data.synth import synthesize_corpus
 
     corpus, data = root / "corpus", root / "data"
     synthesize_corpus(corpus, n_speakers=speakers, utterances=utterances, seed=0)

@@ -30,8 +30,8 @@ def synth_command(out_dir, speakers, utterances, difficulty, no_neutral, seed):
     """
     from tqdm import tqdm
 
-    from tfadvser.emotions import DEMOS_LABELS
-    from tfadvser.synth import synthesize_corpus
+    from tfadvser.data.emotions import DEMOS_LABELS
+    from tfadvser.data.synth import synthesize_corpus
 
     total = speakers * utterances * (len(DEMOS_LABELS) + (0 if no_neutral else 1))
     started = time.time()
@@ -83,7 +83,7 @@ def prepare_command(audio_dir, corpus, out_dir, keep_neutral, split_lists, dev_f
     import tensorflow as tf
 
     from tfadvser.config import FeatureConfig, SplitConfig
-    from tfadvser.prepare import prepare
+    from tfadvser.data.prepare import prepare
 
     # tensorflow-io's resampler logs a warning per trace that says nothing to a user.
     tf.get_logger().setLevel("ERROR")

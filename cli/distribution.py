@@ -4,7 +4,7 @@ import contextlib
 
 import click
 
-# tfadvser.distribute.STRATEGIES, spelt out so that `--help` does not import TensorFlow
+# tfadvser.runtime.distribute.STRATEGIES, spelt out so that `--help` does not import TensorFlow
 # (a test keeps the two equal).
 STRATEGY_NAMES = ("default", "mirrored", "multiworker")
 
@@ -19,7 +19,7 @@ strategy_option = click.option(
 def strategy_scope(name: str):
     """Create the strategy before anything else touches TensorFlow, then enter its scope:
     every model, optimizer and metric the command builds is then distributed."""
-    from tfadvser.distribute import make_strategy
+    from tfadvser.runtime.distribute import make_strategy
 
     strategy = make_strategy(name)
     if name != "default":

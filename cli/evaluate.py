@@ -26,8 +26,8 @@ def _lambdas(ctx, param, value):
 def evaluate_command(run_dir, data_dir):
     """Score every attacker checkpoint of RUN_DIR against every defence (dev and test) and
     write Table 1, the lifelong grids, Fig. 2, Fig. 3 and report.md to RUN_DIR/evaluation/."""
-    from tfadvser.report import table1, write_outputs
-    from tfadvser.run_evaluation import evaluate_run, figure2, load_run
+    from tfadvser.experiment.report import table1, write_outputs
+    from tfadvser.experiment.evaluate import evaluate_run, figure2, load_run
 
     data_dir = data_dir or load_run(run_dir)["data_dir"]
     results = evaluate_run(run_dir, data_dir,
@@ -57,7 +57,7 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, strat
     """Run the paper's whole protocol: three defences, the attackers of Table 1, the λ sweep,
     then evaluate. Finished stages are reused, so an interrupted run resumes."""
     from tfadvser.config import get_profile
-    from tfadvser.reproduce import reproduce
+    from tfadvser.experiment.reproduce import reproduce
 
     with strategy_scope(strategy):
         out = reproduce(data_dir, run_dir, get_profile(profile), seeds=seeds, lambdas=lambdas,
@@ -86,7 +86,7 @@ def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_tria
     adversarial dev UAR over the sequence's defences (lower is better). Results, HParams
     logs and best.json go to RUN/tuning/<sequence>/; a rerun resumes the search."""
     from tfadvser.config import get_profile
-    from tfadvser.tuning import tune
+    from tfadvser.experiment.tuning import tune
 
     names = [s.strip() for s in sequence.split(",") if s.strip()]
     with strategy_scope(strategy):

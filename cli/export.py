@@ -21,12 +21,12 @@ from tfadvser_cli.errors import user_errors
 def export_command(run_dir, attacker, defence, name, version, out_root):
     """Export a trained attacker (or defence) of RUN_DIR as a SavedModel for TF Serving,
     with the standardisation statistics and, for attackers, the log-Mel front end inside."""
-    from tfadvser.attacker_training import find_task, load_generator
-    from tfadvser.dataset import load_metadata
-    from tfadvser.defence_training import load_defence
+    from tfadvser.attack.training import find_task, load_generator
+    from tfadvser.data.dataset import load_metadata
+    from tfadvser.defence.training import load_defence
     from tfadvser.errors import TfadvserError
-    from tfadvser.export import export_attacker, export_defence
-    from tfadvser.run_evaluation import load_run
+    from tfadvser.serving.export import export_attacker, export_defence
+    from tfadvser.experiment.evaluate import load_run
 
     if (attacker is None) == (defence is None):
         raise TfadvserError("name exactly one of --attacker or --defence")
@@ -57,7 +57,7 @@ def predict_command(server, model, version, out_dir, files):
     adversarial log-Mel and the perturbation as OUT/<name>.<output>.npy."""
     import numpy as np
 
-    from tfadvser.serving_client import perturb_file
+    from tfadvser.serving.client import perturb_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

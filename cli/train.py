@@ -32,7 +32,7 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet, strategy):
     interrupted run. A finished defence with the same settings is reused, not retrained.
     """
     from tfadvser.config import get_profile
-    from tfadvser.defence_training import train_defence
+    from tfadvser.defence.training import train_defence
 
     names = DEFENCE_NAMES if model == "all" else (model,)
     with strategy_scope(strategy):
@@ -91,7 +91,7 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_
     config and TensorBoard logs under OUT/attackers/. Tasks already trained with the same
     settings, by this or another method, are reused.
     """
-    from tfadvser.attacker_training import train_attacker
+    from tfadvser.attack.training import train_attacker
     from tfadvser.config import get_profile
 
     overrides = {k: v for k, v in (("seed", seed), ("lr_schedule", lr_schedule),

@@ -5,7 +5,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
 
-from tfadvser.synth import synthesize_corpus  # noqa: E402
+from tfadvser.data.synth import synthesize_corpus  # noqa: E402
 
 # Four speakers (2 f, 2 m) x 8 emotions x 1 utterance of 1.5-2 s: enough for a
 # speaker-independent split with every class everywhere, small enough for seconds.
@@ -22,7 +22,7 @@ def tiny_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_data(tiny_corpus, tmp_path_factory):
     """tiny_corpus prepared with default features, through the library entry point."""
-    from tfadvser.prepare import prepare
+    from tfadvser.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("records") / "tiny"
     prepare(tiny_corpus, "demos", out, progress=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["TFADVSER_CPU_DEVICES"] = "2"
 
-from tfadvser.distribute import make_strategy  # noqa: E402
+from tfadvser.runtime.distribute import make_strategy  # noqa: E402
 
 mirrored = make_strategy("mirrored")  # first: splits the CPU before TF sets up devices
 
@@ -30,9 +30,9 @@ import tensorflow as tf  # noqa: E402
 # replicas' other order of summation, not thread-timing noise.
 tf.config.experimental.enable_op_determinism()
 
-from tfadvser.attacker_training import train_attacker  # noqa: E402
+from tfadvser.attack.training import train_attacker  # noqa: E402
 from tfadvser.config import get_profile  # noqa: E402
-from tfadvser.defence_training import train_defence  # noqa: E402
+from tfadvser.defence.training import train_defence  # noqa: E402
 from tfadvser.runs import read_json  # noqa: E402
 
 data, out = sys.argv[1], Path(sys.argv[2])

@@ -13,15 +13,15 @@ from click.testing import CliRunner
 
 import tensorflow as tf
 
-from tfadvser import atrous
-from tfadvser.atrous import AtrousConv2D
-from tfadvser.attacker import AdversarialAttacker, build_generator
-from tfadvser.attacker_training import _Monitor, train_attacker
+from tfadvser.runtime import atrous
+from tfadvser.runtime.atrous import AtrousConv2D
+from tfadvser.attack.attacker import AdversarialAttacker, build_generator
+from tfadvser.attack.training import _Monitor, train_attacker
 from tfadvser.config import PROFILES
-from tfadvser.defence_training import train_defence
-from tfadvser.defences import build_defence
+from tfadvser.defence.training import train_defence
+from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.methods import METHODS, Stage
+from tfadvser.attack.methods import METHODS, Stage
 from tfadvser_cli.main import main
 
 SMOKE = PROFILES["smoke"]
@@ -76,8 +76,8 @@ def test_generator_trains_where_the_native_dilated_gradient_is_missing():
     # layer must notice (even when first called while a function is traced) and fall back.
     script = """
 import tensorflow as tf
-from tfadvser.atrous import native_dilated_gradients
-from tfadvser.attacker import build_generator
+from tfadvser.runtime.atrous import native_dilated_gradients
+from tfadvser.attack.attacker import build_generator
 g = build_generator(0.0625, (37, 16))
 @tf.function
 def grads(x):
@@ -325,7 +325,7 @@ def test_a_reused_attacker_trains_like_a_new_one(defended_run, tiny_data):
     """Tasks facing the same defences share one compiled attacker (attacker_cache). Trained
     again with every attacker left in the state of the last task, a sequence must come out
     as it did from new attackers: same start weights, fresh optimizer, its own EWC terms."""
-    from tfadvser import attacker_cache
+    from tfadvser.attack import cache as attacker_cache
 
     def train_and_collect():
         record = train_attacker(tiny_data, defended_run, "lifelong", ["cnn4", "vgg16"], SMOKE,

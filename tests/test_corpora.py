@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tfadvser.corpora import read_corpus
+from tfadvser.data.corpora import read_corpus
 from tfadvser.errors import TfadvserError
 
 

@@ -8,13 +8,13 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from tfadvser.batch_norm import FusedBatchNormalization
+from tfadvser.runtime.batch_norm import FusedBatchNormalization
 from tfadvser.config import PROFILES
-from tfadvser.defence_training import _DevScore, load_defence, predict_labels, train_defence
-from tfadvser.dataset import load_metadata, make_dataset
-from tfadvser.defences import build_defence
+from tfadvser.defence.training import _DevScore, load_defence, predict_labels, train_defence
+from tfadvser.data.dataset import load_metadata, make_dataset
+from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.metrics import confusion_matrix, uar_from_confusion
+from tfadvser.evaluation.metrics import confusion_matrix, uar_from_confusion
 from tfadvser.runs import bind_run
 from tfadvser_cli.main import main
 

@@ -14,9 +14,9 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from tfadvser.config import PROFILES
-from tfadvser.distribute import STRATEGIES, make_strategy, parse_tf_config
+from tfadvser.runtime.distribute import STRATEGIES, make_strategy, parse_tf_config
 from tfadvser.errors import TfadvserError
-from tfadvser.losses import attack_loss
+from tfadvser.attack.losses import attack_loss
 from tfadvser_cli.distribution import STRATEGY_NAMES
 from tfadvser_cli.main import main
 

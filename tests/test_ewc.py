@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadvser.ewc import estimate_fisher
+from tfadvser.attack.ewc import estimate_fisher
 
 ALPHA = 0.02
 

@@ -13,15 +13,15 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from tfadvser.attacker import build_generator
-from tfadvser.audio import read_mono_numpy
-from tfadvser.dataset import load_metadata, make_dataset, statistics
-from tfadvser.defences import build_defence
+from tfadvser.attack.attacker import build_generator
+from tfadvser.data.audio import read_mono_numpy
+from tfadvser.data.dataset import load_metadata, make_dataset, statistics
+from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.export import export_attacker, export_defence
-from tfadvser.features import fix_length, log_mel
+from tfadvser.serving.export import export_attacker, export_defence
+from tfadvser.data.features import fix_length, log_mel
 from tfadvser.config import FeatureConfig
-from tfadvser.serving_client import perturb_file, predict
+from tfadvser.serving.client import perturb_file, predict
 
 
 @pytest.fixture(scope="module")

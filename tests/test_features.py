@@ -4,10 +4,10 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from tfadvser.audio import decode_mono, probe, read_mono_numpy
+from tfadvser.data.audio import decode_mono, probe, read_mono_numpy
 from tfadvser.config import FeatureConfig
-from tfadvser.features import fix_length, log_mel, mel_matrix, reference_fix_length, reference_log_mel
-from tfadvser.synth import Speaker, NEUTRAL_CUES, synthesize_utterance
+from tfadvser.data.features import fix_length, log_mel, mel_matrix, reference_fix_length, reference_log_mel
+from tfadvser.data.synth import Speaker, NEUTRAL_CUES, synthesize_utterance
 
 CONFIG = FeatureConfig()
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tfadvser.metrics import UnweightedAverageRecall, confusion_matrix, recall_per_class, uar_from_confusion
+from tfadvser.evaluation.metrics import UnweightedAverageRecall, confusion_matrix, recall_per_class, uar_from_confusion
 
 
 def one_hot_scores(predictions, n):

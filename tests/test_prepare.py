@@ -6,11 +6,11 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from tfadvser.audio import read_mono_numpy
+from tfadvser.data.audio import read_mono_numpy
 from tfadvser.config import FeatureConfig
-from tfadvser.dataset import load_metadata, make_dataset
+from tfadvser.data.dataset import load_metadata, make_dataset
 from tfadvser.errors import TfadvserError
-from tfadvser.features import reference_fix_length, reference_log_mel
+from tfadvser.data.features import reference_fix_length, reference_log_mel
 from tfadvser_cli.main import main
 
 LABELS = ["anger", "disgust", "fear", "guilt", "happiness", "sadness", "surprise"]

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from tfadvser.config import SplitConfig
-from tfadvser.corpora import Clip
+from tfadvser.data.corpora import Clip
 from tfadvser.errors import TfadvserError
-from tfadvser.splits import split_by_speaker, split_from_lists
+from tfadvser.data.splits import split_by_speaker, split_from_lists
 
 LABELS = ("anger", "sadness", "fear")
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from tfadvser.corpora import read_corpus
-from tfadvser.synth import synthesize_corpus
+from tfadvser.data.corpora import read_corpus
+from tfadvser.data.synth import synthesize_corpus
 from tests.conftest import TINY
 
 

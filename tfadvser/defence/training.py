@@ -25,16 +25,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser import distribute
-from tfadvser.backup import EpochBackup
+from tfadvser.runtime import distribute
+from tfadvser.runtime.backup import EpochBackup
 from tfadvser.config import Profile
-from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
-from tfadvser.defences import DEFENCES, build_defence
+from tfadvser.data.dataset import feature_config_of, load_metadata, make_dataset
+from tfadvser.defence.models import DEFENCES, build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import labels_of, predictions
-from tfadvser.figures import confusion_png
-from tfadvser.inference import inference
-from tfadvser.metrics import (UnweightedAverageRecall, confusion_matrix, recall_by_label,
+from tfadvser.evaluation.scoring import labels_of, predictions
+from tfadvser.evaluation.figures import confusion_png
+from tfadvser.runtime.inference import inference
+from tfadvser.evaluation.metrics import (UnweightedAverageRecall, confusion_matrix, recall_by_label,
                               uar_from_confusion)
 from tfadvser.runs import bind_run, read_json, write_json
 

@@ -20,8 +20,8 @@ import math
 import keras
 from keras import layers
 
-from tfadvser.batch_norm import FusedBatchNormalization
-from tfadvser.distribute import synchronized_batch_norm
+from tfadvser.runtime.batch_norm import FusedBatchNormalization
+from tfadvser.runtime.distribute import synchronized_batch_norm
 from tfadvser.errors import TfadvserError
 
 

@@ -18,9 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser import distribute
-from tfadvser.inference import inference
-from tfadvser.losses import attack_loss
+from tfadvser.runtime import distribute
+from tfadvser.runtime.inference import inference
+from tfadvser.attack.losses import attack_loss
 
 FISHER_MODES = ("batch", "example")
 

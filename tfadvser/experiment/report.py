@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfadvser.defences import DEFENCES
+from tfadvser.defence.models import DEFENCES
 from tfadvser.runs import write_json
 
 NAMES = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
@@ -195,7 +195,7 @@ def lambda_curves(results: dict) -> dict[str, dict]:
 
 def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     """results.json (with the table), table1.md/.csv, figures, report.md under evaluation/."""
-    from tfadvser.figures import lambda_curves_png
+    from tfadvser.evaluation.figures import lambda_curves_png
 
     out = Path(run_dir) / "evaluation"
     figures = out / "figures"

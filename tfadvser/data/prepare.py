@@ -24,14 +24,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser import __version__
-from tfadvser.audio import UnreadableAudio, decode_mono, probe
+from tfadvser.data.audio import UnreadableAudio, decode_mono, probe
 from tfadvser.config import FeatureConfig, SplitConfig
-from tfadvser.corpora import Clip, Problem, read_corpus
+from tfadvser.data.corpora import Clip, Problem, read_corpus
 from tfadvser.errors import TfadvserError
-from tfadvser.features import fix_length, log_mel
-from tfadvser.pipeline import pipeline_options
-from tfadvser.records import SPLITS, ShardedWriter, examples_per_shard, serialize_example
-from tfadvser.splits import check_classes, split_by_speaker, split_from_lists
+from tfadvser.data.features import fix_length, log_mel
+from tfadvser.runtime.tfdata import pipeline_options
+from tfadvser.data.records import SPLITS, ShardedWriter, examples_per_shard, serialize_example
+from tfadvser.data.splits import check_classes, split_by_speaker, split_from_lists
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1

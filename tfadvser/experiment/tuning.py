@@ -20,15 +20,15 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
-from tfadvser import distribute
-from tfadvser.attacker_training import first_task_trained, generator_path, train_attacker
+from tfadvser.runtime import distribute
+from tfadvser.attack.training import first_task_trained, generator_path, train_attacker
 from tfadvser.config import Profile
-from tfadvser.dataset import load_metadata, make_dataset
-from tfadvser.defence_training import load_defence
+from tfadvser.data.dataset import load_metadata, make_dataset
+from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import EVAL_BATCH, labels_of, perturb, predictions
-from tfadvser.inference import GeneratorSlot
-from tfadvser.metrics import confusion_matrix, uar_from_confusion
+from tfadvser.evaluation.scoring import EVAL_BATCH, labels_of, perturb, predictions
+from tfadvser.runtime.inference import GeneratorSlot
+from tfadvser.evaluation.metrics import confusion_matrix, uar_from_confusion
 from tfadvser.runs import write_json
 
 OBJECTIVE = "mean_dev_adversarial_uar"

@@ -15,8 +15,8 @@ import keras
 import tensorflow as tf
 
 # Saved generators hold these layers: loading one needs them registered.
-from tfadvser.atrous import AtrousConv2D  # noqa: F401
-from tfadvser.batch_norm import FusedBatchNormalization  # noqa: F401
+from tfadvser.runtime.atrous import AtrousConv2D  # noqa: F401
+from tfadvser.runtime.batch_norm import FusedBatchNormalization  # noqa: F401
 
 
 def inference(model: keras.Model) -> Callable:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.attacker import AdversarialAttacker, build_generator
+from tfadvser.attack.attacker import AdversarialAttacker, build_generator
 from tfadvser.config import AttackerConfig
 
 # Settings the compiled step or the optimizer depend on (the seed and step counts do not).

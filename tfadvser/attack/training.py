@@ -28,19 +28,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser import distribute
-from tfadvser.attacker import build_generator
-from tfadvser.attacker_cache import prepared_attacker
-from tfadvser.backup import EpochBackup
+from tfadvser.runtime import distribute
+from tfadvser.attack.attacker import build_generator
+from tfadvser.attack.cache import prepared_attacker
+from tfadvser.runtime.backup import EpochBackup
 from tfadvser.config import AttackerConfig, Profile
-from tfadvser.dataset import feature_config_of, load_metadata, make_dataset
-from tfadvser.defence_training import MODEL_FILE, defence_dir, load_defence
-from tfadvser.defences import DEFENCES
+from tfadvser.data.dataset import feature_config_of, load_metadata, make_dataset
+from tfadvser.defence.training import MODEL_FILE, defence_dir, load_defence
+from tfadvser.defence.models import DEFENCES
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import labels_of, perturb, predictions, scores
-from tfadvser.ewc import estimate_fisher, load_ewc_term, save_ewc_term
-from tfadvser.figures import spectrogram_strip
-from tfadvser.methods import EWC_METHODS, METHODS, Stage
+from tfadvser.evaluation.scoring import labels_of, perturb, predictions, scores
+from tfadvser.attack.ewc import estimate_fisher, load_ewc_term, save_ewc_term
+from tfadvser.evaluation.figures import spectrogram_strip
+from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.runs import bind_run, write_json
 
 GENERATOR_FILE, TASK_FILE, SEQUENCE_FILE = "generator.keras", "task.json", "sequence.json"

@@ -12,12 +12,12 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfadvser import distribute
+from tfadvser.runtime import distribute
 from tfadvser.config import FeatureConfig
 from tfadvser.errors import TfadvserError
-from tfadvser.pipeline import pipeline_options
-from tfadvser.prepare import FORMAT_VERSION, METADATA_FILE
-from tfadvser.records import SPLITS, parse_example, shard_paths
+from tfadvser.runtime.tfdata import pipeline_options
+from tfadvser.data.prepare import FORMAT_VERSION, METADATA_FILE
+from tfadvser.data.records import SPLITS, parse_example, shard_paths
 
 
 def load_metadata(data_dir) -> dict:

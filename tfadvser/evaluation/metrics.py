@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser import distribute
+from tfadvser.runtime import distribute
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:

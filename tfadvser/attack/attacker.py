@@ -15,12 +15,12 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from tfadvser import distribute
-from tfadvser.atrous import AtrousConv2D
-from tfadvser.defences import batch_norm, scaled_channels
-from tfadvser.inference import inference
-from tfadvser.losses import attack_loss, ewc_penalty
-from tfadvser.metrics import fooling_rate
+from tfadvser.runtime import distribute
+from tfadvser.runtime.atrous import AtrousConv2D
+from tfadvser.defence.models import batch_norm, scaled_channels
+from tfadvser.runtime.inference import inference
+from tfadvser.attack.losses import attack_loss, ewc_penalty
+from tfadvser.evaluation.metrics import fooling_rate
 
 GENERATOR_CHANNELS = (64, 128, 64, 1)
 GENERATOR_DILATIONS = (1, 2, 4, 8)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Callable, Optional
 
-from tfadvser.emotions import DEMOS_CODES, DEMOS_LABELS, NEUTRAL
+from tfadvser.data.emotions import DEMOS_CODES, DEMOS_LABELS, NEUTRAL
 from tfadvser.errors import TfadvserError
 
 AUDIO_SUFFIXES = (".wav", ".flac")

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from tfadvser import distribute
-from tfadvser.attacker_training import train_attacker
+from tfadvser.runtime import distribute
+from tfadvser.attack.training import train_attacker
 from tfadvser.config import Profile
-from tfadvser.defence_training import train_defence
-from tfadvser.defences import DEFENCES
+from tfadvser.defence.training import train_defence
+from tfadvser.defence.models import DEFENCES
 from tfadvser.errors import TfadvserError
-from tfadvser.report import CLOCKWISE, COUNTER, table1, write_outputs
-from tfadvser.run_evaluation import evaluate_run, figure2
-from tfadvser.tuning import tune
+from tfadvser.experiment.report import CLOCKWISE, COUNTER, table1, write_outputs
+from tfadvser.experiment.evaluate import evaluate_run, figure2
+from tfadvser.experiment.tuning import tune
 
 
 # The single-task attackers are the first tasks of the transfer and lifelong sequences

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.inference import inference
-from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
+from tfadvser.runtime.inference import inference
+from tfadvser.evaluation.metrics import confusion_matrix, recall_by_label, uar_from_confusion
 
 # At the paper's width a batch of 128 clips needs ~15 GB of activations in the generator
 # alone (measured by the benchmark); 32 keeps evaluation within a laptop's memory.

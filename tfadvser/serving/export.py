@@ -24,9 +24,9 @@ import keras
 import tensorflow as tf
 
 from tfadvser.config import FeatureConfig
-from tfadvser.dataset import feature_config_of, statistics
+from tfadvser.data.dataset import feature_config_of, statistics
 from tfadvser.errors import TfadvserError
-from tfadvser.features import fix_length, log_mel
+from tfadvser.data.features import fix_length, log_mel
 
 
 def _log_mel_batch(waveform: tf.Tensor, config: FeatureConfig) -> tf.Tensor:

@@ -35,7 +35,7 @@ def perturb_file(server: str, model: str, path: Path, sample_rate: int = 16000,
                  version: Optional[int] = None) -> dict[str, np.ndarray]:
     """Send one audio file (resampled to 16 kHz mono) to an exported attacker's
     `perturb_waveform` signature; return its outputs as arrays."""
-    from tfadvser.audio import UnreadableAudio, probe, read_mono_numpy
+    from tfadvser.data.audio import UnreadableAudio, probe, read_mono_numpy
 
     try:
         probe(path)

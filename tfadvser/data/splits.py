@@ -16,9 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from tfadvser.config import SplitConfig
-from tfadvser.corpora import Clip, Problem
+from tfadvser.data.corpora import Clip, Problem
 from tfadvser.errors import TfadvserError
-from tfadvser.records import SPLITS
+from tfadvser.data.records import SPLITS
 
 # Reshuffles tried before giving up on a split that has every class everywhere.
 MAX_ATTEMPTS = 200

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile
 from scipy import signal
 
-from tfadvser.emotions import DEMOS_LABELS, LABEL_TO_DEMOS_CODE, NEUTRAL
+from tfadvser.data.emotions import DEMOS_LABELS, LABEL_TO_DEMOS_CODE, NEUTRAL
 
 
 @dataclasses.dataclass(frozen=True)

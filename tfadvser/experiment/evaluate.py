@@ -12,17 +12,17 @@ from typing import Optional
 
 import numpy as np
 
-from tfadvser.attacker_training import GENERATOR_FILE, SEQUENCE_FILE, load_generator
-from tfadvser.dataset import load_metadata, make_dataset, statistics
-from tfadvser.defence_training import RESULTS_FILE, defence_dir, load_defence
-from tfadvser.defences import DEFENCES
+from tfadvser.attack.training import GENERATOR_FILE, SEQUENCE_FILE, load_generator
+from tfadvser.data.dataset import load_metadata, make_dataset, statistics
+from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence
+from tfadvser.defence.models import DEFENCES
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation import (EVAL_BATCH, labels_of, perturb, perturbation_sizes, predictions,
+from tfadvser.evaluation.scoring import (EVAL_BATCH, labels_of, perturb, perturbation_sizes, predictions,
                                  scores)
-from tfadvser.inference import GeneratorSlot
-from tfadvser.metrics import confusion_matrix, recall_by_label, uar_from_confusion
-from tfadvser.prepare import library_versions
-from tfadvser.report import NAMES
+from tfadvser.runtime.inference import GeneratorSlot
+from tfadvser.evaluation.metrics import confusion_matrix, recall_by_label, uar_from_confusion
+from tfadvser.data.prepare import library_versions
+from tfadvser.experiment.report import NAMES
 from tfadvser.runs import RUN_FILE, read_json, write_json
 
 SPLITS = ("dev", "test")
@@ -108,7 +108,7 @@ FIGURE2_ROWS = (("Lifelong", "CNN-4 + VGG-16 + ResNet-50"), ("Lifelong", "ResNet
 def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict]:
     """Fig. 2: one test clip every defence gets right clean and wrong under attack (or the
     clip that comes closest, labelled as such): real, perturbation and fake log-Mel."""
-    from tfadvser.figures import spectrograms_png
+    from tfadvser.evaluation.figures import spectrograms_png
 
     chosen = next((r for name in FIGURE2_ROWS for r in rows
                    if (r["method"], r["sequence"]) == name and r.get("keys")), None)
