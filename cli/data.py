@@ -3,9 +3,11 @@ import time
 
 import click
 
+from tfadvser.config import LONG_CLIP_POLICIES
+from tfadvser.data.corpora import READERS
 from tfadvser_cli.errors import build_config, user_errors
 
-CORPUS_KINDS = ("demos", "emodb", "ravdess", "cremad", "csv", "folders")
+CORPUS_KINDS = tuple(READERS)
 
 
 @click.command("synth")
@@ -62,7 +64,7 @@ def synth_command(out_dir, speakers, utterances, difficulty, no_neutral, seed):
               help="Share of speakers for test.")
 @click.option("--split-seed", default=0, show_default=True, type=int)
 @click.option("--long-clips", default="head", show_default=True,
-              type=click.Choice(["head", "center", "error"]),
+              type=click.Choice(LONG_CLIP_POLICIES),
               help="Clips longer than 373 frames: keep the first or the middle 373 frames, "
                    "or skip them. Shorter clips are always tiled.")
 @click.option("--shard-mb", default=64.0, show_default=True, type=click.FloatRange(min=0.1),

@@ -4,12 +4,10 @@ import contextlib
 
 import click
 
-# tfadvser.runtime.distribute.STRATEGIES, spelt out so that `--help` does not import TensorFlow
-# (a test keeps the two equal).
-STRATEGY_NAMES = ("default", "mirrored", "multiworker")
+from tfadvser.config import STRATEGIES
 
 strategy_option = click.option(
-    "--strategy", default="default", show_default=True, type=click.Choice(STRATEGY_NAMES),
+    "--strategy", default="default", show_default=True, type=click.Choice(STRATEGIES),
     help="default: one device. mirrored: every GPU of this machine (or, without GPUs, "
          "TFADVSER_CPU_DEVICES logical CPU devices). multiworker: the machines listed in "
          "TF_CONFIG; start the same command on each. See the README.")

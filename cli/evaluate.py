@@ -1,6 +1,7 @@
 """`tfadvser evaluate` and `tfadvser reproduce`."""
 import click
 
+from tfadvser.config import LAMBDA_SEARCHES
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 from tfadvser_cli.train import PROFILE_NAMES
@@ -26,13 +27,10 @@ def _lambdas(ctx, param, value):
 def evaluate_command(run_dir, data_dir):
     """Score every attacker checkpoint of RUN_DIR against every defence (dev and test) and
     write Table 1, the lifelong grids, Fig. 2, Fig. 3 and report.md to RUN_DIR/evaluation/."""
-    from tfadvser.experiment.report import table1, write_outputs
-    from tfadvser.experiment.evaluate import evaluate_run, figure2, load_run
+    from tfadvser.experiment.evaluate import evaluate_and_report
 
-    data_dir = data_dir or load_run(run_dir)["data_dir"]
-    results = evaluate_run(run_dir, data_dir,
-                           progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True))
-    written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
+    written = evaluate_and_report(
+        run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True))
     missing = [r for r in written["rows"] if not r["cells"]]
     if missing:
         click.echo("rows without a trained attacker (train them, or run `tfadvser reproduce`): "
@@ -75,7 +73,7 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, strat
 @click.option("--lambdas", default=None, callback=_lambdas,
               help="The grid (default: the paper's 1e4,1e5,1e6,1e7); with --search "
                    "log-uniform, its smallest and largest values bound the range.")
-@click.option("--search", default="grid", show_default=True, type=click.Choice(["grid", "log-uniform"]))
+@click.option("--search", default="grid", show_default=True, type=click.Choice(LAMBDA_SEARCHES))
 @click.option("--max-trials", type=click.IntRange(1), default=None,
               help="Trials of a log-uniform search (default: as many as grid values).")
 @click.option("--seed", default=0, show_default=True, type=int)

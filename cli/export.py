@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from tfadvser.config import DEFENCE_NAMES
 from tfadvser_cli.errors import user_errors
 
 
@@ -11,7 +12,7 @@ from tfadvser_cli.errors import user_errors
 @click.option("--attacker", "attacker", default=None,
               help="LABEL[:TASK] of a trained sequence (default task: its last), e.g. "
                    "lifelong-cnn4-vgg16-resnet50-lambda100000:2, or a task key.")
-@click.option("--defence", "defence", default=None, type=click.Choice(["cnn4", "vgg16", "resnet50"]),
+@click.option("--defence", "defence", default=None, type=click.Choice(DEFENCE_NAMES),
               help="Export a defence (signature `classify`) instead of an attacker.")
 @click.option("--name", required=True, help="Model name: saved_models/NAME/<version>/.")
 @click.option("--version", type=int, default=None, help="Default: the next free integer.")
@@ -21,17 +22,17 @@ from tfadvser_cli.errors import user_errors
 def export_command(run_dir, attacker, defence, name, version, out_root):
     """Export a trained attacker (or defence) of RUN_DIR as a SavedModel for TF Serving,
     with the standardisation statistics and, for attackers, the log-Mel front end inside."""
-    from tfadvser.attack.training import find_task, load_generator
-    from tfadvser.data.dataset import load_metadata
+    from tfadvser.attack.tasks import find_task, load_generator
+    from tfadvser.data.folder import load_data
     from tfadvser.defence.training import load_defence
     from tfadvser.errors import TfadvserError
     from tfadvser.serving.export import export_attacker, export_defence
-    from tfadvser.experiment.evaluate import load_run
+    from tfadvser.runs import load_run
 
     if (attacker is None) == (defence is None):
         raise TfadvserError("name exactly one of --attacker or --defence")
     run = load_run(run_dir)
-    metadata = load_metadata(run["data_dir"])
+    metadata = load_data(run["data_dir"])
     origin = {"run": str(Path(run_dir).resolve()), "data_fingerprint": run["fingerprint"],
               "profile": run["profile"]}
     if attacker is not None:

@@ -1,11 +1,12 @@
-"""`tfadvser train ...`: defence classifiers (attackers come next)."""
+"""`tfadvser train defence` and `tfadvser train attacker`."""
 import click
 
+from tfadvser.attack.methods import METHODS
+from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 
-PROFILE_NAMES = ("paper", "small", "smoke")
-DEFENCE_NAMES = ("cnn4", "vgg16", "resnet50")
+PROFILE_NAMES = tuple(PROFILES)
 
 
 @click.group("train")
@@ -32,17 +33,11 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet, strategy):
     interrupted run. A finished defence with the same settings is reused, not retrained.
     """
     from tfadvser.config import get_profile
-    from tfadvser.defence.training import train_defence
+    from tfadvser.defence.training import train_defences
 
-    names = DEFENCE_NAMES if model == "all" else (model,)
     with strategy_scope(strategy):
-        for name in names:
-            click.echo(f"training {name} ({profile} profile) into {run_dir}/defences/{name}")
-            results = train_defence(data_dir, name, get_profile(profile), run_dir,
-                                    verbose=2 if quiet else 1)
-            click.echo(f"{name}: dev UAR {results['dev']['uar']:.3f}, test UAR "
-                       f"{results['test']['uar']:.3f} (chance {1 / len(results['dev']['recall']):.3f}), "
-                       f"best epoch {results['best_epoch']}, {results['seconds']:.0f} s")
+        train_defences(data_dir, DEFENCE_NAMES if model == "all" else (model,),
+                       get_profile(profile), run_dir, verbose=2 if quiet else 1, log=click.echo)
 
 
 def _defence_list(ctx, param, value):
@@ -63,7 +58,7 @@ def _defence_list(ctx, param, value):
               help="Comma-separated, in order, e.g. cnn4,vgg16,resnet50 (clockwise) or "
                    "resnet50,vgg16,cnn4 (counter-clockwise).")
 @click.option("--method", required=True,
-              type=click.Choice(["single", "multi", "transfer", "lifelong"]),
+              type=click.Choice(tuple(METHODS)),
               help="single: one defence; multi: all at once; transfer: in order, each task "
                    "fine-tuning the last; lifelong: transfer + EWC.")
 @click.option("--lambda", "ewc_lambda", type=float, default=None,
@@ -72,10 +67,10 @@ def _defence_list(ctx, param, value):
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
               help="The run folder holding the trained defences (runs/NAME).")
 @click.option("--seed", type=int, default=None, help="Attacker seed (default: the profile's, 0).")
-@click.option("--lr-schedule", type=click.Choice(["paper", "original"]), default=None,
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
               help="paper: Adam 1e-4 x0.9 per 1000 steps (profile default); original: the "
                    "constant 1e-3 the authors' code really ran.")
-@click.option("--fisher", "fisher_mode", type=click.Choice(["batch", "example"]), default=None,
+@click.option("--fisher", "fisher_mode", type=click.Choice(FISHER_MODES), default=None,
               help="Fisher from squared mini-batch gradients (original) or per-example ones.")
 @click.option("--accumulate-ewc", is_flag=True, default=None,
               help="Anchor every earlier task, not only the previous one.")

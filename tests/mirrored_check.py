@@ -33,7 +33,7 @@ tf.config.experimental.enable_op_determinism()
 from tfadvser.attack.training import train_attacker  # noqa: E402
 from tfadvser.config import get_profile  # noqa: E402
 from tfadvser.defence.training import train_defence  # noqa: E402
-from tfadvser.runs import read_json  # noqa: E402
+from tfadvser.runtime.files import read_json  # noqa: E402
 
 data, out = sys.argv[1], Path(sys.argv[2])
 smoke = get_profile("smoke")

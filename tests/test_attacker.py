@@ -16,7 +16,8 @@ import tensorflow as tf
 from tfadvser.runtime import atrous
 from tfadvser.runtime.atrous import AtrousConv2D
 from tfadvser.attack.attacker import AdversarialAttacker, build_generator
-from tfadvser.attack.training import _Monitor, train_attacker
+from tfadvser.attack.monitor import AttackMonitor
+from tfadvser.attack.training import train_attacker
 from tfadvser.config import PROFILES
 from tfadvser.defence.training import train_defence
 from tfadvser.defence.models import build_defence
@@ -306,7 +307,7 @@ def test_interrupted_task_resumes(defended_run, tiny_data, monkeypatch):
     profile = dataclasses.replace(SMOKE, attacker=dataclasses.replace(
         SMOKE.attacker, first_steps=6, monitor_every=2))
     steps_seen = []
-    original = _Monitor.on_epoch_end
+    original = AttackMonitor.on_epoch_end
 
     def interrupt_once(self, epoch, logs=None):
         steps_seen.append(int(self.model.optimizer.iterations.numpy()))
@@ -314,7 +315,7 @@ def test_interrupted_task_resumes(defended_run, tiny_data, monkeypatch):
         if len(steps_seen) == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_Monitor, "on_epoch_end", interrupt_once)
+    monkeypatch.setattr(AttackMonitor, "on_epoch_end", interrupt_once)
     with pytest.raises(KeyboardInterrupt):
         train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
     train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)

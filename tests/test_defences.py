@@ -10,8 +10,10 @@ from click.testing import CliRunner
 
 from tfadvser.runtime.batch_norm import FusedBatchNormalization
 from tfadvser.config import PROFILES
-from tfadvser.defence.training import _DevScore, load_defence, predict_labels, train_defence
-from tfadvser.data.dataset import load_metadata, make_dataset
+from tfadvser.defence.training import _DevScore, load_defence, train_defence
+from tfadvser.data.dataset import make_dataset
+from tfadvser.data.folder import load_data
+from tfadvser.evaluation.scoring import labels_of, predictions
 from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.metrics import confusion_matrix, uar_from_confusion
@@ -126,11 +128,12 @@ def test_training_writes_model_results_and_logs(trained_run, tiny_data):
 
 
 def test_saved_model_round_trip_is_frozen_and_is_the_best_epoch(trained_run, tiny_data):
-    model = load_defence(trained_run, "cnn4", load_metadata(tiny_data))
+    model = load_defence(trained_run, "cnn4", load_data(tiny_data))
     assert model.trainable is False and not model.trainable_weights
     results = json.loads((trained_run / "defences" / "cnn4" / "results.json").read_text())
     for split in ("dev", "test"):
-        y_true, y_pred = predict_labels(model, make_dataset(tiny_data, split, 64))
+        batches = list(make_dataset(tiny_data, split, 64))
+        y_true, y_pred = labels_of(batches), predictions(model, batches)
         assert uar_from_confusion(confusion_matrix(y_true, y_pred, 7)) == pytest.approx(results[split]["uar"])
 
 
@@ -176,8 +179,8 @@ def test_bad_inputs(trained_run, tiny_data, tmp_path):
     assert result.exit_code == 1 and "was made with profile 'smoke'" in result.output
     with pytest.raises(TfadvserError, match="'vgg16' is not trained"):
         load_defence(trained_run, "vgg16")
-    other = dict(load_metadata(tiny_data), fingerprint="0" * 64)
+    other = dataclasses.replace(load_data(tiny_data), fingerprint="0" * 64)
     with pytest.raises(TfadvserError, match="trained on other data"):
         load_defence(trained_run, "cnn4", other)
     with pytest.raises(TfadvserError, match="was made with other data"):
-        bind_run(trained_run, tmp_path, other, PROFILES["smoke"])
+        bind_run(trained_run, other, PROFILES["smoke"])

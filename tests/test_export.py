@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from tfadvser.attack.attacker import build_generator
 from tfadvser.data.audio import read_mono_numpy
-from tfadvser.data.dataset import load_metadata, make_dataset, statistics
+from tfadvser.data.dataset import make_dataset
+from tfadvser.data.folder import load_data
 from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.serving.export import export_attacker, export_defence
@@ -29,7 +30,7 @@ def exported(tiny_data, tmp_path_factory):
     keras.utils.set_random_seed(0)
     generator = build_generator(0.0625)
     defence = build_defence("cnn4", 7, width=0.0625)
-    metadata = load_metadata(tiny_data)
+    metadata = load_data(tiny_data)
     root = tmp_path_factory.mktemp("saved_models")
     attacker_dir = export_attacker(generator, metadata, root, "attacker", None, {"test": True})
     defence_dir = export_defence(defence, metadata, root, "defence", None, {"test": True})
@@ -44,8 +45,8 @@ def test_layout_versions_and_assets(exported, tiny_data):
     generator, _, metadata, root, attacker_dir, _ = exported
     assert attacker_dir == root / "attacker" / "1"
     assert (attacker_dir / "saved_model.pb").exists()
-    assert (attacker_dir / "assets" / "labels.txt").read_text().split() == metadata["labels"]
-    assert json.loads((attacker_dir / "assets" / "feature_config.json").read_text()) == metadata["feature_config"]
+    assert (attacker_dir / "assets" / "labels.txt").read_text().split() == list(metadata.labels)
+    assert json.loads((attacker_dir / "assets" / "feature_config.json").read_text()) == metadata.feature_config.to_dict()
     second = export_attacker(generator, metadata, root, "attacker", None, {})
     assert second == root / "attacker" / "2"
     with pytest.raises(TfadvserError, match="already exists"):
@@ -55,7 +56,7 @@ def test_layout_versions_and_assets(exported, tiny_data):
 
 def test_attacker_signature_matches_keras(exported, tiny_data):
     generator, _, metadata, _, attacker_dir, _ = exported
-    mean, std = statistics(metadata)
+    mean, std = metadata.mean, metadata.std
     raw = raw_batch(tiny_data)
     out = tf.saved_model.load(str(attacker_dir)).signatures["serving_default"](log_mel=tf.constant(raw))
     x = (raw - mean) / std
@@ -91,12 +92,12 @@ def test_waveform_signature_agrees_with_prepare(exported, tiny_corpus, tiny_data
 
 def test_defence_signature(exported, tiny_data):
     _, defence, metadata, _, _, defence_dir = exported
-    mean, std = statistics(metadata)
+    mean, std = metadata.mean, metadata.std
     raw = raw_batch(tiny_data)
     out = tf.saved_model.load(str(defence_dir)).signatures["classify"](log_mel=tf.constant(raw))
     log_probs = defence((raw - mean) / std, training=False).numpy()
     np.testing.assert_allclose(out["probabilities"].numpy(), np.exp(log_probs), atol=1e-5)
-    assert [v.decode() for v in out["label"].numpy()] == [metadata["labels"][i] for i in log_probs.argmax(1)]
+    assert [v.decode() for v in out["label"].numpy()] == [metadata.labels[i] for i in log_probs.argmax(1)]
 
 
 def test_saved_model_cli_lists_signatures(exported):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadvser.attack.losses import attack_loss, cw_loss, ewc_penalty, mse_loss
+from tfadvser.attack.ewc import ewc_penalty
+from tfadvser.attack.losses import attack_loss, cw_loss, mse_loss
 
 LOG_PROBS = tf.constant([[-0.1, -2.5, -3.0], [-2.0, -0.2, -1.9]])
 LABELS = tf.constant([0, 2])

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from tfadvser.data.audio import read_mono_numpy
 from tfadvser.config import FeatureConfig
-from tfadvser.data.dataset import load_metadata, make_dataset
+from tfadvser.data.dataset import make_dataset
+from tfadvser.data.folder import load_data
 from tfadvser.errors import TfadvserError
 from tfadvser.data.features import reference_fix_length, reference_log_mel
 from tfadvser_cli.main import main
@@ -22,7 +23,7 @@ def run(*args):
 
 
 def test_metadata_describes_a_speaker_independent_split(tiny_data):
-    meta = load_metadata(tiny_data)
+    meta = load_data(tiny_data).record
     assert meta["labels"] == LABELS  # DEMoS drops neutral by default
     assert meta["totals"] == {"train": 14, "dev": 7, "test": 7}
     assert all(n == 1 for split in ("dev", "test") for n in meta["counts"][split].values())
@@ -57,7 +58,7 @@ def test_records_hold_the_reference_features(tiny_data, tiny_corpus):
 
 
 def test_reader_standardises_with_training_statistics(tiny_data):
-    meta = load_metadata(tiny_data)
+    meta = load_data(tiny_data).record
     train = np.concatenate([x.numpy() for x, _ in make_dataset(tiny_data, "train", 8)])
     assert train.shape == (14, 373, 64)
     # train statistics applied to train: zero mean, unit std per mel bin, by construction
@@ -95,12 +96,12 @@ def test_cli_prepare_and_refusal_to_overwrite(tiny_corpus, tmp_path):
     result = run("prepare", tiny_corpus, "--corpus", "demos", "--out", out, "--keep-neutral", "--quiet")
     assert result.exit_code == 0, result.output
     assert "prepared 32 clips" in result.output
-    assert load_metadata(out)["labels"][-1] == "neutral"
+    assert load_data(out).record["labels"][-1] == "neutral"
     again = run("prepare", tiny_corpus, "--corpus", "demos", "--out", out, "--quiet")
     assert again.exit_code == 1
     assert again.output.strip() == f"Error: {out} already exists; pass --overwrite to replace it"
     replaced = run("prepare", tiny_corpus, "--corpus", "demos", "--out", out, "--quiet", "--overwrite")
-    assert replaced.exit_code == 0 and len(load_metadata(out)["labels"]) == 7
+    assert replaced.exit_code == 0 and len(load_data(out).record["labels"]) == 7
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no temporary folder left behind
 
 
@@ -137,12 +138,12 @@ def test_bad_inputs_are_skipped_with_reasons(broken_corpus, tmp_path):
     out = tmp_path / "out"
     result = run("prepare", broken_corpus, "--corpus", "demos", "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
-    skipped = {item["path"]: item["reason"] for item in load_metadata(out)["skipped"]}
+    skipped = {item["path"]: item["reason"] for item in load_data(out).record["skipped"]}
     assert set(skipped) == set(EXPECTED_REASONS)
     for name, reason in EXPECTED_REASONS.items():
         assert skipped[name].startswith(reason), (name, skipped[name])
         assert f"skipped {name}: {reason}" in result.output
-    assert load_metadata(out)["totals"] == {"train": 14, "dev": 7, "test": 7}
+    assert load_data(out).record["totals"] == {"train": 14, "dev": 7, "test": 7}
 
 
 def test_strict_fails_and_writes_nothing(broken_corpus, tmp_path):
@@ -170,15 +171,15 @@ def test_long_clips_are_truncated_and_counted(tiny_corpus, tmp_path):
     soundfile.write(root / "PR_f_01_ang05b.wav", np.tile(audio[:, 0], 5), rate)  # 7.5-10 s
     result = run("prepare", root, "--corpus", "demos", "--out", tmp_path / "head", "--quiet")
     assert result.exit_code == 0, result.output
-    assert load_metadata(tmp_path / "head")["truncated"] == {
+    assert load_data(tmp_path / "head").record["truncated"] == {
         "policy": "head", "count": 1, "files": ["PR_f_01_ang05b.wav"]}
     result = run("prepare", root, "--corpus", "demos", "--out", tmp_path / "err", "--quiet",
                  "--long-clips", "error")
     assert result.exit_code == 0, result.output
-    skipped = load_metadata(tmp_path / "err")["skipped"]
+    skipped = load_data(tmp_path / "err").record["skipped"]
     assert [s["path"] for s in skipped] == ["PR_f_01_ang05b.wav"]
     assert skipped[0]["reason"].startswith("too long: ")
-    assert load_metadata(tmp_path / "err")["truncated"]["count"] == 0
+    assert load_data(tmp_path / "err").record["truncated"]["count"] == 0
 
 
 def test_a_class_lost_to_bad_files_is_named(tiny_corpus, tmp_path):
@@ -220,7 +221,7 @@ def test_split_lists_from_the_command_line(tiny_corpus, tmp_path):
     result = run("prepare", tiny_corpus, "--corpus", "demos", "--out", out, "--quiet",
                  "--split-lists", lists)
     assert result.exit_code == 0, result.output
-    meta = load_metadata(out)
+    meta = load_data(out).record
     assert meta["speakers"] == {"train": ["01"], "dev": ["02"], "test": ["03"]}
     assert meta["split"]["method"] == "lists"
     assert sum("not in any split list" in s["reason"] for s in meta["skipped"]) == 7

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tfadvser.experiment.report import ROWS
+from tfadvser.experiment.protocol import ROWS
 from tfadvser_cli.main import main
 
 

@@ -1,7 +1,9 @@
-"""Configuration as frozen dataclasses: the one place that holds defaults.
+"""Configuration as frozen dataclasses: the one place that holds defaults, and the choices
+each setting accepts.
 
-Feature defaults reproduce the authors' extractor number by number
-(`shared/paper/original-code-facts.md` section 1).
+Pure Python (no TensorFlow), so the command line can build its choice lists from here and
+answer `--help` at once. Feature defaults reproduce the authors' extractor number by
+number (`shared/paper/original-code-facts.md` section 1).
 """
 from __future__ import annotations
 
@@ -9,6 +11,15 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 LONG_CLIP_POLICIES = ("head", "center", "error")
+# The paper's three defences, in its order (their builders: `defence.models.DEFENCES`).
+DEFENCE_NAMES = ("cnn4", "vgg16", "resnet50")
+LR_SCHEDULES = ("paper", "original")
+CW_REDUCTIONS = ("sum", "mean")
+FISHER_MODES = ("batch", "example")
+# tf.distribute strategies (`runtime.distribute.make_strategy`).
+STRATEGIES = ("default", "mirrored", "multiworker")
+# How `tune` samples lambda.
+LAMBDA_SEARCHES = ("grid", "log-uniform")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +110,6 @@ class DefenceConfig:
         return -(-self.steps // self.steps_per_epoch)
 
 
-LR_SCHEDULES = ("paper", "original")
-
-
 @dataclasses.dataclass(frozen=True)
 class AttackerConfig:
     """The atrous-CNN attacker and its training schedules (paper section 4.2).
@@ -134,10 +142,10 @@ class AttackerConfig:
     def __post_init__(self):
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.cw_reduction not in ("sum", "mean"):
-            raise ValueError(f"cw_reduction must be 'sum' or 'mean', got {self.cw_reduction!r}")
-        if self.fisher_mode not in ("batch", "example"):
-            raise ValueError(f"fisher_mode must be 'batch' or 'example', got {self.fisher_mode!r}")
+        if self.cw_reduction not in CW_REDUCTIONS:
+            raise ValueError(f"cw_reduction must be one of {CW_REDUCTIONS}, got {self.cw_reduction!r}")
+        if self.fisher_mode not in FISHER_MODES:
+            raise ValueError(f"fisher_mode must be one of {FISHER_MODES}, got {self.fisher_mode!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.fisher_clips is not None and self.fisher_clips < 1:

@@ -6,45 +6,22 @@ and attackers in one run are never trained on different data or settings.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from tfadvser.config import Profile
 from tfadvser.errors import TfadvserError
+from tfadvser.runtime.files import read_json, write_json
 
 RUN_FILE = "run.json"
 
 
-def write_json(path: Path, value) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TfadvserError(f"{path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise TfadvserError(f"{path}: not valid JSON ({exc})") from None
-
-
-def bind_run(run_dir, data_dir, metadata: dict, profile: Profile) -> dict:
-    """Create `run.json`, or check that an existing run used the same data and profile."""
+def bind_run(run_dir, data, profile: Profile) -> dict:
+    """Create `run.json` for `data` (a `DataFolder`) and `profile`, or check that an existing
+    run used the same data (by fingerprint) and profile; return the record. Raises
+    TfadvserError on a mismatch."""
     run_dir = Path(run_dir)
-    record = {"data_dir": str(Path(data_dir).resolve()), "fingerprint": metadata["fingerprint"],
-              "labels": metadata["labels"], "feature_config": metadata["feature_config"],
+    record = {"data_dir": str(Path(data.path).resolve()), "fingerprint": data.fingerprint,
+              "labels": list(data.labels), "feature_config": data.feature_config.to_dict(),
               "profile": profile.name}
     path = run_dir / RUN_FILE
     if not path.exists():
@@ -54,9 +31,18 @@ def bind_run(run_dir, data_dir, metadata: dict, profile: Profile) -> dict:
     if existing.get("fingerprint") != record["fingerprint"]:
         raise TfadvserError(
             f"{run_dir} was made with other data ({existing.get('data_dir')}, fingerprint "
-            f"{str(existing.get('fingerprint'))[:12]}); {data_dir} has fingerprint "
+            f"{str(existing.get('fingerprint'))[:12]}); {data.path} has fingerprint "
             f"{record['fingerprint'][:12]}. Use another --out for this data")
     if existing.get("profile") != profile.name:
         raise TfadvserError(f"{run_dir} was made with profile {existing.get('profile')!r}, not "
                             f"{profile.name!r}; use another --out or the same profile")
     return existing
+
+
+def load_run(run_dir) -> dict:
+    """The `run.json` record of a run folder. Raises TfadvserError when it is not one."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        raise TfadvserError(f"{run_dir} is not a run folder ({RUN_FILE} missing): train defences "
+                            "into it first, or run `tfadvser reproduce`")
+    return read_json(path)

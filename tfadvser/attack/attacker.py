@@ -19,7 +19,8 @@ from tfadvser.runtime import distribute
 from tfadvser.runtime.atrous import AtrousConv2D
 from tfadvser.defence.models import batch_norm, scaled_channels
 from tfadvser.runtime.inference import inference
-from tfadvser.attack.losses import attack_loss, ewc_penalty
+from tfadvser.attack.ewc import EWCTerms
+from tfadvser.attack.losses import attack_loss
 from tfadvser.evaluation.metrics import fooling_rate
 
 GENERATOR_CHANNELS = (64, 128, 64, 1)
@@ -27,7 +28,9 @@ GENERATOR_DILATIONS = (1, 2, 4, 8)
 
 
 def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
-    """At width 1.0: 413 314 trainable parameters (412 800 conv + 514 BN)."""
+    """The atrous generator G: log_mel [B, *shape] -> eta [B, *shape] in (0, 1), float32.
+    Channels scaled by `width` (the output channel stays 1). At width 1.0: 413 314
+    trainable parameters (412 800 conv + 514 BN), as the original (facts section 4)."""
     inputs = keras.Input(shape=tuple(shape), name="log_mel")
     x = layers.Reshape((*shape, 1))(inputs)
     last = len(GENERATOR_CHANNELS)
@@ -44,11 +47,13 @@ def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
 
 
 class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
-    """A generator trained against frozen defences. `call(x)` returns (x', eta).
+    """A generator trained against frozen defences (paper Eqs. 1-3). `call(x)` maps a
+    standardised log-Mel batch [B, frames, n_mels] to (x' = x + eta, eta), both of that shape.
 
     `ewc_terms` is a list of (Fisher, anchor) pairs over the generator's trainable weights;
-    empty for every task without EWC. They and `ewc_lambda` are held in variables, so one
-    compiled train step serves later tasks with other values (`set_ewc`).
+    empty for every task without EWC. They and `ewc_lambda` live in an `ewc.EWCTerms`, so
+    one compiled train step serves later tasks with other values (`set_ewc`). Raises
+    ValueError without defences.
     """
 
     def __init__(self, generator: keras.Model, defences: Sequence[keras.Model], alpha: float = 0.02,
@@ -60,12 +65,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         # Held outside Keras's attribute tracking: the defences are not part of the attacker,
         # so its weights (and BackupAndRestore's copy of them every epoch) are the
         # generator's and the optimizer's only, not the three defences' as well.
-        self._frozen = types.SimpleNamespace(
-            defences=list(defences),
-            ewc_lambda=tf.Variable(float(ewc_lambda), trainable=False, dtype=tf.float32),
-            ewc_terms=[([tf.Variable(f, trainable=False) for f in fisher],
-                        [tf.Variable(a, trainable=False) for a in anchor])
-                       for fisher, anchor in ewc_terms])
+        self._frozen = types.SimpleNamespace(defences=list(defences),
+                                             ewc=EWCTerms(ewc_lambda, ewc_terms))
         for defence in self.defences:
             defence.trainable = False
         self.alpha, self.cw_reduction = alpha, cw_reduction
@@ -77,20 +78,13 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         return self._frozen.defences
 
     @property
-    def ewc_terms(self) -> list:
-        return self._frozen.ewc_terms
+    def ewc(self) -> EWCTerms:
+        return self._frozen.ewc
 
     def set_ewc(self, ewc_lambda: float, ewc_terms) -> None:
         """The EWC weight and terms of the next task; as many terms as the attacker was built
-        with (the number of terms is part of the compiled step)."""
-        if len(ewc_terms) != len(self.ewc_terms):
-            raise ValueError(f"this attacker was built for {len(self.ewc_terms)} EWC term(s), "
-                             f"not {len(ewc_terms)}")
-        self._frozen.ewc_lambda.assign(float(ewc_lambda))
-        for variables, values in zip(self.ewc_terms, ewc_terms):
-            for variable, value in zip([*variables[0], *variables[1]], [*values[0], *values[1]],
-                                       strict=True):
-                variable.assign(value)
+        with (the number of terms is part of the compiled step). Raises ValueError otherwise."""
+        self.ewc.assign(ewc_lambda, ewc_terms)
 
     @property
     def metrics(self):
@@ -100,8 +94,34 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         eta = self.generator(x, training=training)
         return x + eta, eta
 
-    def _step(self, x, y, training: bool):
-        """This replica's share of every loss term (the whole value on one device)."""
+    def train_step(self, data):
+        """One step of paper Eqs. (1)-(3), for every learning method:
+
+        1. eta = G(x): the generator's perturbation of the standardised log-Mel batch x.
+        2. x' = x + eta.
+        3. Every defence f_k scores x' in inference mode (frozen weights and BN statistics).
+        4. loss = alpha/n * sum_k C&W(f_k(x'), y) + (1 - alpha) * MSE(x', x)       Eqs. (1), (2)
+                  + lambda * sum_i F_i (theta_i - theta*_i)^2                      Eq. (3)
+           (lambda = 0 and no terms outside lifelong learning).
+        5. One Adam step on the generator's trainable weights.
+        6. The loss terms, the fooling rate and eta's size go to one Mean tracker each.
+        """
+        x, y = data
+        with tf.GradientTape() as tape:
+            eta, adv_log_probs, terms = self._objective(x, y, training=True)
+        weights = self.generator.trainable_weights
+        # Under tf.distribute each replica's loss is its share of the global batch's, and
+        # the optimizer sums the replicas' gradients (see `losses` and `runtime.distribute`).
+        self.optimizer.apply_gradients(zip(tape.gradient(terms["loss"], weights), weights))
+        return self._track(x, y, eta, adv_log_probs, terms)
+
+    def test_step(self, data):
+        x, y = data
+        eta, adv_log_probs, terms = self._objective(x, y, training=False)
+        return self._track(x, y, eta, adv_log_probs, terms)
+
+    def _objective(self, x, y, training: bool):
+        """Steps 1-4 of `train_step`: (eta, the defences' log-probabilities on x', terms)."""
         global_batch = distribute.global_batch_size(tf.shape(x)[0])
         eta = self.generator(x, training=training)
         x_adv = x + eta
@@ -111,16 +131,14 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction,
                             global_batch)
         # The penalty does not depend on the batch: each replica carries its share of it.
-        share = tf.cast(tf.shape(x)[0], tf.float32) / global_batch
-        ewc = (ewc_penalty(self.generator.trainable_weights, self.ewc_terms) * share
-               if self.ewc_terms else tf.constant(0.0))
-        terms["ewc"] = ewc
-        terms["loss"] = terms["loss"] + self._frozen.ewc_lambda * ewc
-        return eta, adv_log_probs, terms, share
+        terms["ewc"] = self.ewc.penalty(self.generator.trainable_weights) * _share(x, global_batch)
+        terms["loss"] = terms["loss"] + self.ewc.ewc_lambda * terms["ewc"]
+        return eta, adv_log_probs, terms
 
-    def _track(self, x, y, eta, adv_log_probs, terms, share):
+    def _track(self, x, y, eta, adv_log_probs, terms):
         clean_log_probs = [inference(d)(x) for d in self.defences]
         rates = [fooling_rate(c, a, y) for c, a in zip(clean_log_probs, adv_log_probs)]
+        share = _share(x, distribute.global_batch_size(tf.shape(x)[0]))
         # Logged values are those of the global batch, identical on every replica: the
         # trackers then report what one device would.
         values = distribute.sum_over_replicas(
@@ -131,16 +149,7 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
             tracker.update_state(values[name])
         return self.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
-    def train_step(self, data):
-        x, y = data
-        with tf.GradientTape() as tape:
-            eta, adv_log_probs, terms, share = self._step(x, y, training=True)
-        weights = self.generator.trainable_weights
-        # The optimizer sums the replicas' gradients: shares of the loss add up to the whole.
-        self.optimizer.apply_gradients(zip(tape.gradient(terms["loss"], weights), weights))
-        return self._track(x, y, eta, adv_log_probs, terms, share)
 
-    def test_step(self, data):
-        x, y = data
-        eta, adv_log_probs, terms, share = self._step(x, y, training=False)
-        return self._track(x, y, eta, adv_log_probs, terms, share)
+def _share(x, global_batch) -> tf.Tensor:
+    """This replica's share of the global batch (1.0 on one device)."""
+    return tf.cast(tf.shape(x)[0], tf.float32) / global_batch

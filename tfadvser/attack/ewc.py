@@ -1,4 +1,13 @@
-"""Elastic Weight Consolidation: the diagonal Fisher of the attacker's parameters.
+"""Elastic Weight Consolidation: everything EWC, in one module.
+
+    penalty      paper Eq. (3): lambda * sum_i F_i (theta_i - theta*_i)^2     `ewc_penalty`
+    Fisher       the diagonal Fisher of a finished task                       `estimate_fisher`
+    terms        lambda and the (Fisher, anchor) pairs a task trains with,
+                 held in variables inside a compiled attacker                 `EWCTerms`
+    which tasks  the previous one (the original) or every earlier one         `anchored_tasks`
+    cache        a finished task's term, estimated once and kept beside it    `task_term`
+
+The Fisher:
 
 As the original (original-code-facts section 6): after a task, one pass over the whole
 *training* split in batches, attacker and defence in inference mode; for each batch the
@@ -12,17 +21,18 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.runtime import distribute
-from tfadvser.runtime.inference import inference
 from tfadvser.attack.losses import attack_loss
+from tfadvser.config import FISHER_MODES
+from tfadvser.runtime import distribute
+from tfadvser.runtime.files import atomic_path
+from tfadvser.runtime.inference import inference
 
-FISHER_MODES = ("batch", "example")
 
 
 def estimate_fisher(generator: keras.Model, defences: Sequence[keras.Model],
@@ -97,17 +107,95 @@ def _fisher_step(generator, defences, alpha, cw_reduction, mode, strategy):
 _STEPS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
+def ewc_penalty(weights: Sequence[tf.Tensor], terms: Sequence[tuple[Sequence, Sequence]]) -> tf.Tensor:
+    """Paper Eq. (3) without lambda: sum over (Fisher, anchor) terms of
+    sum_i F_i (theta_i - theta*_i)^2, a float32 scalar. No 1/2 factor, as the original.
+
+    One term anchors the previous task (the original); several accumulate earlier tasks.
+    `weights`, each Fisher and each anchor are parallel lists of same-shaped tensors.
+    """
+    total = tf.constant(0.0)
+    for fisher, anchor in terms:
+        for w, f, a in zip(weights, fisher, anchor, strict=True):
+            total += tf.reduce_sum(f * tf.square(w - a))
+    return total
+
+
+class EWCTerms:
+    """lambda and the (Fisher, anchor) pairs of the task being trained, in non-trainable
+    variables: a compiled train step reads them, so one compiled attacker serves later
+    tasks with other values (`assign`). The number of terms is fixed at construction (it is
+    part of the traced graph); no terms means no EWC (penalty 0)."""
+
+    def __init__(self, ewc_lambda: float = 0.0, terms=()):
+        self.ewc_lambda = tf.Variable(float(ewc_lambda), trainable=False, dtype=tf.float32)
+        self.terms = [([tf.Variable(f, trainable=False) for f in fisher],
+                       [tf.Variable(a, trainable=False) for a in anchor])
+                      for fisher, anchor in terms]
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def assign(self, ewc_lambda: float, terms) -> None:
+        """Replace lambda and the terms' values. Raises ValueError when the number of terms
+        differs from the one these variables were built for."""
+        if len(terms) != len(self.terms):
+            raise ValueError(f"this attacker was built for {len(self.terms)} EWC term(s), "
+                             f"not {len(terms)}")
+        self.ewc_lambda.assign(float(ewc_lambda))
+        for variables, values in zip(self.terms, terms):
+            for variable, value in zip([*variables[0], *variables[1]], [*values[0], *values[1]],
+                                       strict=True):
+                variable.assign(value)
+
+    def penalty(self, weights: Sequence[tf.Tensor]) -> tf.Tensor:
+        """`ewc_penalty` of `weights` against the held terms (without lambda)."""
+        return ewc_penalty(weights, self.terms) if self.terms else tf.constant(0.0)
+
+
+def anchored_tasks(finished: list, accumulate: bool) -> list:
+    """Which finished tasks (in training order) anchor the next EWC task: the previous one,
+    as the original code does, or with `accumulate` every earlier one."""
+    return list(finished) if accumulate else list(finished[-1:])
+
+
+def term_path(task_dir: Path, fisher_mode: str, fisher_clips=None) -> Path:
+    """Where a finished task's EWC term is kept: `ewc-<mode>[-<N>clips].npz` beside it."""
+    suffix = "" if fisher_clips is None else f"-{fisher_clips}clips"
+    return Path(task_dir) / f"ewc-{fisher_mode}{suffix}.npz"
+
+
+def task_term(task_dir: Path, names: Sequence[str], defences: Sequence[keras.Model],
+              generator_at_task: Callable[[], keras.Model], fisher_data: Callable[[], tf.data.Dataset],
+              alpha: float, cw_reduction: str, mode: str, fisher_clips=None):
+    """(Fisher, anchor) of a finished task, estimated on first use and cached beside it.
+
+    `generator_at_task()` returns a generator holding the task's weights (only called when
+    the term is not cached); `fisher_data()` the (x, y) batches the Fisher is estimated on;
+    `names` are the generator's trainable weight paths the stored term is checked against.
+    """
+    path = term_path(task_dir, mode, fisher_clips)
+    if not path.exists():
+        generator = generator_at_task()
+        fisher, clips = estimate_fisher(generator, defences, fisher_data(), alpha, cw_reduction, mode)
+        anchor = [w.numpy() for w in generator.trainable_weights]
+        save_ewc_term(path, fisher, anchor, names, clips, mode)
+    return load_ewc_term(path, names)
+
+
 def save_ewc_term(path: Path, fisher: Sequence[np.ndarray], anchor: Sequence[np.ndarray],
                   names: Sequence[str], clips: int, mode: str) -> None:
+    """Write a term as one .npz (atomically): weight names, clip count, mode, and the
+    Fisher and anchor arrays in weight order."""
     arrays = {f"fisher_{i}": f for i, f in enumerate(fisher)}
     arrays.update({f"anchor_{i}": a for i, a in enumerate(anchor)})
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, names=np.array(list(names)), clips=clips, mode=mode, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, names=np.array(list(names)), clips=clips, mode=mode, **arrays)
 
 
 def load_ewc_term(path: Path, names: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(Fisher, anchor) saved by `save_ewc_term`, checked against the generator's weights."""
+    """(Fisher, anchor) saved by `save_ewc_term`, checked against the generator's weights.
+    Raises ValueError when the stored weight names differ from `names`."""
     with np.load(path) as data:
         stored = [str(n) for n in data["names"]]
         if stored != list(names):

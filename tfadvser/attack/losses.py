@@ -4,9 +4,11 @@
     loss_cla = max(f(x')_l - max(f(x')_other), 0)                               (2)
     loss_ewc = loss + lambda * sum_i F_i (theta_i - theta*_i)^2                 (3)
 
+Eq. (3)'s penalty lives with the rest of EWC in `attack/ewc.py`.
+
 As in the authors' code: f is the defence's log-softmax, the C&W term is summed over the
-batch (an option averages it), the MSE is the mean over every element, and the EWC penalty
-has no 1/2 factor. With several defences, the C&W terms are averaged over them.
+batch (an option averages it) and the MSE is the mean over every element. With several
+defences, the C&W terms are averaged over them.
 
 Under a tf.distribute strategy every replica sees part of the batch. The functions take the
 *global* batch size and return this replica's share of each term: sums stay local sums,
@@ -19,7 +21,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
-CW_REDUCTIONS = ("sum", "mean")
+from tfadvser.config import CW_REDUCTIONS
+
 
 
 def cw_loss(log_probs: tf.Tensor, labels: tf.Tensor, reduction: str = "sum",
@@ -61,15 +64,3 @@ def attack_loss(log_probs: Sequence[tf.Tensor], labels: tf.Tensor, x_adv: tf.Ten
     cw = tf.add_n([cw_loss(lp, labels, reduction, global_batch) for lp in log_probs]) / len(log_probs)
     mse = mse_loss(x_adv, x, global_batch)
     return {"loss": alpha * cw + (1.0 - alpha) * mse, "cw": cw, "mse": mse}
-
-
-def ewc_penalty(weights: Sequence[tf.Tensor], terms: Sequence[tuple[Sequence, Sequence]]) -> tf.Tensor:
-    """sum over (Fisher, anchor) terms of sum_i F_i (theta_i - theta*_i)^2.
-
-    One term anchors the previous task (the original); several accumulate earlier tasks.
-    """
-    total = tf.constant(0.0)
-    for fisher, anchor in terms:
-        for w, f, a in zip(weights, fisher, anchor, strict=True):
-            total += tf.reduce_sum(f * tf.square(w - a))
-    return total

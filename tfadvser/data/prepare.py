@@ -12,9 +12,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
-import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,29 +20,17 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfadvser import __version__
 from tfadvser.data.audio import UnreadableAudio, decode_mono, probe
 from tfadvser.config import FeatureConfig, SplitConfig
 from tfadvser.data.corpora import Clip, Problem, read_corpus
 from tfadvser.errors import TfadvserError
 from tfadvser.data.features import fix_length, log_mel
+from tfadvser.data.folder import FORMAT_VERSION, METADATA_FILE
+from tfadvser.runtime.files import atomic_path, write_json
 from tfadvser.runtime.tfdata import pipeline_options
+from tfadvser.runtime.versions import library_versions
 from tfadvser.data.records import SPLITS, ShardedWriter, examples_per_shard, serialize_example
 from tfadvser.data.splits import check_classes, split_by_speaker, split_from_lists
-
-METADATA_FILE = "metadata.json"
-FORMAT_VERSION = 1
-
-
-def library_versions() -> dict[str, str]:
-    import keras
-    import librosa
-    import tensorflow_io
-
-    return {"tfadvser": __version__, "python": platform.python_version(),
-            "tensorflow": tf.__version__, "tensorflow_io": tensorflow_io.__version__,
-            "keras": keras.__version__, "librosa": librosa.__version__, "numpy": np.__version__}
-
 
 def _extractor(config: FeatureConfig):
     """The per-file graph: bytes -> (fixed-size log-Mel, source frame count, finite?, samples)."""
@@ -148,10 +133,7 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
              for clip in (splits[split][i] for i in rng.permutation(len(splits[split])))]
     label_index = {label: i for i, label in enumerate(listing.labels)}
 
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_path(out, directory=True) as tmp:
         metadata = _write(tmp, root, order, infos, label_index, listing.labels, feature_config,
                           shard_mb, problems, strict, progress)
         metadata.update({
@@ -166,14 +148,7 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
             "skipped": [{"path": _relative(p.path, root), "reason": p.reason} for p in problems],
             "seconds": round(time.time() - started, 2),
         })
-        with open(tmp / METADATA_FILE, "w", encoding="utf-8") as handle:
-            json.dump(metadata, handle, indent=2)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / METADATA_FILE, metadata)
     return metadata
 
 
@@ -216,8 +191,9 @@ def _write(tmp: Path, root: Path, order: list[tuple[str, Clip]], infos: dict, la
             relative = _relative(clip.path, root)
             if source_frames > config.n_frames:
                 truncated.append(relative)
-            writers[split].write(serialize_example(features, label_index[clip.label], clip.speaker,
-                                                   relative, int(source_frames)))
+            writers[split].write(serialize_example(
+                log_mel=features, label=label_index[clip.label], speaker=clip.speaker,
+                path=relative, source_frames=int(source_frames)))
             written[split].append(clip)
             if split == "train":
                 bin_sum += features.sum(axis=0, dtype=np.float64)

@@ -16,38 +16,38 @@ SPLITS = ("train", "dev", "test")
 SHARD_SUFFIX = ".tfrecord"
 
 
-def _bytes(value: bytes) -> tf.train.Feature:
+# The one field table: name -> (feature type, how a Python value is encoded). The writer
+# and the parser both go through it, so a field cannot be written and not read or vice versa.
+# `log_mel` is stored as little-endian float32 bytes of the [frames, n_mels] array.
+FIELDS = {
+    "log_mel": (tf.string, lambda a: np.ascontiguousarray(a, dtype="<f4").tobytes()),
+    "label": (tf.int64, int),
+    "speaker": (tf.string, lambda s: s.encode("utf-8")),
+    "path": (tf.string, lambda s: s.encode("utf-8")),
+    "source_frames": (tf.int64, int),  # the clip's frame count before tiling or cutting
+}
+FEATURE_SPEC = {name: tf.io.FixedLenFeature([], dtype) for name, (dtype, _) in FIELDS.items()}
+
+
+def _feature(dtype: tf.dtypes.DType, value) -> tf.train.Feature:
+    if dtype == tf.int64:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def _int64(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-
-def serialize_example(log_mel: np.ndarray, label: int, speaker: str, path: str,
-                      source_frames: int) -> bytes:
-    """One clip. `source_frames` is the clip's frame count before tiling or cutting."""
-    features = {
-        "log_mel": _bytes(np.ascontiguousarray(log_mel, dtype="<f4").tobytes()),
-        "label": _int64(label),
-        "speaker": _bytes(speaker.encode("utf-8")),
-        "path": _bytes(path.encode("utf-8")),
-        "source_frames": _int64(source_frames),
-    }
+def serialize_example(**values) -> bytes:
+    """One clip as a serialized tf.train.Example; keyword arguments are exactly the names
+    of `FIELDS` (log_mel [frames, n_mels] array, label int, speaker str, path str,
+    source_frames int). Raises ValueError for a missing or unknown field."""
+    if set(values) != set(FIELDS):
+        raise ValueError(f"an example holds exactly the fields {sorted(FIELDS)}, got {sorted(values)}")
+    features = {name: _feature(dtype, encode(values[name]))
+                for name, (dtype, encode) in FIELDS.items()}
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-FEATURE_SPEC = {
-    "log_mel": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-    "speaker": tf.io.FixedLenFeature([], tf.string),
-    "path": tf.io.FixedLenFeature([], tf.string),
-    "source_frames": tf.io.FixedLenFeature([], tf.int64),
-}
-
-
 def parse_example(serialized: tf.Tensor, shape: tuple[int, int]) -> dict[str, tf.Tensor]:
-    """Serialized example -> dict with `log_mel` as a [frames, n_mels] float32 tensor."""
+    """Serialized example -> dict of `FIELDS`, `log_mel` as a [frames, n_mels] float32 tensor."""
     parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
     log_mel = tf.io.decode_raw(parsed["log_mel"], tf.float32, little_endian=True)
     parsed["log_mel"] = tf.reshape(log_mel, shape)
@@ -55,10 +55,12 @@ def parse_example(serialized: tf.Tensor, shape: tuple[int, int]) -> dict[str, tf
 
 
 def shard_name(split: str, index: int, count: int) -> str:
+    """`train-00000-of-00003.tfrecord`: the final name of shard `index` of `count`."""
     return f"{split}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}"
 
 
 def shard_paths(data_dir: Path, split: str) -> list[Path]:
+    """The split's shard files under `data_dir`, sorted by name (= by index)."""
     return sorted(Path(data_dir).glob(f"{split}-*-of-*{SHARD_SUFFIX}"))
 
 

@@ -22,6 +22,7 @@ from keras import layers
 
 from tfadvser.runtime.batch_norm import FusedBatchNormalization
 from tfadvser.runtime.distribute import synchronized_batch_norm
+from tfadvser.config import DEFENCE_NAMES
 from tfadvser.errors import TfadvserError
 
 
@@ -127,7 +128,7 @@ def resnet50(n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model
         bias_initializer=keras.initializers.RandomUniform(-bound, bound)), name="resnet50")
 
 
-DEFENCES = {"cnn4": cnn4, "vgg16": vgg16, "resnet50": resnet50}
+DEFENCES = dict(zip(DEFENCE_NAMES, (cnn4, vgg16, resnet50)))  # name -> builder
 
 
 def build_defence(name: str, n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model:

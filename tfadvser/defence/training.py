@@ -28,36 +28,24 @@ import tensorflow as tf
 from tfadvser.runtime import distribute
 from tfadvser.runtime.backup import EpochBackup
 from tfadvser.config import Profile
-from tfadvser.data.dataset import feature_config_of, load_metadata, make_dataset
-from tfadvser.defence.models import DEFENCES, build_defence
+from tfadvser.data.dataset import make_dataset
+from tfadvser.data.folder import DataFolder, load_data
+from tfadvser.config import DEFENCE_NAMES
+from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation.scoring import labels_of, predictions
+from tfadvser.evaluation.scoring import EVAL_BATCH, classification_scores, labels_of, predictions
 from tfadvser.evaluation.figures import confusion_png
 from tfadvser.runtime.inference import inference
-from tfadvser.evaluation.metrics import (UnweightedAverageRecall, confusion_matrix, recall_by_label,
-                              uar_from_confusion)
-from tfadvser.runs import bind_run, read_json, write_json
+from tfadvser.evaluation.metrics import UnweightedAverageRecall, confusion_matrix, uar_from_confusion
+from tfadvser.runs import bind_run
+from tfadvser.runtime.files import read_json, save_model, write_json
 
 MODEL_FILE, CONFIG_FILE, RESULTS_FILE = "model.keras", "config.json", "results.json"
-EVAL_BATCH = 64
 
 
 def defence_dir(run_dir, name: str) -> Path:
+    """`runs/NAME/defences/<name>/`: where one trained defence lives."""
     return Path(run_dir) / "defences" / name
-
-
-def predict_labels(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(true labels, argmax predictions) over a dataset of (x, y) batches, inference mode."""
-    batches = list(dataset)
-    return labels_of(batches), predictions(model, batches)
-
-
-def score(y_true: np.ndarray, y_pred: np.ndarray, labels) -> dict:
-    matrix = confusion_matrix(y_true, y_pred, len(labels))
-    return {"uar": uar_from_confusion(matrix), "accuracy": float(np.mean(y_true == y_pred)),
-            "clips": int(len(y_true)),
-            "recall": recall_by_label(matrix, labels),
-            "confusion": matrix.tolist()}
 
 
 class _GlobalBatchTrainer(distribute.ReplicaConsistentModel, keras.Model):
@@ -164,16 +152,16 @@ class _DevScore(keras.callbacks.Callback):
 def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int = 1) -> dict:
     """Train one defence into `run_dir/defences/<name>` (or reuse a finished one with the
     same config); return its results. Runs under the current tf.distribute strategy."""
-    if name not in DEFENCES:
-        raise TfadvserError(f"unknown defence {name!r}; choose one of {', '.join(DEFENCES)}")
+    if name not in DEFENCE_NAMES:
+        raise TfadvserError(f"unknown defence {name!r}; choose one of {', '.join(DEFENCE_NAMES)}")
     run_dir = distribute.worker_run_dir(run_dir)
-    metadata = load_metadata(data_dir)
-    bind_run(run_dir, data_dir, metadata, profile)
+    data = load_data(data_dir)
+    bind_run(run_dir, data, profile)
     config = profile.defence
     out = defence_dir(run_dir, name)
     record = {"model": name, "profile": profile.name, "defence": dataclasses.asdict(config),
-              "data_fingerprint": metadata["fingerprint"], "labels": metadata["labels"],
-              "feature_config": metadata["feature_config"]}
+              "data_fingerprint": data.fingerprint, "labels": list(data.labels),
+              "feature_config": data.feature_config.to_dict()}
     if (out / RESULTS_FILE).exists():
         if read_json(out / CONFIG_FILE) == record:
             return read_json(out / RESULTS_FILE)
@@ -183,17 +171,17 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
 
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    labels = metadata["labels"]
-    features = feature_config_of(metadata)
-    train = make_dataset(data_dir, "train", config.batch_size, shuffle=True, seed=config.seed,
+    labels = list(data.labels)
+    shape = data.shape
+    train = make_dataset(data, "train", config.batch_size, shuffle=True, seed=config.seed,
                          repeat=True)
-    dev = make_dataset(data_dir, "dev", EVAL_BATCH)
-    model = _GlobalBatchTrainer(build_defence(name, len(labels), config.width, features.shape),
+    dev = make_dataset(data, "dev", EVAL_BATCH)
+    model = _GlobalBatchTrainer(build_defence(name, len(labels), config.width, shape),
                                 len(labels))
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.learning_rate, config.decay_every, config.decay_rate, staircase=True)
     model.compile(optimizer=keras.optimizers.Adam(schedule))
-    model(tf.zeros((1, *features.shape)))  # build it: BackupAndRestore restores into built models
+    model(tf.zeros((1, *shape)))  # build it: BackupAndRestore restores into built models
     logs = out / "logs"
     with tf.summary.create_file_writer(str(logs / "config")).as_default():
         tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
@@ -210,27 +198,42 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
                "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                "seconds": round(time.time() - started, 1)}
     for split in ("dev", "test"):
-        results[split] = score(*predict_labels(model, make_dataset(data_dir, split, EVAL_BATCH)),
-                               labels)
+        batches = list(make_dataset(data, split, EVAL_BATCH))
+        results[split] = classification_scores(labels_of(batches), predictions(model, batches),
+                                                labels)
     with tf.summary.create_file_writer(str(logs / "confusion")).as_default():
         for split in ("dev", "test"):
             png = confusion_png(np.array(results[split]["confusion"]), labels,
                                 f"{name} best epoch, {split}")
             tf.summary.image(f"best_{split}_confusion", tf.image.decode_png(png)[None], step=0)
     # A model without optimizer state: the defences are only ever used for inference.
-    clean = build_defence(name, len(labels), config.width, features.shape)
+    clean = build_defence(name, len(labels), config.width, shape)
     clean.set_weights(model.net.get_weights())
-    tmp = out / f".{MODEL_FILE}.tmp.keras"
-    clean.save(tmp)
-    tmp.replace(out / MODEL_FILE)
+    save_model(clean, out / MODEL_FILE)
     write_json(out / RESULTS_FILE, results)
     return results
 
 
-def load_defence(run_dir, name: str, metadata: dict | None = None) -> keras.Model:
-    """A trained defence, frozen (`trainable=False`): callers run it with training=False.
+def train_defences(data_dir, names, profile: Profile, run_dir, verbose: int = 1,
+                   log=print) -> dict:
+    """`train_defence` for each of `names` in turn, logging a line before and after each;
+    returns {name: results}."""
+    out = {}
+    for name in names:
+        log(f"training {name} ({profile.name} profile) into {defence_dir(run_dir, name)}")
+        results = out[name] = train_defence(data_dir, name, profile, run_dir, verbose=verbose)
+        log(f"{name}: dev UAR {results['dev']['uar']:.3f}, test UAR {results['test']['uar']:.3f} "
+            f"(chance {1 / len(results['dev']['recall']):.3f}), best epoch "
+            f"{results['best_epoch']}, {results['seconds']:.0f} s")
+    return out
 
-    With `metadata` (of the data about to be used), refuse a defence trained on other data.
+
+def load_defence(run_dir, name: str, data: DataFolder | None = None) -> keras.Model:
+    """A trained defence, frozen (`trainable=False`): callers run it with training=False.
+    Input log_mel [B, frames, n_mels] standardised, output log-probabilities [B, classes].
+
+    With `data` (the `DataFolder` about to be used), refuse a defence trained on other data.
+    Raises TfadvserError when the defence is not trained or was trained on other data.
     Loaded models are shared within a process (per file version and strategy): reproduce
     and the lambda sweep open the same three defences dozens of times.
     """
@@ -238,11 +241,11 @@ def load_defence(run_dir, name: str, metadata: dict | None = None) -> keras.Mode
     if not (out / RESULTS_FILE).exists():
         raise TfadvserError(f"defence {name!r} is not trained in {run_dir}: run "
                             f"`tfadvser train defence --model {name} --out {run_dir} ...` first")
-    if metadata is not None:
+    if data is not None:
         trained_on = read_json(out / CONFIG_FILE)["data_fingerprint"]
-        if trained_on != metadata["fingerprint"]:
+        if trained_on != data.fingerprint:
             raise TfadvserError(f"defence {name!r} in {run_dir} was trained on other data "
-                                f"(fingerprint {trained_on[:12]}, this data {metadata['fingerprint'][:12]})")
+                                f"(fingerprint {trained_on[:12]}, this data {data.fingerprint[:12]})")
     path = (out / MODEL_FILE).resolve()
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size, id(tf.distribute.get_strategy()))

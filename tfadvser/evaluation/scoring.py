@@ -17,8 +17,9 @@ import tensorflow as tf
 from tfadvser.runtime.inference import inference
 from tfadvser.evaluation.metrics import confusion_matrix, recall_by_label, uar_from_confusion
 
-# At the paper's width a batch of 128 clips needs ~15 GB of activations in the generator
-# alone (measured by the benchmark); 32 keeps evaluation within a laptop's memory.
+# The batch size of every inference pass (defence scoring, attacker evaluation, the lambda
+# sweep). At the paper's width a batch of 128 clips needs ~15 GB of activations in the
+# generator alone (measured by the benchmark); 32 keeps evaluation within a laptop's memory.
 EVAL_BATCH = 32
 
 
@@ -39,6 +40,7 @@ def predictions(model: keras.Model, batches: Iterable):
 
 
 def labels_of(batches: Iterable) -> np.ndarray:
+    """The true labels [N] of batches whose second item is y."""
     return np.concatenate([np.asarray(b[1]) for b in batches])
 
 
@@ -67,14 +69,28 @@ def perturbation_sizes(perturbed: Iterable, mean: Optional[np.ndarray] = None,
     return {name: float(np.mean(np.concatenate(values))) for name, values in sizes.items()}
 
 
-def scores(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, labels) -> dict:
-    n = len(labels)
+def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, labels) -> dict:
+    """The one scoring of predictions against the truth: UAR (the paper's metric: recall
+    averaged over the classes present, `metrics.uar_from_confusion`), accuracy, per-class
+    recall by label name, the confusion matrix (rows true, columns predicted) and the
+    number of clips. `y_true`, `y_pred`: int arrays of shape [N]."""
+    matrix = confusion_matrix(y_true, y_pred, len(labels))
+    return {"uar": uar_from_confusion(matrix), "accuracy": float(np.mean(y_true == y_pred)),
+            "clips": int(len(y_true)), "recall": recall_by_label(matrix, labels),
+            "confusion": matrix.tolist()}
+
+
+def attack_scores(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, labels) -> dict:
+    """One defence under one attack, from int arrays [N] of true labels and clean and
+    adversarial predictions: clean and adversarial UAR, the adversarial per-class recall,
+    and the fooling rate as the share of clean-correct clips whose prediction changes
+    (0.0 when no clip is clean-correct)."""
     correct = clean == y
-    adv_matrix = confusion_matrix(y, adv, n)
+    adversarial = classification_scores(y, adv, labels)
     return {
-        "clean_uar": uar_from_confusion(confusion_matrix(y, clean, n)),
-        "adversarial_uar": uar_from_confusion(adv_matrix),
+        "clean_uar": classification_scores(y, clean, labels)["uar"],
+        "adversarial_uar": adversarial["uar"],
         "fooling_rate": float(np.mean(adv[correct] != clean[correct])) if correct.any() else 0.0,
-        "adversarial_recall": recall_by_label(adv_matrix, labels),
-        "clips": int(len(y)),
+        "adversarial_recall": adversarial["recall"],
+        "clips": adversarial["clips"],
     }

@@ -1,8 +1,8 @@
 """Evaluate every attacker checkpoint of a run against every defence, on dev and test.
 
-Inference only, in large batches, once per trained task (tasks shared by several methods
-are scored once). Writes `runs/NAME/evaluation/results.json`; `report.py` turns it into
-Table 1, the figures and report.md.
+Inference only, in batches of `scoring.EVAL_BATCH`, once per trained task (tasks shared by
+several methods are scored once). Writes `runs/NAME/evaluation/results.json`; `report.py`
+turns it into Table 1, the figures and report.md (`evaluate_and_report` does both).
 """
 from __future__ import annotations
 
@@ -12,32 +12,21 @@ from typing import Optional
 
 import numpy as np
 
-from tfadvser.attack.training import GENERATOR_FILE, SEQUENCE_FILE, load_generator
-from tfadvser.data.dataset import load_metadata, make_dataset, statistics
+from tfadvser.attack.tasks import GENERATOR_FILE, load_generator, sequences_of
+from tfadvser.config import DEFENCE_NAMES
+from tfadvser.data.dataset import make_dataset
+from tfadvser.data.folder import load_data
 from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence
-from tfadvser.defence.models import DEFENCES
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation.scoring import (EVAL_BATCH, labels_of, perturb, perturbation_sizes, predictions,
-                                 scores)
+from tfadvser.evaluation.scoring import (EVAL_BATCH, attack_scores, classification_scores,
+                                         labels_of, perturb, perturbation_sizes, predictions)
+from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
+from tfadvser.runs import load_run
+from tfadvser.runtime.files import read_json, write_json
 from tfadvser.runtime.inference import GeneratorSlot
-from tfadvser.evaluation.metrics import confusion_matrix, recall_by_label, uar_from_confusion
-from tfadvser.data.prepare import library_versions
-from tfadvser.experiment.report import NAMES
-from tfadvser.runs import RUN_FILE, read_json, write_json
+from tfadvser.runtime.versions import library_versions
 
 SPLITS = ("dev", "test")
-
-
-def load_run(run_dir) -> dict:
-    path = Path(run_dir) / RUN_FILE
-    if not path.exists():
-        raise TfadvserError(f"{run_dir} is not a run folder ({RUN_FILE} missing): train defences "
-                            "into it first, or run `tfadvser reproduce`")
-    return read_json(path)
-
-
-def sequences_of(run_dir) -> list[dict]:
-    return [read_json(p) for p in sorted(Path(run_dir).glob(f"attackers/*/{SEQUENCE_FILE}"))]
 
 
 def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict:
@@ -46,13 +35,12 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     data_dir = data_dir or run["data_dir"]
-    metadata = load_metadata(data_dir)
-    if metadata["fingerprint"] != run["fingerprint"]:
+    data = load_data(data_dir)
+    if data.fingerprint != run["fingerprint"]:
         raise TfadvserError(f"{data_dir} is not the data {run_dir} was trained on (fingerprint "
-                            f"{metadata['fingerprint'][:12]} vs {run['fingerprint'][:12]})")
-    labels = metadata["labels"]
-    mean, std = statistics(metadata)
-    names = [d for d in DEFENCES if (defence_dir(run_dir, d) / RESULTS_FILE).exists()]
+                            f"{data.fingerprint[:12]} vs {run['fingerprint'][:12]})")
+    labels = list(data.labels)
+    names = [d for d in DEFENCE_NAMES if (defence_dir(run_dir, d) / RESULTS_FILE).exists()]
     if not names:
         raise TfadvserError(f"{run_dir} has no trained defences: run `tfadvser train defence "
                             f"--model all --out {run_dir} ...` first")
@@ -60,8 +48,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
     if not sequences:
         raise TfadvserError(f"{run_dir} has no trained attackers: run `tfadvser train attacker "
                             f"... --out {run_dir}` or `tfadvser reproduce` first")
-    defences = {d: load_defence(run_dir, d, metadata) for d in names}
-    batches = {s: list(make_dataset(data_dir, s, EVAL_BATCH)) for s in SPLITS}
+    defences = {d: load_defence(run_dir, d, data) for d in names}
+    batches = {s: list(make_dataset(data, s, EVAL_BATCH)) for s in SPLITS}
     truth = {s: labels_of(batches[s]) for s in SPLITS}
     clean = {d: {s: predictions(defences[d], batches[s]) for s in SPLITS} for d in names}
 
@@ -70,10 +58,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
     for d in names:
         results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE)}
         for s in SPLITS:
-            matrix = confusion_matrix(truth[s], clean[d][s], len(labels))
-            results["defences"][d][s] = {
-                "uar": uar_from_confusion(matrix),
-                "recall": recall_by_label(matrix, labels)}
+            scored = classification_scores(truth[s], clean[d][s], labels)
+            results["defences"][d][s] = {"uar": scored["uar"], "recall": scored["recall"]}
 
     tasks = {t["key"]: t for seq in sequences for t in seq["tasks"]}
     generators = GeneratorSlot()
@@ -86,9 +72,9 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
         entry = {"defences_trained": task["defences"], "path": task["path"]}
         for s in SPLITS:
             perturbed = perturb(generator, batches[s])
-            entry[s] = {"perturbation": perturbation_sizes(perturbed, mean, std),
-                        "against": {d: scores(truth[s], clean[d][s],
-                                              predictions(defences[d], perturbed), labels)
+            entry[s] = {"perturbation": perturbation_sizes(perturbed, data.mean, data.std),
+                        "against": {d: attack_scores(truth[s], clean[d][s],
+                                                     predictions(defences[d], perturbed), labels)
                                     for d in names}}
         results["tasks"][key] = entry
         if progress is not None:
@@ -97,12 +83,6 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
     results["seconds"] = round(time.time() - started, 1)
     write_json(run_dir / "evaluation" / "results.json", results)
     return results
-
-
-# Which attacker Fig. 2 shows: the paper shows its lifelong attacker; fall back in order.
-FIGURE2_ROWS = (("Lifelong", "CNN-4 + VGG-16 + ResNet-50"), ("Lifelong", "ResNet-50 + VGG-16 + CNN-4"),
-                ("Transfer", "CNN-4 + VGG-16 + ResNet-50"), ("Multi-task", "CNN-4 + VGG-16 + ResNet-50"),
-                ("Single-task", "CNN-4"), ("Single-task", "ResNet-50"))
 
 
 def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict]:
@@ -117,10 +97,10 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
     run_dir = Path(run_dir)
     key = chosen["keys"][0]
     generator = load_generator(run_dir, results["tasks"][key])
-    metadata = load_metadata(data_dir)
-    labels = metadata["labels"]
-    defences = {d: load_defence(run_dir, d, metadata) for d in results["defences"]}
-    batches = list(make_dataset(data_dir, "test", EVAL_BATCH))
+    data = load_data(data_dir)
+    labels = data.labels
+    defences = {d: load_defence(run_dir, d, data) for d in results["defences"]}
+    batches = list(make_dataset(data, "test", EVAL_BATCH))
     y = labels_of(batches)
     clean = {d: predictions(m, batches) for d, m in defences.items()}
     perturbed = perturb(generator, batches)
@@ -141,3 +121,14 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
             "caption": f"Fig. 2: test clip {best} ({note}). {predicted}.",
             "clip": best, "complete": bool(complete)}
 
+
+def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None) -> dict:
+    """`evaluate_run`, Fig. 2 and every output of `report.write_outputs` (Table 1 as .md and
+    .csv, figures, report.md) under `run_dir/evaluation/`; returns what `write_outputs`
+    returns plus `results`."""
+    from tfadvser.experiment.report import table1, write_outputs
+
+    results = evaluate_run(run_dir, data_dir, progress=progress)
+    data_dir = data_dir or results["data_dir"]
+    written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
+    return {**written, "results": results}

@@ -1,8 +1,6 @@
 """From evaluation results to the paper's Table 1, its Fig. 2 and Fig. 3, and report.md.
 
-Table 1 (13 rows): each row names a method and a defence sequence, and is read off one
-trained task: e.g. "Transfer, CNN-4 + VGG-16" is task 1 of the clockwise transfer sequence.
-Single-task CNN-4 is task 0 of any clockwise sequence (the same training), and so on.
+Table 1's rows are defined in `protocol.py`; each is read off one trained task.
 Lifelong rows use the lambda with the lowest mean adversarial dev UAR over all defences,
 chosen separately for each row as the paper does (its Fig. 3). With several seeds a cell
 is mean +- std over seeds.
@@ -10,7 +8,6 @@ is mean +- std over seeds.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 from collections import defaultdict
@@ -19,46 +16,9 @@ from typing import Optional
 
 import numpy as np
 
-from tfadvser.defence.models import DEFENCES
-from tfadvser.runs import write_json
-
-NAMES = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
-CLOCKWISE = ("cnn4", "vgg16", "resnet50")
-COUNTER = ("resnet50", "vgg16", "cnn4")
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    method: str  # as printed
-    sequence: tuple[str, ...]
-    methods: tuple[str, ...]  # sequence records that contain this task
-    exact: bool = False  # the sequence must be exactly `sequence` (multi-task)
-
-    @property
-    def task_index(self) -> int:
-        return 0 if self.exact else len(self.sequence) - 1
-
-    @property
-    def name(self) -> str:
-        return " + ".join(NAMES[d] for d in self.sequence)
-
-
-ROWS = (
-    Row("Single-task", ("cnn4",), ("single", "transfer", "lifelong")),
-    Row("Single-task", ("resnet50",), ("single", "transfer", "lifelong")),
-    Row("Multi-task", ("cnn4", "vgg16"), ("multi",), exact=True),
-    Row("Multi-task", ("resnet50", "vgg16"), ("multi",), exact=True),
-    Row("Multi-task", CLOCKWISE, ("multi",), exact=True),
-    Row("Transfer", CLOCKWISE[:2], ("transfer",)),
-    Row("Transfer", CLOCKWISE, ("transfer",)),
-    Row("Transfer", COUNTER[:2], ("transfer",)),
-    Row("Transfer", COUNTER, ("transfer",)),
-    Row("Lifelong", CLOCKWISE[:2], ("lifelong",)),
-    Row("Lifelong", CLOCKWISE, ("lifelong",)),
-    Row("Lifelong", COUNTER[:2], ("lifelong",)),
-    Row("Lifelong", COUNTER, ("lifelong",)),
-)
-
+from tfadvser.config import DEFENCE_NAMES
+from tfadvser.experiment.protocol import NAMES, ROWS, Row
+from tfadvser.runtime.files import write_bytes, write_json, write_text
 
 def _candidates(row: Row, sequences: list[dict]) -> list[tuple[dict, dict]]:
     """(sequence, task) pairs that hold this row's attacker."""
@@ -131,7 +91,7 @@ def _cell(cell: Optional[dict]) -> str:
 
 
 def table1_markdown(rows: list[dict], results: dict) -> str:
-    names = [d for d in DEFENCES if d in results["defences"]]
+    names = [d for d in DEFENCE_NAMES if d in results["defences"]]
     header = "| Method | Sequence | λ | " + " | ".join(
         f"{NAMES[d]} {s}" for d in names for s in ("dev", "test")) + " |"
     lines = [header, "|" + "---|" * (3 + 2 * len(names))]
@@ -145,7 +105,7 @@ def table1_markdown(rows: list[dict], results: dict) -> str:
 
 
 def table1_csv(rows: list[dict], results: dict) -> str:
-    names = [d for d in DEFENCES if d in results["defences"]]
+    names = [d for d in DEFENCE_NAMES if d in results["defences"]]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["method", "sequence", "lambda", "seeds"] + [f"{d}_{s}_uar" for d in names for s in ("dev", "test")]
@@ -205,17 +165,17 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     results = {**results, "table1": rows, "lifelong_grids": lifelong_grids(results),
                "lambda_curves": {name: {f"{lam:g}": v for lam, v in c.items()} for name, c in curves.items()}}
     write_json(out / "results.json", results)
-    (out / "table1.md").write_text(table1_markdown(rows, results), encoding="utf-8")
-    (out / "table1.csv").write_text(table1_csv(rows, results), encoding="utf-8")
+    write_text(out / "table1.md", table1_markdown(rows, results))
+    write_text(out / "table1.csv", table1_csv(rows, results))
     written = {}
     if any(curves.values()):
-        (figures / "fig3_lambda.png").write_bytes(lambda_curves_png(curves, NAMES))
+        write_bytes(figures / "fig3_lambda.png", lambda_curves_png(curves, NAMES))
         written["fig3"] = "figures/fig3_lambda.png"
     if figure2 is not None:
-        (figures / "fig2_spectrograms.png").write_bytes(figure2["png"])
+        write_bytes(figures / "fig2_spectrograms.png", figure2["png"])
         written["fig2"] = "figures/fig2_spectrograms.png"
     report = render_report(results, rows, written, figure2, Path(run_dir))
-    (out / "report.md").write_text(report, encoding="utf-8")
+    write_text(out / "report.md", report)
     return {"dir": out, "figures": written, "rows": rows}
 
 

@@ -20,19 +20,20 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.runtime import distribute
-from tfadvser.attack.training import first_task_trained, generator_path, train_attacker
-from tfadvser.config import Profile
-from tfadvser.data.dataset import load_metadata, make_dataset
+from tfadvser.attack.tasks import first_task_trained, generator_path
+from tfadvser.attack.training import train_attacker
+from tfadvser.config import LAMBDA_SEARCHES, Profile
+from tfadvser.data.dataset import make_dataset
+from tfadvser.data.folder import load_data
 from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.evaluation.scoring import EVAL_BATCH, labels_of, perturb, predictions
+from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores, labels_of, perturb,
+                                         predictions)
+from tfadvser.runtime import distribute
+from tfadvser.runtime.files import write_json
 from tfadvser.runtime.inference import GeneratorSlot
-from tfadvser.evaluation.metrics import confusion_matrix, uar_from_confusion
-from tfadvser.runs import write_json
 
 OBJECTIVE = "mean_dev_adversarial_uar"
-SEARCHES = ("grid", "log-uniform")
 
 
 def tuning_dir(run_dir, sequence: Sequence[str], seed: int = 0) -> Path:
@@ -45,11 +46,11 @@ class LambdaTuner(kt.Tuner):
         super().__init__(**kwargs)
         self.data_dir, self.run_dir, self.sequence = data_dir, Path(run_dir), list(sequence)
         self.profile, self.seed = profile, seed
-        metadata = load_metadata(data_dir)
-        self.n_classes = len(metadata["labels"])
-        self.dev = list(make_dataset(data_dir, "dev", EVAL_BATCH))
+        data = load_data(data_dir)
+        self.labels = data.labels
+        self.dev = list(make_dataset(data, "dev", EVAL_BATCH))
         self.dev_labels = labels_of(self.dev)
-        self.defences = {d: load_defence(run_dir, d, metadata) for d in self.sequence}
+        self.defences = {d: load_defence(run_dir, d, data) for d in self.sequence}
         self.generators = GeneratorSlot()
 
     def run_trial(self, trial, *args, **kwargs):
@@ -60,9 +61,8 @@ class LambdaTuner(kt.Tuner):
         perturbed = perturb(generator, self.dev)
         per_defence = {}
         for name, defence in self.defences.items():
-            adv = predictions(defence, perturbed)
-            per_defence[f"dev_adversarial_uar_{name}"] = uar_from_confusion(
-                confusion_matrix(self.dev_labels, adv, self.n_classes))
+            per_defence[f"dev_adversarial_uar_{name}"] = classification_scores(
+                self.dev_labels, predictions(defence, perturbed), self.labels)["uar"]
         objective = float(np.mean(list(per_defence.values())))
         if not math.isfinite(objective):
             raise kt.errors.FailedTrialError(f"lambda {lam:g}: the objective came out {objective}")
@@ -90,8 +90,8 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
          lambdas: Optional[Sequence[float]] = None, search: str = "grid",
          max_trials: Optional[int] = None, seed: int = 0) -> dict:
     """Sweep lambda for one lifelong sequence; write and return `best.json`."""
-    if search not in SEARCHES:
-        raise TfadvserError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
+    if search not in LAMBDA_SEARCHES:
+        raise TfadvserError(f"unknown search {search!r}; choose one of {', '.join(LAMBDA_SEARCHES)}")
     lambdas = list(lambdas if lambdas is not None else profile.attacker.lambdas)
     if not lambdas or any(not (lam > 0 and math.isfinite(lam)) for lam in lambdas):
         raise TfadvserError(f"the lambda grid must hold positive numbers, got {lambdas}")

@@ -21,9 +21,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfadvser.config import STRATEGIES
 from tfadvser.errors import TfadvserError
 
-STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def parse_tf_config(text: str | None = None) -> dict:

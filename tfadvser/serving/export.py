@@ -24,7 +24,6 @@ import keras
 import tensorflow as tf
 
 from tfadvser.config import FeatureConfig
-from tfadvser.data.dataset import feature_config_of, statistics
 from tfadvser.errors import TfadvserError
 from tfadvser.data.features import fix_length, log_mel
 
@@ -106,26 +105,24 @@ def export_module(module: tf.Module, signatures: dict, out_root, name: str,
     return target
 
 
-def _assets(metadata: dict, origin: dict) -> dict[str, str]:
-    return {"labels.txt": "\n".join(metadata["labels"]) + "\n",
-            "feature_config.json": json.dumps(metadata["feature_config"], indent=2),
+def _assets(data, origin: dict) -> dict[str, str]:
+    return {"labels.txt": "\n".join(data.labels) + "\n",
+            "feature_config.json": json.dumps(data.feature_config.to_dict(), indent=2),
             "export.json": json.dumps(origin, indent=2)}
 
 
-def export_attacker(generator: keras.Model, metadata: dict, out_root, name: str,
+def export_attacker(generator: keras.Model, data, out_root, name: str,
                     version: Optional[int], origin: dict) -> Path:
-    mean, std = statistics(metadata)
-    config = feature_config_of(metadata)
+    mean, std, config = data.mean, data.std, data.feature_config
     module = AttackerModule(generator, mean, std, config)
     return export_module(module, {"serving_default": module.serving_default,
                                   "perturb_waveform": module.perturb_waveform},
-                         out_root, name, version, _assets(metadata, origin))
+                         out_root, name, version, _assets(data, origin))
 
 
-def export_defence(model: keras.Model, metadata: dict, out_root, name: str,
+def export_defence(model: keras.Model, data, out_root, name: str,
                    version: Optional[int], origin: dict) -> Path:
-    mean, std = statistics(metadata)
-    config = feature_config_of(metadata)
-    module = DefenceModule(model, mean, std, metadata["labels"], config)
+    mean, std, config = data.mean, data.std, data.feature_config
+    module = DefenceModule(model, mean, std, list(data.labels), config)
     return export_module(module, {"serving_default": module.classify, "classify": module.classify},
-                         out_root, name, version, _assets(metadata, origin))
+                         out_root, name, version, _assets(data, origin))

@@ -1,0 +1,132 @@
+"""Trained attacker tasks and sequences on disk: their keys, labels and look-up.
+
+Each trained task is stored under a key that hashes everything its weights depend on (the
+parent task's key, its defences, steps, the attacker settings, lambda, the data and the
+defences' model files), so a task that two methods share is trained once: single-task
+CNN-4 is task 0 of the clockwise transfer and lifelong sequences, and a 3-defence sequence
+contains the 2-defence one.
+
+    runs/NAME/attackers/tasks/<key>/      one trained task
+        generator.keras                   the attacker after the task
+        task.json                         what it was trained on and with, final metrics
+        ewc-<mode>.npz                    Fisher + anchor, computed when a later EWC task needs them
+        logs/ backup/                     TensorBoard; BackupAndRestore while training
+    runs/NAME/attackers/<label>/sequence.json
+                                          a method's run: its tasks in order, by key
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import keras
+
+from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
+from tfadvser.config import AttackerConfig, Profile
+from tfadvser.data.folder import load_data
+from tfadvser.defence.training import MODEL_FILE, defence_dir
+from tfadvser.errors import TfadvserError
+from tfadvser.runtime import distribute
+from tfadvser.runtime.files import read_json
+
+GENERATOR_FILE, TASK_FILE, SEQUENCE_FILE = "generator.keras", "task.json", "sequence.json"
+
+# Settings that change the trained weights of a task (the others only change logging).
+_WEIGHT_SETTINGS = ("width", "batch_size", "alpha", "cw_reduction", "lr_schedule",
+                    "learning_rate", "decay_every", "decay_rate", "seed")
+
+
+def tasks_dir(run_dir) -> Path:
+    """`runs/NAME/attackers/tasks/`: every trained task of a run, by key."""
+    return Path(run_dir) / "attackers" / "tasks"
+
+
+def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
+                   seed: int) -> str:
+    """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000` (`-seedN` for seed N>0)."""
+    label = f"{method}-{'-'.join(defences)}"
+    if method in EWC_METHODS:
+        label += f"-lambda{ewc_lambda:g}"
+    return label + (f"-seed{seed}" if seed else "")
+
+
+def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:
+    """The first 16 hex digits of the SHA-256 of each defence's model file: a retrained
+    defence makes every attacker trained against it stale."""
+    hashes = {}
+    for name in names:
+        path = defence_dir(run_dir, name) / MODEL_FILE
+        if not path.exists():
+            raise TfadvserError(f"defence {name!r} is not trained in {run_dir} ({path} missing): "
+                                f"run `tfadvser train defence --model {name} --out {run_dir} ...` first")
+        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return hashes
+
+
+def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: AttackerConfig,
+             fingerprint: str, hashes: dict[str, str]) -> tuple[str, dict]:
+    """(16-hex-digit key, the identity it hashes) of a task: everything its weights depend on."""
+    identity = {"parent": parent, "defences": list(stage.defences), "steps": stage.steps,
+                "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
+                "defence_models": {d: hashes[d] for d in stage.defences},
+                "attacker": {k: getattr(config, k) for k in _WEIGHT_SETTINGS}}
+    if stage.ewc:
+        identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
+        if config.fisher_clips is not None:
+            identity["ewc"]["fisher_clips"] = config.fisher_clips
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return digest, identity
+
+
+def first_task_trained(data_dir, run_dir, defences: Sequence[str], profile: Profile,
+                       seed: int = 0) -> bool:
+    """Whether task 0 of a transfer/lifelong sequence over `defences` exists already
+    (computed from the data's fingerprint and the defence file's hash; nothing is loaded)."""
+    config = dataclasses.replace(profile.attacker, seed=seed)
+    run_dir = distribute.worker_run_dir(run_dir)
+    stage = METHODS["transfer"](list(defences), config)[0]
+    key, _ = task_key(None, stage, 0.0, config, load_data(data_dir).fingerprint,
+                      defence_hashes(run_dir, stage.defences))
+    return (tasks_dir(run_dir) / key / TASK_FILE).exists()
+
+
+def sequences_of(run_dir) -> list[dict]:
+    """Every sequence record of a run (`attackers/<label>/sequence.json`), by label."""
+    return [read_json(p) for p in sorted(Path(run_dir).glob(f"attackers/*/{SEQUENCE_FILE}"))]
+
+
+def generator_path(run_dir, task: dict) -> Path:
+    """The generator file of a task record. Raises TfadvserError when it was not finished."""
+    path = Path(run_dir) / task["path"] / GENERATOR_FILE
+    if not path.exists():
+        raise TfadvserError(f"{path} not found: the attacker task was not trained to the end")
+    return path
+
+
+def load_generator(run_dir, task: dict) -> keras.Model:
+    """The generator of a task record (see `generator_path`), without optimizer state."""
+    return keras.saving.load_model(generator_path(run_dir, task), compile=False)
+
+
+def find_task(run_dir, spec: str) -> dict:
+    """A trained attacker task from `LABEL[:INDEX]` (a sequence and task, default its last)
+    or a task key. Raises TfadvserError naming the trained sequences when none matches."""
+    run_dir = Path(run_dir)
+    label, _, index = spec.partition(":")
+    sequence_file = run_dir / "attackers" / label / SEQUENCE_FILE
+    if sequence_file.exists():
+        tasks = read_json(sequence_file)["tasks"]
+        try:
+            return tasks[int(index) if index else -1]
+        except (ValueError, IndexError):
+            raise TfadvserError(f"{spec}: {label} has tasks 0..{len(tasks) - 1}") from None
+    task_file = tasks_dir(run_dir) / spec / TASK_FILE
+    if task_file.exists():
+        task = read_json(task_file)
+        return {"key": spec, "defences": task["defences"], "path": str(task_file.parent.relative_to(run_dir))}
+    labels = sorted(p.parent.name for p in run_dir.glob(f"attackers/*/{SEQUENCE_FILE}"))
+    raise TfadvserError(f"no attacker {spec!r} in {run_dir}; trained sequences: "
+                        f"{', '.join(labels) or 'none'} (use LABEL or LABEL:TASK)")

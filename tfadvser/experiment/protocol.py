@@ -1,0 +1,66 @@
+"""The paper's protocol in one place: its defences' display names, the two defence orders,
+Table 1's rows, the order `reproduce` trains in, and which attacker Fig. 2 shows.
+
+Table 1 (13 rows): each row names a method and a defence sequence, and is read off one
+trained task: e.g. "Transfer, CNN-4 + VGG-16" is task 1 of the clockwise transfer sequence.
+Single-task CNN-4 is task 0 of any clockwise sequence (the same training), and so on.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+# Display names of the defences, as the paper prints them.
+NAMES = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
+# The two defence orders of the paper's sequences.
+CLOCKWISE = ("cnn4", "vgg16", "resnet50")
+COUNTER = ("resnet50", "vgg16", "cnn4")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of Table 1 and where its attacker is found."""
+
+    method: str  # as printed
+    sequence: tuple[str, ...]
+    methods: tuple[str, ...]  # sequence records that contain this task
+    exact: bool = False  # the sequence must be exactly `sequence` (multi-task)
+
+    @property
+    def task_index(self) -> int:
+        return 0 if self.exact else len(self.sequence) - 1
+
+    @property
+    def name(self) -> str:
+        return " + ".join(NAMES[d] for d in self.sequence)
+
+
+ROWS = (
+    Row("Single-task", ("cnn4",), ("single", "transfer", "lifelong")),
+    Row("Single-task", ("resnet50",), ("single", "transfer", "lifelong")),
+    Row("Multi-task", ("cnn4", "vgg16"), ("multi",), exact=True),
+    Row("Multi-task", ("resnet50", "vgg16"), ("multi",), exact=True),
+    Row("Multi-task", CLOCKWISE, ("multi",), exact=True),
+    Row("Transfer", CLOCKWISE[:2], ("transfer",)),
+    Row("Transfer", CLOCKWISE, ("transfer",)),
+    Row("Transfer", COUNTER[:2], ("transfer",)),
+    Row("Transfer", COUNTER, ("transfer",)),
+    Row("Lifelong", CLOCKWISE[:2], ("lifelong",)),
+    Row("Lifelong", CLOCKWISE, ("lifelong",)),
+    Row("Lifelong", COUNTER[:2], ("lifelong",)),
+    Row("Lifelong", COUNTER, ("lifelong",)),
+)
+
+
+# The single-task attackers are the first tasks of the transfer and lifelong sequences
+# (clockwise starts at CNN-4, counter-clockwise at ResNet-50), so `reproduce` trains them
+# first, then the transfer sequences, the lambda sweeps of the lifelong ones, and multi-task.
+FIRST_TASKS = (("single", ("cnn4",)), ("single", ("resnet50",)))
+TRANSFER_SEQUENCES = (("transfer", CLOCKWISE), ("transfer", COUNTER))
+LIFELONG_SEQUENCES = (CLOCKWISE, COUNTER)
+MULTI_TASK_SEQUENCES = (("multi", ("cnn4", "vgg16")), ("multi", ("resnet50", "vgg16")),
+                        ("multi", CLOCKWISE))
+
+# Which attacker Fig. 2 shows: the paper shows its lifelong attacker; fall back in order.
+FIGURE2_ROWS = (("Lifelong", "CNN-4 + VGG-16 + ResNet-50"), ("Lifelong", "ResNet-50 + VGG-16 + CNN-4"),
+                ("Transfer", "CNN-4 + VGG-16 + ResNet-50"), ("Multi-task", "CNN-4 + VGG-16 + ResNet-50"),
+                ("Single-task", "CNN-4"), ("Single-task", "ResNet-50"))
