@@ -52,17 +52,21 @@ class FeatureConfig:
 
     @property
     def n_fft_bins(self) -> int:
+        """Frequency bins of the one-sided STFT: frame_length // 2 + 1 (257 at 512)."""
         return self.frame_length // 2 + 1
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(frames, mel bins) of one example: (373, 64) by default."""
         return (self.n_frames, self.n_mels)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict (stored in metadata.json and run.json)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "FeatureConfig":
+        """Inverse of `to_dict`; raises ValueError for unknown keys or invalid values."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -107,6 +111,7 @@ class DefenceConfig:
 
     @property
     def epochs(self) -> int:
+        """Keras epochs of `steps_per_epoch` iterations that cover `steps` (rounded up)."""
         return -(-self.steps // self.steps_per_epoch)
 
 
@@ -162,6 +167,7 @@ class Profile:
     attacker: AttackerConfig
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting of the profile as a JSON-ready dict (written next to each run)."""
         return dataclasses.asdict(self)
 
 
@@ -187,6 +193,7 @@ PROFILES = {
 
 
 def get_profile(name: str) -> Profile:
+    """The profile called `name`; raises TfadvserError naming the choices otherwise."""
     from tfadvser.errors import TfadvserError
 
     if name not in PROFILES:

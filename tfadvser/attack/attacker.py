@@ -75,10 +75,12 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
 
     @property
     def defences(self) -> list:
+        """The frozen defences this attacker is trained against."""
         return self._frozen.defences
 
     @property
     def ewc(self) -> EWCTerms:
+        """lambda and the EWC terms of the current task."""
         return self._frozen.ewc
 
     def set_ewc(self, ewc_lambda: float, ewc_terms) -> None:

@@ -30,6 +30,9 @@ _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
 def learning_rate(config: AttackerConfig):
+    """Adam's step size: `lr_schedule="paper"` decays `learning_rate` by `decay_rate` every
+    `decay_every` steps (staircase), as the paper states; "original" is the constant 1e-3
+    the authors' code ran (original-code-facts section 7)."""
     if config.lr_schedule == "original":
         return 1e-3  # what the authors' code ran: its x0.9 decay never fires
     return keras.optimizers.schedules.ExponentialDecay(

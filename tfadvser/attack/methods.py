@@ -15,6 +15,9 @@ from tfadvser.errors import TfadvserError
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
+    """One training task: the defences it attacks (C&W averaged over them), its steps,
+    whether it starts from the previous stage's attacker, and whether EWC anchors it."""
+
     defences: tuple[str, ...]
     steps: int
     from_previous: bool = False

@@ -45,6 +45,7 @@ class DataFolder:
 
     @property
     def n_classes(self) -> int:
+        """Number of emotion classes (labels)."""
         return len(self.labels)
 
     @property

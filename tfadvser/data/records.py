@@ -78,6 +78,7 @@ class ShardedWriter:
         self._paths: list[Path] = []
 
     def write(self, serialized: bytes) -> None:
+        """Append one serialized example, opening the next shard when this one is full."""
         if self.count % self.per_shard == 0:
             if self._writer is not None:
                 self._writer.close()
@@ -88,6 +89,7 @@ class ShardedWriter:
         self.count += 1
 
     def close(self) -> list[str]:
+        """Close the last shard, give every shard its final name; return the names."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -47,6 +47,10 @@ def _deal_speakers(speakers: dict[str, str | None], config: SplitConfig,
 
 def split_by_speaker(clips: Sequence[Clip], labels: Sequence[str],
                      config: SplitConfig) -> dict[str, list[Clip]]:
+    """Speaker-independent {"train", "dev", "test"} partition of `clips`: about
+    dev_fraction and test_fraction of the speakers each, genders alternated, seeded by
+    `config.seed`, retried until every class of `labels` is in every split. Raises
+    TfadvserError with fewer than three speakers or when no split holds every class."""
     speakers = {}
     for clip in clips:
         speakers.setdefault(clip.speaker, clip.gender)
@@ -103,6 +107,7 @@ def split_from_lists(clips: Sequence[Clip], labels: Sequence[str], lists_dir: Pa
 
 
 def missing_classes(splits: dict[str, list[Clip]], labels: Sequence[str]) -> list[tuple[str, str]]:
+    """(split, label) pairs of `labels` that have no clip in that split."""
     present = {(split, c.label) for split, members in splits.items() for c in members}
     return [(s, label) for s in SPLITS for label in labels if (s, label) not in present]
 

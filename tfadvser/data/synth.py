@@ -77,6 +77,8 @@ MIN_SECONDS, MAX_SECONDS = 1.5, 7.0
 
 @dataclasses.dataclass(frozen=True)
 class Speaker:
+    """One synthetic speaker: gender, mean F0 in Hz, vocal-tract scale and habits."""
+
     number: int
     gender: str  # "f" or "m"
     base_f0: float
@@ -85,6 +87,7 @@ class Speaker:
 
 
 def make_speakers(n_speakers: int, rng: np.random.Generator) -> list[Speaker]:
+    """`n_speakers` speakers numbered from 1, genders alternating (f first), drawn from `rng`."""
     speakers = []
     for i in range(n_speakers):
         gender = "f" if i % 2 == 0 else "m"

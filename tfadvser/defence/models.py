@@ -132,6 +132,9 @@ DEFENCES = dict(zip(DEFENCE_NAMES, (cnn4, vgg16, resnet50)))  # name -> builder
 
 
 def build_defence(name: str, n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model:
+    """The defence `name` (one of `DEFENCES`) at channel multiplier `width`: standardised
+    log_mel [B, *shape] -> log-probabilities [B, n_classes]. Raises TfadvserError for an
+    unknown name."""
     if name not in DEFENCES:
         raise TfadvserError(f"unknown defence {name!r}; choose one of {', '.join(DEFENCES)}")
     return DEFENCES[name](n_classes, width=width, shape=tuple(shape))

@@ -17,6 +17,8 @@ def _png(figure) -> bytes:
 
 
 def confusion_png(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
+    """A confusion matrix [n, n] (rows true, columns predicted) as PNG bytes, each row
+    normalised by its support, with the counts written in the cells."""
     import matplotlib
 
     matplotlib.use("Agg")

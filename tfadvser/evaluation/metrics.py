@@ -30,6 +30,8 @@ def recall_per_class(matrix: np.ndarray) -> np.ndarray:
 
 
 def uar_from_confusion(matrix: np.ndarray) -> float:
+    """Unweighted average recall: the mean of the per-class recalls of a confusion matrix
+    [n, n] (rows true), over the classes that occur; the paper's metric."""
     return float(np.nanmean(recall_per_class(matrix)))
 
 

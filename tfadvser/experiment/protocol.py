@@ -27,10 +27,12 @@ class Row:
 
     @property
     def task_index(self) -> int:
+        """Which task of a matching sequence holds this row's attacker."""
         return 0 if self.exact else len(self.sequence) - 1
 
     @property
     def name(self) -> str:
+        """The sequence as printed, e.g. "CNN-4 + VGG-16"."""
         return " + ".join(NAMES[d] for d in self.sequence)
 
 

@@ -59,6 +59,9 @@ def _objective(results: dict, keys: dict[int, str]) -> float:
 
 
 def table1(results: dict) -> list[dict]:
+    """Table 1's rows (`protocol.ROWS`) from `evaluate_run` results: per row the chosen
+    lambda, the seeds and task keys, and per "defence/split" cell the adversarial UAR's
+    mean and std over seeds (fractions, not percent); rows without an attacker have no cells."""
     rows = []
     for row in ROWS:
         options = _by_lambda(row, results)
@@ -91,6 +94,7 @@ def _cell(cell: Optional[dict]) -> str:
 
 
 def table1_markdown(rows: list[dict], results: dict) -> str:
+    """Table 1 as a markdown table in percent, the clean UARs first."""
     names = [d for d in DEFENCE_NAMES if d in results["defences"]]
     header = "| Method | Sequence | λ | " + " | ".join(
         f"{NAMES[d]} {s}" for d in names for s in ("dev", "test")) + " |"
@@ -105,6 +109,7 @@ def table1_markdown(rows: list[dict], results: dict) -> str:
 
 
 def table1_csv(rows: list[dict], results: dict) -> str:
+    """Table 1 as CSV: fractions, one mean and one std column per defence and split."""
     names = [d for d in DEFENCE_NAMES if d in results["defences"]]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -199,6 +204,8 @@ def _time_table(results: dict, run_dir: Path) -> list[str]:
 
 def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optional[dict],
                   run_dir: Path) -> str:
+    """report.md: Table 1, perturbation sizes, lifelong grids, figures, time per stage,
+    configuration and versions."""
     run = results["run"]
     lines = [f"# tfadvser report: {run_dir.name or 'run'}", "",
              f"Data: `{results['data_dir']}` (fingerprint `{run['fingerprint'][:16]}`), "

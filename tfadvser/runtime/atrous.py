@@ -49,6 +49,7 @@ class AtrousConv2D(layers.Conv2D):
     """Conv2D whose dilated convolution is one native op (see the module docstring)."""
 
     def convolution_op(self, inputs, kernel):
+        """One native dilated Conv2D where its gradient exists, else Keras's own path."""
         if (max(self.dilation_rate) == 1 or self.data_format != "channels_last"
                 or self.groups != 1 or not native_dilated_gradients()):
             return super().convolution_op(inputs, kernel)

@@ -7,6 +7,8 @@ import keras
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that skips the backup after a fit's last epoch."""
+
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 < self.params.get("epochs", epoch + 2):
             super().on_epoch_end(epoch, logs)

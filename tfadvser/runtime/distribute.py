@@ -101,10 +101,12 @@ def split_cpu(count) -> None:
 
 
 def current() -> tf.distribute.Strategy:
+    """The strategy whose scope is active (TensorFlow's default one outside any scope)."""
     return tf.distribute.get_strategy()
 
 
 def replicas() -> int:
+    """Replicas in sync under the current strategy (1 on one device)."""
     return current().num_replicas_in_sync
 
 
@@ -163,6 +165,7 @@ def sum_over_replicas(values):
 
 
 def max_over_replicas(value: tf.Tensor) -> tf.Tensor:
+    """The maximum of a replica-local scalar over the replicas; identity on one device."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
@@ -199,6 +202,7 @@ class ReplicaConsistentModel:
     """
 
     def step_logs(self, logs: dict) -> dict:
+        """A train/test step's logs, shaped [1] under multi-worker (see the class)."""
         if worker()[1] > 1:
             return {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
