@@ -3,9 +3,10 @@ local stand-in for TF Serving (and the real server when it is installed).
 
 Every signature of both kinds of export is run the way TF Serving runs it: TF1's session
 loader (restore op of the MetaGraph's saver, init op, then the signature's tensors) in a
-fresh graph, in process and through `saved_model_cli run` in a subprocess. Outputs must
-equal the Keras model's on the same input within ATOL (log-Mel units for log-Mels and
-perturbations, absolute for probabilities); labels exactly."""
+fresh graph, in process for the models exported here and through `saved_model_cli run` in
+a subprocess for an attacker and a defence trained and exported by the command line.
+Outputs must equal the Keras model's on the same input within ATOL (log-Mel units for
+log-Mels and perturbations, absolute for probabilities); labels exactly."""
 import json
 import shutil
 import subprocess
@@ -145,11 +146,40 @@ def test_signature_runs_under_the_session_loader(exported, kind, signature, tiny
     assert_outputs_match(outputs, expected)
 
 
+@pytest.fixture(scope="module")
+def cli_exported(tiny_data, tmp_path_factory):
+    """A smoke-profile run trained and exported by the command line: a defence and a
+    single-task attacker against it, each with the Keras model the CLI exported."""
+    from click.testing import CliRunner
+
+    from tfadvser.attack.training import find_task, load_generator
+    from tfadvser.defence.training import load_defence
+    from tfadvser_cli.main import main
+
+    def cli(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    root = tmp_path_factory.mktemp("cli_export")
+    run_dir, out = root / "run", root / "saved_models"
+    cli("train", "defence", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke",
+        "--out", run_dir, "--quiet")
+    cli("train", "attacker", "--data", tiny_data, "--defences", "cnn4", "--method", "single",
+        "--profile", "smoke", "--out", run_dir, "--quiet")
+    assert cli("export", run_dir, "--attacker", "single-cnn4", "--name", "att", "--out", out
+               ).strip() == f"exported {out / 'att' / '1'}"
+    cli("export", run_dir, "--defence", "cnn4", "--name", "def", "--out", out)
+    metadata = load_metadata(tiny_data)
+    return (load_generator(run_dir, find_task(run_dir, "single-cnn4")),
+            load_defence(run_dir, "cnn4", metadata), metadata, out, out / "att" / "1", out / "def" / "1")
+
+
 @pytest.mark.parametrize("kind,signature", SIGNATURES)
-def test_signature_runs_under_saved_model_cli(exported, kind, signature, tiny_data, tiny_corpus,
-                                              tmp_path):
-    inputs, expected = expected_outputs(exported, kind, signature, tiny_data, tiny_corpus)
-    outputs = saved_model_cli_run(export_dir_of(exported, kind), signature, inputs, tmp_path)
+def test_cli_export_of_a_trained_run_runs_under_saved_model_cli(cli_exported, kind, signature, tiny_data,
+                                                                tiny_corpus, tmp_path):
+    inputs, expected = expected_outputs(cli_exported, kind, signature, tiny_data, tiny_corpus)
+    outputs = saved_model_cli_run(export_dir_of(cli_exported, kind), signature, inputs, tmp_path)
     assert_outputs_match(outputs, expected)
 
 
