@@ -22,26 +22,9 @@ from tfadvser_cli.errors import user_errors
 def export_command(run_dir, attacker, defence, name, version, out_root):
     """Export a trained attacker (or defence) of RUN_DIR as a SavedModel for TF Serving,
     with the standardisation statistics and, for attackers, the log-Mel front end inside."""
-    from tfadvser.attack.tasks import find_task, load_generator
-    from tfadvser.data.folder import load_data
-    from tfadvser.defence.training import load_defence
-    from tfadvser.errors import TfadvserError
-    from tfadvser.serving.export import export_attacker, export_defence
-    from tfadvser.runs import load_run
+    from tfadvser.serving.export import export_from_run
 
-    if (attacker is None) == (defence is None):
-        raise TfadvserError("name exactly one of --attacker or --defence")
-    run = load_run(run_dir)
-    metadata = load_data(run["data_dir"])
-    origin = {"run": str(Path(run_dir).resolve()), "data_fingerprint": run["fingerprint"],
-              "profile": run["profile"]}
-    if attacker is not None:
-        task = find_task(run_dir, attacker)
-        target = export_attacker(load_generator(run_dir, task), metadata, out_root, name, version,
-                                 {**origin, "attacker": attacker, "task": task})
-    else:
-        target = export_defence(load_defence(run_dir, defence, metadata), metadata, out_root, name,
-                                version, {**origin, "defence": defence})
+    target = export_from_run(run_dir, out_root, name, version, attacker=attacker, defence=defence)
     click.echo(f"exported {target}")
 
 

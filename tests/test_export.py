@@ -1,5 +1,12 @@
 """Export to SavedModel, reload-and-compare, the CLI listing, and the REST client against a
-local stand-in for TF Serving (and the real server when it is installed)."""
+local stand-in for TF Serving (and the real server when it is installed).
+
+Every signature of both kinds of export is run the way TF Serving runs it: TF1's session
+loader (restore op of the MetaGraph's saver, init op, then the signature's tensors) in a
+fresh graph, in process for the models exported here and through `saved_model_cli run` in
+a subprocess for an attacker and a defence trained and exported by the command line.
+Outputs must equal the Keras model's on the same input within ATOL (log-Mel units for
+log-Mels and perturbations, absolute for probabilities); labels exactly."""
 import json
 import shutil
 import subprocess
@@ -19,7 +26,8 @@ from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
-from tfadvser.serving.export import export_attacker, export_defence
+from tfadvser.serving.export import (check_serving_ops, export_attacker, export_defence,
+                                     export_endpoints, foreign_ops)
 from tfadvser.data.features import fix_length, log_mel
 from tfadvser.config import FeatureConfig
 from tfadvser.serving.client import perturb_file, predict
@@ -39,6 +47,194 @@ def exported(tiny_data, tmp_path_factory):
 
 def raw_batch(tiny_data):
     return next(iter(make_dataset(tiny_data, "dev", 4, standardize=False)))[0].numpy()
+
+
+# Largest difference allowed between a signature run by TF Serving's loader and the Keras
+# model, for outputs in log-Mel units (|values| up to about 20, where float32 steps are
+# 2e-6) and for probabilities. Measured: at most a few 1e-6 (graph optimisations in the
+# session reorder float32 arithmetic).
+ATOL = 1e-5
+
+
+def waveform_batch(tiny_corpus):
+    """Two 16 kHz clips of the tiny corpus, cut to a common length: [2, samples]."""
+    paths = [p for p in sorted(tiny_corpus.glob("*.wav")) if soundfile.info(str(p)).samplerate == 16000]
+    waves = [read_mono_numpy(p, 16000).astype(np.float32) for p in paths[:2]]
+    length = min(len(w) for w in waves)
+    return np.stack([w[:length] for w in waves])
+
+
+def keras_attacker(generator, metadata, log_mel):
+    """What the attacker's signatures must return for a batch of raw log-Mels, from Keras."""
+    mean, std = metadata.mean, metadata.std
+    x = (log_mel - mean) / std
+    eta = generator(x, training=False).numpy()
+    return {"adversarial_log_mel": (x + eta) * std + mean, "perturbation": eta * std}
+
+
+def keras_log_mel(waves, config=FeatureConfig()):
+    return np.stack([fix_length(log_mel(tf.constant(w), config), config).numpy() for w in waves])
+
+
+def keras_defence(defence, metadata, log_mel):
+    mean, std = metadata.mean, metadata.std
+    log_probs = defence((log_mel - mean) / std, training=False).numpy()
+    return {"probabilities": np.exp(log_probs),
+            "label": np.array([metadata.labels[i] for i in log_probs.argmax(1)])}
+
+
+def expected_outputs(exported, kind, signature, tiny_data, tiny_corpus):
+    """(inputs, expected outputs) of one signature, the expectation computed with Keras."""
+    generator, defence, metadata, *_ = exported
+    if kind == "defence":
+        raw = raw_batch(tiny_data)
+        return {"log_mel": raw}, keras_defence(defence, metadata, raw)
+    if signature == "serving_default":
+        raw = raw_batch(tiny_data)
+        return {"log_mel": raw}, keras_attacker(generator, metadata, raw)
+    waves = waveform_batch(tiny_corpus)
+    clean = keras_log_mel(waves)
+    return {"waveform": waves}, {**keras_attacker(generator, metadata, clean), "clean_log_mel": clean}
+
+
+def session_run(export_dir, signature, inputs):
+    """One signature run as TF Serving runs it: TF1's session loader in a fresh graph."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], str(export_dir))
+        signature_def = meta_graph.signature_def[signature]
+        feeds = {signature_def.inputs[k].name: v for k, v in inputs.items()}
+        fetches = {k: v.name for k, v in signature_def.outputs.items()}
+        return session.run(fetches, feeds)
+
+
+def saved_model_cli_run(export_dir, signature, inputs, tmp_path):
+    """`saved_model_cli run` (its module, with this interpreter) on .npy inputs; its outputs."""
+    out = tmp_path / f"out-{signature}"
+    files = []
+    for key, value in inputs.items():
+        np.save(tmp_path / f"{key}.npy", value)
+        files.append(f"{key}={tmp_path / f'{key}.npy'}")
+    result = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run",
+                             "--dir", str(export_dir), "--tag_set", "serve", "--signature_def", signature,
+                             "--inputs", ";".join(files), "--outdir", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {p.stem: np.load(p, allow_pickle=True) for p in out.glob("*.npy")}
+
+
+def assert_outputs_match(outputs, expected):
+    assert set(outputs) == set(expected)
+    for key, value in expected.items():
+        if key == "label":
+            assert [v.decode() if isinstance(v, bytes) else v for v in outputs[key]] == list(value)
+        else:
+            assert outputs[key].shape == value.shape, key
+            np.testing.assert_allclose(outputs[key], value, rtol=0, atol=ATOL, err_msg=key)
+
+
+SIGNATURES = [("attacker", "serving_default"), ("attacker", "perturb_waveform"),
+              ("defence", "classify"), ("defence", "serving_default")]
+
+
+def export_dir_of(exported, kind):
+    return exported[4] if kind == "attacker" else exported[5]
+
+
+@pytest.mark.parametrize("kind,signature", SIGNATURES)
+def test_signature_runs_under_the_session_loader(exported, kind, signature, tiny_data, tiny_corpus):
+    inputs, expected = expected_outputs(exported, kind, signature, tiny_data, tiny_corpus)
+    outputs = session_run(export_dir_of(exported, kind), signature, inputs)
+    assert_outputs_match(outputs, expected)
+
+
+@pytest.fixture(scope="module")
+def cli_exported(tiny_data, tmp_path_factory):
+    """A smoke-profile run trained and exported by the command line: a defence and a
+    single-task attacker against it, each with the Keras model the CLI exported."""
+    from click.testing import CliRunner
+
+    from tfadvser.attack.tasks import find_task, load_generator
+    from tfadvser.defence.training import load_defence
+    from tfadvser_cli.main import main
+
+    def cli(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    root = tmp_path_factory.mktemp("cli_export")
+    run_dir, out = root / "run", root / "saved_models"
+    cli("train", "defence", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke",
+        "--out", run_dir, "--quiet")
+    cli("train", "attacker", "--data", tiny_data, "--defences", "cnn4", "--method", "single",
+        "--profile", "smoke", "--out", run_dir, "--quiet")
+    assert cli("export", run_dir, "--attacker", "single-cnn4", "--name", "att", "--out", out
+               ).strip() == f"exported {out / 'att' / '1'}"
+    cli("export", run_dir, "--defence", "cnn4", "--name", "def", "--out", out)
+    metadata = load_data(tiny_data)
+    return (load_generator(run_dir, find_task(run_dir, "single-cnn4")),
+            load_defence(run_dir, "cnn4", metadata), metadata, out, out / "att" / "1", out / "def" / "1")
+
+
+@pytest.mark.parametrize("kind,signature", SIGNATURES)
+def test_cli_export_of_a_trained_run_runs_under_saved_model_cli(cli_exported, kind, signature, tiny_data,
+                                                                tiny_corpus, tmp_path):
+    inputs, expected = expected_outputs(cli_exported, kind, signature, tiny_data, tiny_corpus)
+    outputs = saved_model_cli_run(export_dir_of(cli_exported, kind), signature, inputs, tmp_path)
+    assert_outputs_match(outputs, expected)
+
+
+def test_signature_sets(exported):
+    *_, attacker_dir, defence_dir = exported
+    for path, names in ((attacker_dir, {"serving_default", "perturb_waveform"}),
+                        (defence_dir, {"serving_default", "classify"})):
+        with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+            meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], str(path))
+        assert set(meta_graph.signature_def) - {"__saved_model_init_op"} == names
+
+
+def test_checkpoint_holds_each_weight_once(exported):
+    generator, defence, _, _, attacker_dir, defence_dir = exported
+    for model, path in ((generator, attacker_dir), (defence, defence_dir)):
+        keys = [name for name, _ in tf.train.list_variables(str(path / "variables" / "variables"))
+                if name.endswith("VARIABLE_VALUE")]
+        assert len(keys) == len(model.weights)
+
+
+def test_foreign_ops_are_found_in_graphs_and_function_libraries():
+    graph = tf.compat.v1.GraphDef()
+    graph.node.add(name="x", op="Placeholder")
+    graph.node.add(name="call", op="StatefulPartitionedCall")
+    graph.node.add(name="direct", op="inner_function")  # a call of a library function
+    inner = graph.library.function.add()
+    inner.signature.name = "inner_function"
+    inner.node_def.add(name="decode", op="IO>AudioDecodeWAV")
+    inner.node_def.add(name="fft", op="RFFT")
+    other = graph.library.function.add()
+    other.signature.name = "other_function"
+    other.node_def.add(name="decode", op="IO>AudioDecodeWAV")
+    other.node_def.add(name="custom", op="MyCustomOp")
+    assert foreign_ops([graph]) == {"IO>AudioDecodeWAV": ["inner_function", "other_function"],
+                                    "MyCustomOp": ["other_function"]}
+
+
+def test_exported_graphs_use_core_ops_only(exported):
+    *_, attacker_dir, defence_dir = exported
+    check_serving_ops(attacker_dir)
+    check_serving_ops(defence_dir)
+
+
+def test_export_refuses_tensorflow_io_ops(tmp_path):
+    tfio = pytest.importorskip("tensorflow_io")
+
+    def decode(contents):
+        return {"audio": tf.cast(tfio.audio.decode_wav(contents, dtype=tf.int16), tf.float32)}
+
+    with pytest.raises(TfadvserError, match=r"not exported.*tensorflow-io.*IO>AudioDecodeWAV") as error:
+        export_endpoints({"decode": (decode, [tf.TensorSpec([], tf.string, name="contents")])},
+                         tmp_path, "io", None, {})
+    assert str(tmp_path / "io" / "1") in str(error.value)
+    assert list((tmp_path / "io").iterdir()) == []  # neither the version nor the partial folder
 
 
 def test_layout_versions_and_assets(exported, tiny_data):

@@ -12,10 +12,10 @@ from typing import Iterable, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfadvser.runtime.inference import inference
 from tfadvser.evaluation.metrics import confusion_matrix, recall_by_label, uar_from_confusion
+from tfadvser.evaluation.statistics import uar_interval
 
 # The batch size of every inference pass (defence scoring, attacker evaluation, the lambda
 # sweep). At the paper's width a batch of 128 clips needs ~15 GB of activations in the
@@ -71,25 +71,29 @@ def perturbation_sizes(perturbed: Iterable, mean: Optional[np.ndarray] = None,
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, labels) -> dict:
     """The one scoring of predictions against the truth: UAR (the paper's metric: recall
-    averaged over the classes present, `metrics.uar_from_confusion`), accuracy, per-class
-    recall by label name, the confusion matrix (rows true, columns predicted) and the
-    number of clips. `y_true`, `y_pred`: int arrays of shape [N]."""
+    averaged over the classes present, `metrics.uar_from_confusion`) with its 95 %
+    bootstrap interval over clips (`statistics.uar_interval`), accuracy, per-class recall by
+    label name, the confusion matrix (rows true, columns predicted) and the number of
+    clips. `y_true`, `y_pred`: int arrays of shape [N]; UARs are fractions."""
     matrix = confusion_matrix(y_true, y_pred, len(labels))
-    return {"uar": uar_from_confusion(matrix), "accuracy": float(np.mean(y_true == y_pred)),
+    return {"uar": uar_from_confusion(matrix),
+            "uar_ci": list(uar_interval(y_true, y_pred, len(labels))),
+            "accuracy": float(np.mean(y_true == y_pred)),
             "clips": int(len(y_true)), "recall": recall_by_label(matrix, labels),
             "confusion": matrix.tolist()}
 
 
 def attack_scores(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, labels) -> dict:
     """One defence under one attack, from int arrays [N] of true labels and clean and
-    adversarial predictions: clean and adversarial UAR, the adversarial per-class recall,
-    and the fooling rate as the share of clean-correct clips whose prediction changes
-    (0.0 when no clip is clean-correct)."""
+    adversarial predictions: clean and adversarial UAR (the latter with its 95 % interval),
+    the adversarial per-class recall, and the fooling rate as the share of clean-correct
+    clips whose prediction changes (0.0 when no clip is clean-correct)."""
     correct = clean == y
     adversarial = classification_scores(y, adv, labels)
     return {
-        "clean_uar": classification_scores(y, clean, labels)["uar"],
+        "clean_uar": uar_from_confusion(confusion_matrix(y, clean, len(labels))),
         "adversarial_uar": adversarial["uar"],
+        "adversarial_uar_ci": adversarial["uar_ci"],
         "fooling_rate": float(np.mean(adv[correct] != clean[correct])) if correct.any() else 0.0,
         "adversarial_recall": adversarial["recall"],
         "clips": adversarial["clips"],

@@ -54,12 +54,13 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
     clean = {d: {s: predictions(defences[d], batches[s]) for s in SPLITS} for d in names}
 
     results = {"run": run, "data_dir": str(data_dir), "labels": labels, "defences": {}, "tasks": {},
-               "sequences": sequences, "missing": []}
+               "sequences": sequences, "missing": [],
+               "splits": {s: {"clips": int(len(truth[s])),
+                              "speakers": len(data.record["speakers"][s])} for s in SPLITS}}
     for d in names:
         results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE)}
         for s in SPLITS:
-            scored = classification_scores(truth[s], clean[d][s], labels)
-            results["defences"][d][s] = {"uar": scored["uar"], "recall": scored["recall"]}
+            results["defences"][d][s] = classification_scores(truth[s], clean[d][s], labels)
 
     tasks = {t["key"]: t for seq in sequences for t in seq["tasks"]}
     generators = GeneratorSlot()

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from tfadvser.config import DEFENCE_NAMES
+from tfadvser.evaluation.statistics import RESAMPLES, resolution
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
 from tfadvser.runtime.files import write_bytes, write_json, write_text
 
@@ -160,7 +161,7 @@ def lambda_curves(results: dict) -> dict[str, dict]:
 
 def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     """results.json (with the table), table1.md/.csv, figures, report.md under evaluation/."""
-    from tfadvser.evaluation.figures import lambda_curves_png
+    from tfadvser.evaluation.figures import confusion_png, lambda_curves_png
 
     out = Path(run_dir) / "evaluation"
     figures = out / "figures"
@@ -179,6 +180,12 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     if figure2 is not None:
         write_bytes(figures / "fig2_spectrograms.png", figure2["png"])
         written["fig2"] = "figures/fig2_spectrograms.png"
+    for name, info in results["defences"].items():
+        if "confusion" in info["test"]:
+            png = confusion_png(np.array(info["test"]["confusion"]), results["labels"],
+                                f"{NAMES.get(name, name)}, clean test")
+            write_bytes(figures / f"confusion_{name}_test.png", png)
+            written[f"confusion_{name}"] = f"figures/confusion_{name}_test.png"
     report = render_report(results, rows, written, figure2, Path(run_dir))
     write_text(out / "report.md", report)
     return {"dir": out, "figures": written, "rows": rows}
@@ -214,6 +221,7 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
              "Rows follow the paper's Table 1; the first row is each defence's clean UAR. "
              "Chance is " + f"{100 / len(results['labels']):.1f} %.", "",
              table1_markdown(rows, results)]
+    lines += _resolution(results, rows) + _defences(results, figures)
     lines += ["## Perturbation size on test (the paper reports none)", "",
               "| Method | Sequence | mean η | MSE | L2 per clip | L∞ | SNR [dB] |", "|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -250,6 +258,67 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
               "settings in `defences/<model>/config.json`.", "",
               "## Versions", "", "```json", json.dumps(results["versions"], indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _resolution(results: dict, rows: list[dict]) -> list[str]:
+    """What this run can resolve: split sizes, clean UARs with their 95 % intervals, the
+    typical interval width of a Table 1 cell and the smallest difference it resolves."""
+    lines = ["## Resolution: how precise these numbers are", "",
+             "| split | clips | speakers |", "|---|---|---|"]
+    for split, size in results.get("splits", {}).items():
+        lines.append(f"| {split} | {size['clips']} | {size['speakers']} |")
+    widths = [high - low for d in results["defences"].values() for s in ("dev", "test")
+              for low, high in [d[s].get("uar_ci", (None, None))] if low is not None]
+    for row in rows:
+        for key in row.get("keys", []) if row.get("seeds") == 1 else []:
+            for split in ("dev", "test"):
+                for scored in results["tasks"][key][split]["against"].values():
+                    low, high = scored.get("adversarial_uar_ci", (None, None))
+                    if low is not None:
+                        widths.append(high - low)
+    summary = resolution(widths)
+    lines += ["", "Every UAR carries a 95 % bootstrap interval over clips (percentile method, "
+              f"{RESAMPLES} resamples, `evaluation/statistics.py`); clips of one speaker are "
+              "correlated, so for new speakers the intervals are if anything too narrow."]
+    if summary["typical_width"] is not None:
+        lines.append(f"Over {summary['cells']} cells (clean UARs and single-seed Table 1 cells) "
+                     f"the typical interval is {100 * summary['typical_width']:.1f} points wide "
+                     f"(±{50 * summary['typical_width']:.1f}): two independent cells must differ "
+                     f"by about {100 * summary['smallest_difference']:.1f} points before the "
+                     "difference is significant at 95 %.")
+    return lines + [""]
+
+
+def _defences(results: dict, figures: dict) -> list[str]:
+    """The defences as a SER researcher checks them: train/dev gap, clean UARs with
+    intervals, per-class recall and confusion matrices."""
+    labels = results["labels"]
+    lines = ["## Defences: clean performance", "",
+             "| defence | train UAR (last epoch) | dev UAR (best epoch) | gap | test UAR | best epoch |",
+             "|---|---|---|---|---|---|"]
+    for name, info in results["defences"].items():
+        train = info["training"].get("final_train_metrics", {}).get("uar")
+        gap = f"{100 * (train - info['dev']['uar']):.1f}" if train is not None else "n/a"
+        lines.append(f"| {NAMES.get(name, name)} | {_pct(train)} | {_ci(info['dev'])} | {gap} | "
+                     f"{_ci(info['test'])} | {info['training'].get('best_epoch', 'n/a')} |")
+    lines += ["", "Per-class recall on test [%]:", "",
+              "| defence | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for name, info in results["defences"].items():
+        recall = info["test"]["recall"]
+        lines.append(f"| {NAMES.get(name, name)} | "
+                     + " | ".join(_pct(recall.get(label)) for label in labels) + " |")
+    lines.append("")
+    for name in results["defences"]:
+        if f"confusion_{name}" in figures:
+            lines += [f"![{NAMES.get(name, name)} test confusion]({figures[f'confusion_{name}']})", ""]
+    return lines
+
+
+def _ci(scored: dict) -> str:
+    """"61.3 [55.8, 66.9]" from a scores dict with `uar` and `uar_ci` (percent)."""
+    low, high = scored.get("uar_ci", (None, None))
+    text = f"{100 * scored['uar']:.1f}"
+    return text if low is None else f"{text} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _pct(value: Optional[float]) -> str:

@@ -18,7 +18,6 @@ import os
 import shutil
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
 from tfadvser.config import STRATEGIES
