@@ -3,7 +3,7 @@ import time
 
 import click
 
-from tfadvser.config import LONG_CLIP_POLICIES
+from tfadvser.config import LONG_CLIP_POLICIES, CorpusConfig
 from tfadvser.data.corpora import READERS
 from tfadvser_cli.errors import build_config, user_errors
 
@@ -12,15 +12,18 @@ CORPUS_KINDS = tuple(READERS)
 
 @click.command("synth")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--speakers", default=12, show_default=True, type=click.IntRange(1),
+@click.option("--speakers", default=CorpusConfig.speakers, show_default=True, type=click.IntRange(1),
               help="Number of speakers (genders alternate).")
-@click.option("--utterances", default=6, show_default=True, type=click.IntRange(1),
+@click.option("--utterances", default=CorpusConfig.utterances, show_default=True,
+              type=click.IntRange(1),
               help="Utterances per speaker and emotion.")
-@click.option("--difficulty", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
+@click.option("--difficulty", default=CorpusConfig.difficulty, show_default=True,
+              type=click.FloatRange(0.0, 1.0),
               help="0 = strong, consistent emotion cues; 1 = weak cues drowned in speaker "
                    "and utterance variation.")
 @click.option("--no-neutral", is_flag=True, help="Do not generate neutral utterances.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same files.")
+@click.option("--seed", default=CorpusConfig.seed, show_default=True, type=int,
+              help="Same seed, same files.")
 @user_errors
 def synth_command(out_dir, speakers, utterances, difficulty, no_neutral, seed):
     """Synthesise the built-in emotional-speech corpus into OUT_DIR.

@@ -16,7 +16,9 @@ File names follow DEMoS's convention so the DEMoS reader reads the corpus.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 import soundfile
 from scipy import signal
 
+from tfadvser.config import CorpusConfig
 from tfadvser.data.emotions import DEMOS_LABELS, LABEL_TO_DEMOS_CODE, NEUTRAL
 
 
@@ -227,8 +230,10 @@ def synthesize_utterance(cues: Cues, speaker: Speaker, fs: int, seconds: float,
     return np.clip(out * gain, -0.99, 0.99)
 
 
-def synthesize_corpus(out_dir: str | os.PathLike, n_speakers: int = 12, utterances: int = 6,
-                      difficulty: float = 0.5, seed: int = 0, include_neutral: bool = True,
+def synthesize_corpus(out_dir: str | os.PathLike, n_speakers: int = CorpusConfig.speakers,
+                      utterances: int = CorpusConfig.utterances,
+                      difficulty: float = CorpusConfig.difficulty, seed: int = CorpusConfig.seed,
+                      include_neutral: bool = CorpusConfig.include_neutral,
                       min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS,
                       progress=None) -> list[Path]:
     """Write `n_speakers` x emotions x `utterances` WAV files to `out_dir`; return their paths.
@@ -248,29 +253,45 @@ def synthesize_corpus(out_dir: str | os.PathLike, n_speakers: int = 12, utteranc
     emotions = list(DEMOS_LABELS) + ([NEUTRAL] if include_neutral else [])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    jobs = [(out, seed, speaker, emotions, emotion, item, difficulty, min_seconds, max_seconds)
+            for speaker in speakers for emotion in emotions for item in range(1, utterances + 1)]
     written = []
-    for speaker in speakers:
-        for emotion in emotions:
-            for item in range(1, utterances + 1):
-                # One child generator per file: a file's content does not depend on the
-                # order of generation or on how many other files are asked for.
-                file_rng = np.random.default_rng(
-                    [seed, speaker.number, emotions.index(emotion), item])
-                cues = utterance_cues(emotion, speaker, difficulty, file_rng)
-                fs = int(file_rng.choice(SAMPLE_RATES))
-                stereo = file_rng.random() < 0.2
-                # Slow speech runs longer: duration follows the speech rate.
-                seconds = float(np.clip(file_rng.uniform(2.0, 6.0) * 4.5 / cues.rate,
-                                        min_seconds, max_seconds))
-                wave = synthesize_utterance(cues, speaker, fs, seconds, file_rng)
-                if stereo:
-                    wave = np.stack([wave, wave * file_rng.uniform(0.6, 0.9)], axis=1)
-                prefix = "PR" if item % 2 else "NP"
-                name = (f"{prefix}_{speaker.gender}_{speaker.number:02d}_"
-                        f"{LABEL_TO_DEMOS_CODE[emotion]}{item:02d}{'ab'[item % 2]}.wav")
-                path = out / name
-                soundfile.write(path, wave, fs, subtype="PCM_16")
+    # Files are independent (each has its own generator), so a large corpus is written by a
+    # pool of processes, one per core; the bytes do not depend on the pool. "spawn", not
+    # fork: the caller may hold TensorFlow's thread pools, which a fork would copy mid-use.
+    workers = min(os.cpu_count() or 1, len(jobs) // 32)
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for path in pool.map(_write_utterance, jobs, chunksize=8):
                 written.append(path)
                 if progress is not None:
                     progress(path)
+    else:
+        for job in jobs:
+            written.append(_write_utterance(job))
+            if progress is not None:
+                progress(written[-1])
     return written
+
+
+def _write_utterance(job) -> Path:
+    """Synthesise and write one file of `synthesize_corpus` (a pool worker's unit)."""
+    out, seed, speaker, emotions, emotion, item, difficulty, min_seconds, max_seconds = job
+    # One child generator per file: a file's content does not depend on the order of
+    # generation or on how many other files are asked for.
+    file_rng = np.random.default_rng([seed, speaker.number, emotions.index(emotion), item])
+    cues = utterance_cues(emotion, speaker, difficulty, file_rng)
+    fs = int(file_rng.choice(SAMPLE_RATES))
+    stereo = file_rng.random() < 0.2
+    # Slow speech runs longer: duration follows the speech rate.
+    seconds = float(np.clip(file_rng.uniform(2.0, 6.0) * 4.5 / cues.rate, min_seconds, max_seconds))
+    wave = synthesize_utterance(cues, speaker, fs, seconds, file_rng)
+    if stereo:
+        wave = np.stack([wave, wave * file_rng.uniform(0.6, 0.9)], axis=1)
+    prefix = "PR" if item % 2 else "NP"
+    name = (f"{prefix}_{speaker.gender}_{speaker.number:02d}_"
+            f"{LABEL_TO_DEMOS_CODE[emotion]}{item:02d}{'ab'[item % 2]}.wav")
+    path = out / name
+    soundfile.write(path, wave, fs, subtype="PCM_16")
+    return path
