@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfadvser import __version__
 from tfadvser.data.audio import UnreadableAudio, check_decoded, decode_audio, decode_error_reason, probe
 from tfadvser.config import FeatureConfig, SplitConfig
-from tfadvser.data.corpora import Clip, Problem, read_corpus
+from tfadvser.data.corpora import Clip, Problem, describe_ignored, read_corpus, relative_name
 from tfadvser.errors import TfadvserError
 from tfadvser.data.features import fix_length, log_mel
 from tfadvser.runtime.tfdata import pipeline_options
@@ -88,10 +88,8 @@ def _fingerprint(clips: list[Clip], root: Path, config: FeatureConfig) -> str:
 
 
 def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root if root.is_dir() else root.parent))
-    except ValueError:
-        return str(path)
+    # Printable whatever bytes the name holds (records, metadata and messages are text).
+    return relative_name(path, root)
 
 
 def _progress(total: int, description: str, enabled: bool):
@@ -119,6 +117,8 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
     listing = read_corpus(corpus, root, keep_neutral)
     problems = list(listing.problems)
     warnings = []
+    if listing.ignored:
+        warnings.append(f"ignored {sum(listing.ignored.values())} file(s): {describe_ignored(listing.ignored)}")
 
     infos, readable = {}, []
     for clip in listing.clips:
@@ -133,13 +133,21 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
         raise TfadvserError(f"{root}: none of the {len(listing.clips)} listed file(s) is readable "
                             f"audio (e.g. {_relative(problems[0].path, root)}: {problems[0].reason})")
 
-    if split_lists is not None:
-        splits, unlisted = split_from_lists(readable, listing.labels, Path(split_lists))
-        problems.extend(unlisted)
-        split_method = {"method": "lists", "lists": str(Path(split_lists).resolve())}
-    else:
-        splits = split_by_speaker(readable, listing.labels, split_config)
-        split_method = {"method": "speakers", **dataclasses.asdict(split_config)}
+    try:
+        if split_lists is not None:
+            splits, unlisted = split_from_lists(readable, listing.labels, Path(split_lists))
+            problems.extend(unlisted)
+            split_method = {"method": "lists", "lists": str(Path(split_lists).resolve())}
+        else:
+            splits = split_by_speaker(readable, listing.labels, split_config)
+            split_method = {"method": "speakers", **dataclasses.asdict(split_config)}
+    except TfadvserError as exc:
+        if not problems:
+            raise
+        # The split may lack a class because files were rejected: say which.
+        shown = "; ".join(f"{_relative(p.path, root)}: {p.reason}" for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise TfadvserError(f"{exc}. {len(problems)} file(s) were rejected: {shown}{more}") from None
     if any(c.speaker.startswith("file:") for c in readable):
         warnings.append("no speaker information (files directly in <label>/ folders): every file "
                         "counts as its own speaker, so the split is NOT speaker-independent")
@@ -166,6 +174,7 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
             "fingerprint": _fingerprint([c for _, c in order], root, feature_config),
             "warnings": warnings,
             "skipped": [{"path": _relative(p.path, root), "reason": p.reason} for p in problems],
+            "ignored": listing.ignored,
             "seconds": round(time.time() - started, 2),
         })
         with open(tmp / METADATA_FILE, "w", encoding="utf-8") as handle:
