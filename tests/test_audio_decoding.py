@@ -123,6 +123,10 @@ READABLE = {
     **{f"wavex_{s.lower()}": (sf_bytes(X, format="WAVEX", subtype=s), FRAMES, SR)
        for s in ("PCM_U8", "PCM_24", "PCM_32", "FLOAT")},
     "aiff_16": (sf_bytes(X, format="AIFF", subtype="PCM_16"), FRAMES, SR),
+    "aiff_24": (sf_bytes(X, format="AIFF", subtype="PCM_24"), FRAMES, SR),
+    "aifc_float": (sf_bytes(X, format="AIFF", subtype="FLOAT"), FRAMES, SR),
+    "w64_16": (sf_bytes(X, format="W64", subtype="PCM_16"), FRAMES, SR),
+    "caf_16": (sf_bytes(X, format="CAF", subtype="PCM_16"), FRAMES, SR),
     # compressed
     "flac_16": (sf_bytes(X, format="FLAC", subtype="PCM_16"), FRAMES, SR),
     "flac_24": (sf_bytes(X, format="FLAC", subtype="PCM_24"), FRAMES, SR),
@@ -135,7 +139,8 @@ READABLE = {
     # Without its length tag, the stream holds the encoder's delay (576 + 529) and padding
     "mp3_untagged": (mp3_without_tag(X), 27072, SR),
 }
-EXTENSIONS = {"flac": ".flac", "ogg": ".ogg", "mp3": ".mp3", "aiff": ".aiff"}
+EXTENSIONS = {"flac": ".flac", "ogg": ".ogg", "mp3": ".mp3", "aiff": ".aiff", "aifc": ".aifc", "w64": ".w64",
+              "caf": ".caf"}
 
 # Which decoder `probe` picks: tensorflow-io only for the plain layout it parses correctly
 DECODER = {"wav_plain": audio.TFIO_WAV_16, "wavex_mono": audio.TFIO_WAV_16,
@@ -249,6 +254,12 @@ REFUSED = {
     "truncated_wavex_stereo": (riff([fmt_pcm16(48000, 2, True), chunk(b"data", pcm16(STEREO_48K))])[:68 + 4 * 1000],
                                "truncated or corrupt audio data: the header promises 76800 frames, "
                                "the file holds 1000"),
+    "aiff_truncated": (READABLE["aiff_16"][0][:54 + 2 * 1000],
+                       "truncated or corrupt audio data: the header promises 25600 frames, the file holds 1000"),
+    "aifc_ulaw_truncated": (sf_bytes(X, format="AIFF", subtype="ULAW")[:4000],
+                            "truncated or corrupt audio data: the header promises 25600 frames, the file holds "),
+    "w64_truncated": (READABLE["w64_16"][0][:-2 * 600],
+                      "truncated or corrupt audio data: the header promises 25600 frames, the file holds 25000"),
     "unfinished_header": (riff([fmt_pcm16(), chunk(b"data", pcm16(X), size=0)], size=0),
                           "WAV header never finished: RIFF and 'data' sizes are 0 but 51200 bytes follow"),
     "header_only": (riff([fmt_pcm16(), chunk(b"data", b"")]), "no audio samples (the header says 0 frames)"),

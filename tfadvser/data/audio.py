@@ -103,6 +103,12 @@ def _probe(handle, size: int) -> AudioInfo:
                 frames = layout.frames
             if layout.tfio_safe and subtype in _TFIO_WAV:
                 decoder = _TFIO_WAV[subtype]
+    elif fmt in ("AIFF", "W64"):
+        # libsndfile shortens a truncated file's length to what it holds, silently
+        handle.seek(0)
+        promised = (_aiff_frames if fmt == "AIFF" else _w64_frames)(handle, size)
+        if promised is not None:
+            frames = promised
     elif fmt == "MP3":
         handle.seek(0)
         if not _mp3_has_length_tag(handle):
@@ -171,9 +177,7 @@ def _riff_layout(handle, size: int) -> Optional[_RiffLayout]:
             "with sox or ffmpeg")
     elif data_size > available:
         if whole_frames:
-            raise UnreadableAudio(
-                f"truncated or corrupt audio data: the header promises {data_size // block_align} "
-                f"frames, the file holds {available // block_align}")
+            raise _truncated(data_size // block_align, available // block_align)
         raise UnreadableAudio(f"truncated or corrupt audio data: the 'data' chunk promises "
                               f"{data_size} bytes, the file holds {available}")
     else:
@@ -181,6 +185,71 @@ def _riff_layout(handle, size: int) -> Optional[_RiffLayout]:
     tfio_safe = (head[:4] == b"RIFF" and riff_size + 8 == size and chunk_ids[0] == b"fmt "
                  and all_even and data_chunks == 1 and data_size is not None)
     return _RiffLayout(frames, tfio_safe)
+
+
+def _truncated(promised: int, held: int) -> UnreadableAudio:
+    return UnreadableAudio(f"truncated or corrupt audio data: the header promises {promised} "
+                           f"frames, the file holds {held}")
+
+
+# AIFF-C compression types whose sample data are plain frames, and their bytes per sample
+_AIFC_PLAIN = {b"NONE": None, b"sowt": None, b"twos": None, b"raw ": None, b"in24": 3, b"in32": 4,
+               b"fl32": 4, b"FL32": 4, b"fl64": 8, b"FL64": 8, b"ulaw": 1, b"ULAW": 1, b"alaw": 1,
+               b"ALAW": 1}
+
+
+def _aiff_frames(handle, size: int) -> Optional[int]:
+    """AIFF/AIFF-C: the frame count of the 'COMM' chunk, checked against the 'SSND' data."""
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+        return None
+    position, comm, ssnd = 12, None, None
+    while position + 8 <= size:
+        handle.seek(position)
+        chunk_id, chunk_size = struct.unpack(">4sI", handle.read(8))
+        if chunk_id == b"COMM" and chunk_size >= 18:
+            body = handle.read(min(chunk_size, 22))
+            channels, frames, bits = struct.unpack(">HIH", body[:8])
+            kind = body[18:22] if head[8:12] == b"AIFC" and len(body) >= 22 else b"NONE"
+            comm = (channels, frames, bits, kind)
+        elif chunk_id == b"SSND" and chunk_size >= 8:
+            offset = struct.unpack(">I", handle.read(4))[0]
+            ssnd = position + 16 + offset
+        position += 8 + chunk_size + chunk_size % 2
+    if comm is None or ssnd is None or comm[3] not in _AIFC_PLAIN or comm[0] == 0:
+        return None
+    channels, frames, bits, kind = comm
+    frame_bytes = channels * (_AIFC_PLAIN[kind] or (bits + 7) // 8)
+    held = max(size - ssnd, 0) // frame_bytes
+    if frames > held:
+        raise _truncated(frames, held)
+    return frames
+
+
+def _w64_frames(handle, size: int) -> Optional[int]:
+    """Sony Wave64: 16-byte chunk GUIDs (their first four bytes name them), 64-bit sizes
+    that include the 24-byte chunk header, chunks aligned to 8 bytes."""
+    head = handle.read(40)
+    if len(head) < 40 or head[:4] != b"riff" or head[24:28] != b"wave":
+        return None
+    position, block_align, tag = 40, None, None
+    while position + 24 <= size:
+        handle.seek(position)
+        header = handle.read(24)
+        chunk_id, chunk_size = header[:4], struct.unpack("<Q", header[16:24])[0]
+        if chunk_id == b"fmt " and chunk_size >= 24 + 16:
+            tag, _, _, _, block_align = struct.unpack("<HHIIH", handle.read(14))
+        elif chunk_id == b"data" and chunk_size >= 24:
+            if not block_align or tag not in (*_FRAME_TAGS, _EXTENSIBLE):
+                return None
+            promised, held = (chunk_size - 24) // block_align, (size - position - 24) // block_align
+            if promised > held:
+                raise _truncated(promised, held)
+            return promised
+        if chunk_size < 24:
+            return None
+        position += (chunk_size + 7) // 8 * 8
+    return None
 
 
 def _mp3_has_length_tag(handle) -> bool:

@@ -23,9 +23,9 @@ from tfadvser.data.emotions import DEMOS_CODES, DEMOS_LABELS, NEUTRAL
 from tfadvser.errors import TfadvserError
 
 # Everything the decoder reads (tfadvser/data/audio.py); matched in any letter case.
-AUDIO_SUFFIXES = (".wav", ".wave", ".bwf", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-                  ".aif", ".aiff", ".aifc")
-LOSSLESS_SUFFIXES = (".wav", ".wave", ".bwf", ".rf64", ".flac", ".aif", ".aiff", ".aifc")
+AUDIO_SUFFIXES = (".wav", ".wave", ".bwf", ".rf64", ".w64", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+                  ".aif", ".aiff", ".aifc", ".caf")
+LOSSLESS_SUFFIXES = (".wav", ".wave", ".bwf", ".rf64", ".w64", ".flac", ".aif", ".aiff", ".aifc", ".caf")
 
 # Operating-system artefacts: never audio, whatever their extension (`._x.wav` is an
 # AppleDouble resource fork, not a WAV file).
