@@ -6,7 +6,6 @@ frames and give the reference log-Mel (soundfile + scipy/librosa, as test_featur
 defines it); broken ones must be refused with a reason naming what is wrong.
 """
 import io
-import shutil
 import struct
 
 import numpy as np

@@ -5,7 +5,6 @@ found is prepared, reported with its reason, or counted as ignored."""
 import csv
 import io
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -210,7 +209,10 @@ def test_manifest_header_names_paths_and_row_problems(tmp_path):
             ("!gone.wav", "calm", "s3", ""),
             ("a.wav", "joy", "s1", ""),  # listed twice
             ("", "joy", "s1", ""),
-            ("d.wav", "", "s4", "")]
+            ("d.wav", "", "s4", ""),
+            ("__MACOSX/._a.wav", "joy", "s1", ""),  # a manifest made by listing an unzipped folder
+            ("__MACOSX/b.wav", "joy", "s1", ""),
+            ("._c.wav", "calm", "s3", "")]
     manifest_corpus(tmp_path / "c", rows, header=(" Path", "LABEL ", "Speaker", "Gender"))
     with open(tmp_path / "c" / "manifest.csv", "ab") as handle:
         handle.write(b"\r\n,,,\r\n")  # blank lines at the end
@@ -221,7 +223,12 @@ def test_manifest_header_names_paths_and_row_problems(tmp_path):
         ("gone.wav", "manifest.csv line 6: no such file"),
         ("a.wav", "manifest.csv line 7: listed again (first at line 2)"),
         ("manifest.csv", "manifest.csv line 8: empty path"),
-        ("d.wav", "manifest.csv line 9: empty label or speaker")]
+        ("d.wav", "manifest.csv line 9: empty label or speaker"),
+        ("._a.wav", "manifest.csv line 10: not audio but an operating-system artefact: "
+                    "macOS resource fork (._*)"),
+        ("b.wav", "manifest.csv line 11: not audio but an operating-system artefact: "
+                  "macOS archive metadata (__MACOSX/)"),
+        ("._c.wav", "manifest.csv line 12: not audio but an operating-system artefact: macOS resource fork (._*)")]
 
 
 def test_manifest_not_utf8_is_a_clear_error(tmp_path):

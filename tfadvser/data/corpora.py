@@ -99,6 +99,12 @@ def _artefact(name: str, folder: bool) -> Optional[str]:
     return ARTEFACT_FILES.get(lower)
 
 
+def _artefact_path(path: Path) -> Optional[str]:
+    """What kind of artefact a listed path is (by its name or a folder on its way), or None."""
+    kinds = [_artefact(path.name, folder=False)] + [ARTEFACT_FOLDERS.get(p.lower()) for p in path.parent.parts]
+    return next((kind for kind in kinds if kind), None)
+
+
 def _count_files(folder: str) -> int:
     return sum(len(files) for _, _, files in os.walk(folder))
 
@@ -367,6 +373,10 @@ def read_manifest(root: Path, keep_neutral: bool = True) -> Listing:
         elif not os.path.lexists(path):
             first_line[path] = line
             problems.append(Problem(path, f"{manifest.name} line {line}: no such file"))
+        elif _artefact_path(path):
+            first_line[path] = line
+            problems.append(Problem(path, f"{manifest.name} line {line}: not audio but an "
+                                          f"operating-system artefact: {_artefact_path(path)}"))
         else:
             first_line[path] = line
             if keep_neutral or label != NEUTRAL:
