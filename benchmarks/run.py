@@ -209,7 +209,7 @@ def make_data(root: Path, speakers: int, utterances: int) -> tuple[str, str]:
     from tfadvser.data.synth import synthesize_corpus
 
     corpus, data = root / "corpus", root / "data"
-    synthesize_corpus(corpus, n_speakers=speakers, utterances=utterances, seed=0)
+    synthesize_corpus(corpus, n_speakers=speakers, utterances=utterances, difficulty=0.5, seed=0)
     prepare(corpus, "demos", data, progress=False)
     return str(corpus), str(data)
 

@@ -9,7 +9,7 @@ from tfadvser.data.synth import synthesize_corpus  # noqa: E402
 
 # Four speakers (2 f, 2 m) x 8 emotions x 1 utterance of 1.5-2 s: enough for a
 # speaker-independent split with every class everywhere, small enough for seconds.
-TINY = dict(n_speakers=4, utterances=1, seed=3, min_seconds=1.5, max_seconds=2.0)
+TINY = dict(n_speakers=4, utterances=1, difficulty=0.5, seed=3, min_seconds=1.5, max_seconds=2.0)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
 """Defence architectures, training through the command line, and the frozen loader."""
 import dataclasses
+import os
+import subprocess
+import sys
 import json
 
 import keras
@@ -184,3 +187,15 @@ def test_bad_inputs(trained_run, tiny_data, tmp_path):
         load_defence(trained_run, "cnn4", other)
     with pytest.raises(TfadvserError, match="was made with other data"):
         bind_run(trained_run, other, PROFILES["smoke"])
+
+
+def test_every_defence_is_built_with_the_same_weights_in_every_process():
+    # A seeded build must not depend on the process: an initializer made at import time
+    # once gave ResNet-50 other weights in every run (and so other clean UARs).
+    code = ("import keras, numpy as np; from tfadvser.defence.models import DEFENCES, build_defence;"
+            "keras.utils.set_random_seed(0);"
+            "print([float(np.sum([np.abs(w).sum() for w in build_defence(n, 7, 0.0625).get_weights()]))"
+            " for n in DEFENCES])")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].startswith("[")

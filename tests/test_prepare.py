@@ -1,5 +1,6 @@
 """`tfadvser prepare` end to end through the command line, and the reader it feeds."""
 import shutil
+import struct
 
 import numpy as np
 import pytest
@@ -118,7 +119,10 @@ def broken_corpus(tiny_corpus, tmp_path):
     nan = np.full(8000, 0.1, np.float32)
     nan[100] = np.nan
     soundfile.write(root / "NP_f_03_hap09a.wav", nan, 16000, subtype="FLOAT")  # NaN samples
-    soundfile.write(root / "NP_f_03_sad09a.wav", np.zeros(8000), 16000, subtype="PCM_32")  # unsupported
+    # MPEG audio inside a RIFF/WAVE wrapper (format tag 0x0055): libsndfile does not read it
+    fmt = struct.pack("<HHIIHH", 0x55, 1, 16000, 4000, 1, 0)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 400) + bytes(400)
+    (root / "NP_f_03_sad09a.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     (root / "NP_m_04_zzz01a.wav").write_bytes(good)  # unknown emotion code
     return root
 
@@ -129,7 +133,7 @@ EXPECTED_REASONS = {
     "NP_m_02_fea09a.wav": "unreadable or unsupported audio format",
     "NP_m_02_gui09a.wav": "too short: 300 samples at 16000 Hz",
     "NP_f_03_hap09a.wav": "contains NaN or infinite samples",
-    "NP_f_03_sad09a.wav": "unsupported sample format WAV PCM_32",
+    "NP_f_03_sad09a.wav": "unreadable or unsupported audio format",
     "NP_m_04_zzz01a.wav": "unknown emotion code in DEMoS file name",
 }
 

@@ -39,7 +39,7 @@ def test_formats_exercise_resampling_and_downmixing(tiny_corpus):
 
 
 def test_default_durations_within_range(tmp_path):
-    paths = synthesize_corpus(tmp_path, n_speakers=2, utterances=2, seed=0)
+    paths = synthesize_corpus(tmp_path, n_speakers=2, utterances=2, difficulty=0.5, seed=0)
     durations = [soundfile.info(str(p)).duration for p in paths]
     assert min(durations) >= 1.5 and max(durations) <= 7.0 + 1e-3
     assert max(durations) - min(durations) > 1.0

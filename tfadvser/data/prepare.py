@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.data.audio import UnreadableAudio, decode_mono, probe
+from tfadvser.data.audio import UnreadableAudio, check_decoded, decode_audio, decode_error_reason, probe
 from tfadvser.config import FeatureConfig, SplitConfig
-from tfadvser.data.corpora import Clip, Problem, read_corpus
+from tfadvser.data.corpora import Clip, Problem, describe_ignored, read_corpus, relative_name
 from tfadvser.errors import TfadvserError
 from tfadvser.data.features import fix_length, log_mel
 from tfadvser.data.folder import FORMAT_VERSION, METADATA_FILE
@@ -33,10 +34,12 @@ from tfadvser.data.records import SPLITS, ShardedWriter, examples_per_shard, ser
 from tfadvser.data.splits import check_classes, split_by_speaker, split_from_lists
 
 def _extractor(config: FeatureConfig):
-    """The per-file graph: bytes -> (fixed-size log-Mel, source frame count, finite?, samples)."""
+    """The per-file graph: bytes -> (fixed-size log-Mel, source frame count, finite?, samples,
+    frames decoded)."""
 
-    def extract(index, path, decoder, sample_rate):
-        waveform = decode_mono(tf.io.read_file(path), decoder, sample_rate, config.sample_rate)
+    def extract(index, path, decoder, sample_rate, frames):
+        waveform, decoded = decode_audio(tf.io.read_file(path), decoder, sample_rate, frames,
+                                         config.sample_rate)
         finite = tf.reduce_all(tf.math.is_finite(waveform))
         waveform = tf.where(tf.math.is_finite(waveform), waveform, 0.0)
         samples = tf.shape(waveform)[0]
@@ -45,17 +48,17 @@ def _extractor(config: FeatureConfig):
         padded = tf.pad(waveform, [[0, tf.maximum(config.frame_length - samples, 0)]])
         features = log_mel(padded, config)
         source_frames = tf.maximum((samples - config.frame_length) // config.hop_length + 1, 0)
-        return index, fix_length(features, config), source_frames, finite, samples
+        return index, fix_length(features, config), source_frames, finite, samples, decoded
 
     return extract
 
 
-def _rejection(config: FeatureConfig, finite: bool, samples: int, source_frames: int) -> Optional[str]:
-    if not finite:
-        return "contains NaN or infinite samples"
-    if samples < config.frame_length:
-        return (f"too short: {samples} samples at {config.sample_rate} Hz, less than one "
-                f"{config.frame_length}-sample analysis window")
+def _rejection(config: FeatureConfig, promised: int, decoded: int, finite: bool, samples: int,
+               source_frames: int) -> Optional[str]:
+    # The decoding checks are `predict`'s too; only the long-clip policy is prepare's own.
+    reason = check_decoded(promised, decoded, finite, samples, config.sample_rate, config.frame_length)
+    if reason:
+        return reason
     if source_frames > config.n_frames and config.long_clips == "error":
         return f"too long: {source_frames} frames > {config.n_frames} (long-clip policy 'error')"
     return None
@@ -71,10 +74,8 @@ def _fingerprint(clips: list[Clip], root: Path, config: FeatureConfig) -> str:
 
 
 def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root if root.is_dir() else root.parent))
-    except ValueError:
-        return str(path)
+    # Printable whatever bytes the name holds (records, metadata and messages are text).
+    return relative_name(path, root)
 
 
 def _progress(total: int, description: str, enabled: bool):
@@ -102,6 +103,8 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
     listing = read_corpus(corpus, root, keep_neutral)
     problems = list(listing.problems)
     warnings = []
+    if listing.ignored:
+        warnings.append(f"ignored {sum(listing.ignored.values())} file(s): {describe_ignored(listing.ignored)}")
 
     infos, readable = {}, []
     for clip in listing.clips:
@@ -116,13 +119,21 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
         raise TfadvserError(f"{root}: none of the {len(listing.clips)} listed file(s) is readable "
                             f"audio (e.g. {_relative(problems[0].path, root)}: {problems[0].reason})")
 
-    if split_lists is not None:
-        splits, unlisted = split_from_lists(readable, listing.labels, Path(split_lists))
-        problems.extend(unlisted)
-        split_method = {"method": "lists", "lists": str(Path(split_lists).resolve())}
-    else:
-        splits = split_by_speaker(readable, listing.labels, split_config)
-        split_method = {"method": "speakers", **dataclasses.asdict(split_config)}
+    try:
+        if split_lists is not None:
+            splits, unlisted = split_from_lists(readable, listing.labels, Path(split_lists))
+            problems.extend(unlisted)
+            split_method = {"method": "lists", "lists": str(Path(split_lists).resolve())}
+        else:
+            splits = split_by_speaker(readable, listing.labels, split_config)
+            split_method = {"method": "speakers", **dataclasses.asdict(split_config)}
+    except TfadvserError as exc:
+        if not problems:
+            raise
+        # The split may lack a class because files were rejected: say which.
+        shown = "; ".join(f"{_relative(p.path, root)}: {p.reason}" for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise TfadvserError(f"{exc}. {len(problems)} file(s) were rejected: {shown}{more}") from None
     if any(c.speaker.startswith("file:") for c in readable):
         warnings.append("no speaker information (files directly in <label>/ folders): every file "
                         "counts as its own speaker, so the split is NOT speaker-independent")
@@ -146,6 +157,7 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
             "fingerprint": _fingerprint([c for _, c in order], root, feature_config),
             "warnings": warnings,
             "skipped": [{"path": _relative(p.path, root), "reason": p.reason} for p in problems],
+            "ignored": listing.ignored,
             "seconds": round(time.time() - started, 2),
         })
         write_json(tmp / METADATA_FILE, metadata)
@@ -166,9 +178,11 @@ def _write(tmp: Path, root: Path, order: list[tuple[str, Clip]], infos: dict, la
     extract = _extractor(config)
     columns = (
         np.arange(len(order), dtype=np.int64),
-        [str(c.path) for _, c in order],
+        # Bytes, as the OS holds them: a name need not be valid UTF-8.
+        np.array([os.fsencode(c.path) for _, c in order], dtype=object),
         np.array([infos[c.path].decoder for _, c in order], dtype=np.int32),
         np.array([infos[c.path].sample_rate for _, c in order], dtype=np.int64),
+        np.array([infos[c.path].frames for _, c in order], dtype=np.int64),
     )
     dataset = (tf.data.Dataset.from_tensor_slices(columns)
                .map(extract, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -179,12 +193,13 @@ def _write(tmp: Path, root: Path, order: list[tuple[str, Clip]], infos: dict, la
                .with_options(pipeline_options()))
     seen = set()
     with _progress(len(order), "extracting log-Mel", progress) as bar:
-        for index, features, source_frames, finite, samples in dataset.as_numpy_iterator():
+        for index, features, source_frames, finite, samples, decoded in dataset.as_numpy_iterator():
             index = int(index)
             seen.add(index)
             bar.update(1)
             split, clip = order[index]
-            reason = _rejection(config, bool(finite), int(samples), int(source_frames))
+            reason = _rejection(config, infos[clip.path].frames, int(decoded), bool(finite),
+                                int(samples), int(source_frames))
             if reason:
                 problems.append(Problem(clip.path, reason))
                 continue
@@ -232,8 +247,5 @@ def _decode_error(extract, index: int, order, columns) -> str:
     try:
         extract(*(tf.constant(column[index]) for column in columns))
     except tf.errors.OpError as exc:
-        message = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
-        if "EOF" in message or "OutOfRange" in type(exc).__name__:
-            return f"truncated or corrupt audio data ({message})"
-        return f"could not be decoded ({message})"
+        return decode_error_reason(exc)
     return "could not be decoded (the pipeline dropped it; decoding it alone succeeded)"

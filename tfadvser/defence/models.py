@@ -80,7 +80,14 @@ def vgg16(n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model:
 
 
 # ResNet: conv weights kaiming_normal(mode='fan_out'), as torchvision initialises them.
-_RESNET_CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+_BAD = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def _resnet_conv_init() -> keras.initializers.Initializer:
+    """Kaiming-normal fan-out. A new instance per layer, made while the model is built: an
+    unseeded Keras initializer draws its seed when it is constructed, so one made at import
+    time (before `keras.utils.set_random_seed`) gave every process other ResNet weights."""
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
 def _resnet_conv(x, channels, kernel, stride, name):
@@ -90,7 +97,7 @@ def _resnet_conv(x, channels, kernel, stride, name):
     else:
         padding = "same" if kernel > 1 else "valid"
     x = layers.Conv2D(channels, kernel, strides=stride, padding=padding, use_bias=False,
-                      kernel_initializer=_RESNET_CONV_INIT, name=f"{name}_conv")(x)
+                      kernel_initializer=_BAD, name=f"{name}_conv")(x)
     return batch_norm(f"{name}_bn")(x)
 
 

@@ -34,6 +34,59 @@ from tfadvser.runtime.files import write_json
 from tfadvser.runtime.inference import GeneratorSlot
 
 OBJECTIVE = "mean_dev_adversarial_uar"
+_FINISHED = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
+
+
+class LambdaGridOracle(kt.Oracle):
+    """The grid search: every requested lambda once, whatever keras-tuner persisted.
+
+    keras-tuner's GridSearchOracle walks its grid through a linked list of trial ids that it
+    keeps in memory only: after a process is killed during a trial, the resumed search dies
+    with a KeyError, and the run after that stops with part of the grid. Here the next value
+    is derived from the trials on disk: the first lambda that has no finished trial, none
+    running and none queued for a retry (keras-tuner re-runs a killed trial itself). A rerun
+    with another grid runs the values that are new.
+    """
+
+    def __init__(self, lambdas: Sequence[float], objective, **kwargs):
+        self.lambdas = sorted({float(lam) for lam in lambdas})
+        super().__init__(objective=objective, hyperparameters=self._space(),
+                         max_trials=len(self.lambdas), **kwargs)
+
+    def _space(self) -> kt.HyperParameters:
+        hp = kt.HyperParameters()
+        hp.Choice("lambda", self.lambdas)
+        return hp
+
+    def pending(self) -> list[float]:
+        waiting = set(self._retry_queue) | {t.trial_id for t in self.ongoing_trials.values()}
+        claimed = {trial.hyperparameters.values.get("lambda") for trial in self.trials.values()
+                   if trial.status in _FINISHED or trial.trial_id in waiting}
+        return [lam for lam in self.lambdas if lam not in claimed]
+
+    def populate_space(self, trial_id):
+        pending = self.pending()
+        if pending:
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": {"lambda": pending[0]}}
+        if self.ongoing_trials:
+            return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+    def create_trial(self, tuner_id):
+        # keras-tuner stops at max_trials counted over every trial it ever created, so a
+        # trial left "RUNNING" by a killed process that it never retries would use one up.
+        self.max_trials = max(len(self.lambdas), len(self.trials) + (1 if self.pending() else 0))
+        return super().create_trial(tuner_id)
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.hyperparameters = self._space()  # this run's grid, not the one persisted
+
+    def reload(self):
+        super().reload()
+        # keras-tuner saves its state before it lets go of a finished trial, so a process
+        # killed before the next save would have that finished trial run again.
+        self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in _FINISHED]
 
 
 def tuning_dir(run_dir, sequence: Sequence[str], seed: int = 0) -> Path:
@@ -102,13 +155,11 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         raise TfadvserError(
             f"the first-task attacker of {','.join(sequence)} (seed {seed}) is not trained yet: run "
             f"`tfadvser train attacker --method single --defences {sequence[0]} --out {run_dir} ...` first")
-    hp = kt.HyperParameters()
     objective = kt.Objective(OBJECTIVE, direction="min")
     if search == "grid":
-        hp.Choice("lambda", sorted(set(lambdas)))
-        oracle = kt.oracles.GridSearchOracle(objective=objective, hyperparameters=hp,
-                                             max_trials=len(set(lambdas)))
+        oracle = LambdaGridOracle(lambdas, objective)
     else:
+        hp = kt.HyperParameters()
         hp.Float("lambda", min(lambdas), max(lambdas), sampling="log")
         oracle = kt.oracles.RandomSearchOracle(objective=objective, hyperparameters=hp,
                                                max_trials=max_trials or len(lambdas), seed=seed)
@@ -119,8 +170,14 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
     trials = []
     for trial in tuner.oracle.trials.values():
         metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
-        trials.append({"trial": trial.trial_id, "lambda": trial.hyperparameters.get("lambda"),
+        trials.append({"trial": trial.trial_id, "lambda": trial.hyperparameters.values.get("lambda"),
                        "status": trial.status, "metrics": metrics})
+    if search == "grid":
+        trials = _one_per_lambda(trials, oracle.lambdas)
+        missing = [lam for lam in oracle.lambdas if lam not in {t["lambda"] for t in trials}]
+        if missing:
+            raise TfadvserError(f"the search stopped without lambda {', '.join(f'{m:g}' for m in missing)}; "
+                                f"rerun to resume it ({out})")
     done = [t for t in trials if t["metrics"].get(OBJECTIVE) is not None]
     if not done:
         raise TfadvserError(f"every trial failed; see {out}")
@@ -130,4 +187,18 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
               "trials": sorted(trials, key=lambda t: t["lambda"])}
     write_json(out / "best.json", result)
     return result
+
+
+def _one_per_lambda(trials: list[dict], lambdas: Sequence[float]) -> list[dict]:
+    """The finished trial of each requested lambda (a completed one over a failed one, the
+    latest of equals); trials of values outside the grid and unfinished ones are left out."""
+    rank = {kt.engine.trial.TrialStatus.COMPLETED: 1, kt.engine.trial.TrialStatus.FAILED: 0}
+    chosen = {}
+    for trial in sorted(trials, key=lambda t: int(t["trial"])):
+        if trial["lambda"] not in lambdas or trial["status"] not in rank:
+            continue
+        best = chosen.get(trial["lambda"])
+        if best is None or rank[trial["status"]] >= rank[best["status"]]:
+            chosen[trial["lambda"]] = trial
+    return list(chosen.values())
 

@@ -34,13 +34,15 @@ def predict(server: str, model: str, signature: str, instances: list[dict],
 def perturb_file(server: str, model: str, path: Path, sample_rate: int = 16000,
                  version: Optional[int] = None) -> dict[str, np.ndarray]:
     """Send one audio file (resampled to 16 kHz mono) to an exported attacker's
-    `perturb_waveform` signature; return its outputs as arrays."""
-    from tfadvser.data.audio import UnreadableAudio, probe, read_mono_numpy
+    `perturb_waveform` signature; return its outputs as arrays.
+
+    The file is decoded by `prepare`'s decoder, so the two accept and reject the same files
+    for the same reasons."""
+    from tfadvser.data.audio import UnreadableAudio, load_mono
 
     try:
-        probe(path)
+        waveform = load_mono(path, sample_rate).astype(np.float32)
     except UnreadableAudio as exc:
         raise TfadvserError(f"{path}: {exc}") from None
-    waveform = read_mono_numpy(path, sample_rate).astype(np.float32)
     [outputs] = predict(server, model, "perturb_waveform", [{"waveform": waveform.tolist()}], version)
     return {name: np.asarray(value, np.float32) for name, value in outputs.items()}

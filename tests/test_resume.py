@@ -1,0 +1,187 @@
+"""Interrupted work resumes to the same result: the lambda sweep of `tune` (keras-tuner)
+killed during a trial and rerun covers every requested value and trains the same attackers
+as an uninterrupted sweep."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from tfadvser.config import PROFILES
+from tfadvser.experiment.tuning import OBJECTIVE, LambdaGridOracle
+
+GRID = [1e4, 1e5, 1e6, 1e7]
+RUNNING, COMPLETED = kt.engine.trial.TrialStatus.RUNNING, kt.engine.trial.TrialStatus.COMPLETED
+
+
+def new_oracle(directory, lambdas=GRID):
+    """As a fresh process would build it: a new oracle reloaded from the project folder."""
+    oracle = LambdaGridOracle(lambdas, kt.Objective(OBJECTIVE, direction="min"))
+    oracle._set_project_dir(str(directory), "sweep")
+    if (directory / "sweep" / "oracle.json").exists():
+        oracle.reload()
+    return oracle
+
+
+def finish(oracle, trial, value=0.5):
+    oracle.update_trial(trial.trial_id, {OBJECTIVE: value})
+    trial.status = COMPLETED
+    oracle.end_trial(trial)
+
+
+def lambda_of(trial):
+    return trial.hyperparameters.values["lambda"]
+
+
+def test_keras_tuner_grid_oracle_loses_its_walk_when_killed(tmp_path):
+    """Why tuning.py has its own oracle (keras-team/keras-tuner#1055): GridSearchOracle's
+    linked list of trial ids is not persisted."""
+    def grid_oracle():
+        hp = kt.HyperParameters()
+        hp.Choice("lambda", GRID)
+        oracle = kt.oracles.GridSearchOracle(objective=kt.Objective(OBJECTIVE, direction="min"),
+                                             hyperparameters=hp, max_trials=4)
+        oracle._set_project_dir(str(tmp_path), "sweep")
+        if (tmp_path / "sweep" / "oracle.json").exists():
+            oracle.reload()
+        return oracle
+
+    oracle = grid_oracle()
+    finish(oracle, oracle.create_trial("t"))
+    oracle.create_trial("t")  # trial 1 running: the process is killed here
+    oracle = grid_oracle()
+    finish(oracle, oracle.create_trial("t"))  # the retry of trial 1
+    with pytest.raises(KeyError):
+        oracle.create_trial("t")
+
+
+def test_grid_resumes_a_killed_trial_and_then_the_rest(tmp_path):
+    oracle = new_oracle(tmp_path)
+    first = oracle.create_trial("t")
+    assert (first.trial_id, lambda_of(first)) == ("0", 1e4)
+    finish(oracle, first)
+    running = oracle.create_trial("t")
+    assert (running.trial_id, lambda_of(running)) == ("1", 1e5)
+    # killed: a new process reloads the project twice (the first rerun is killed too)
+    new_oracle(tmp_path)
+    oracle = new_oracle(tmp_path)
+    retried = oracle.create_trial("t")
+    assert (retried.trial_id, lambda_of(retried), retried.status) == ("1", 1e5, RUNNING)
+    finish(oracle, retried)
+    rest = []
+    while True:
+        trial = oracle.create_trial("t")
+        if trial.status != RUNNING:
+            break
+        rest.append((trial.trial_id, lambda_of(trial)))
+        finish(oracle, trial)
+    assert rest == [("2", 1e6), ("3", 1e7)]
+    assert trial.status == kt.engine.trial.TrialStatus.STOPPED
+    assert new_oracle(tmp_path).create_trial("t").status == kt.engine.trial.TrialStatus.STOPPED
+
+
+def test_grid_reruns_a_trial_whose_process_died_before_the_oracle_was_saved(tmp_path):
+    """The trial's own file says RUNNING but oracle.json never listed it: its value is
+    still owed, so a new trial runs it instead of the sweep ending with it missing."""
+    oracle = new_oracle(tmp_path)
+    finish(oracle, oracle.create_trial("t"))
+    state = json.loads((tmp_path / "sweep" / "oracle.json").read_text())
+    oracle.create_trial("t")  # trial 1 written to disk ...
+    (tmp_path / "sweep" / "oracle.json").write_text(json.dumps(state))  # ... the oracle's state not
+    oracle = new_oracle(tmp_path)
+    done = []
+    while (trial := oracle.create_trial("t")).status == RUNNING:
+        done.append((trial.trial_id, lambda_of(trial)))
+        finish(oracle, trial)
+    assert done == [("2", 1e5), ("3", 1e6), ("4", 1e7)]
+
+
+def test_grid_rerun_with_more_values_runs_the_new_ones(tmp_path):
+    oracle = new_oracle(tmp_path, [1e4, 1e7])
+    while (trial := oracle.create_trial("t")).status == RUNNING:
+        finish(oracle, trial)
+    oracle = new_oracle(tmp_path, [1e4, 1e5, 1e7])
+    trial = oracle.create_trial("t")
+    assert lambda_of(trial) == 1e5
+    finish(oracle, trial)
+    assert oracle.create_trial("t").status == kt.engine.trial.TrialStatus.STOPPED
+
+
+# --- end to end: `tfadvser tune` killed with SIGKILL in its second trial -------------------
+
+SMOKE = PROFILES["smoke"]
+
+
+def tune_command(data, run_dir):
+    code = "from tfadvser_cli.main import main; main()"
+    return [sys.executable, "-c", code, "tune", "--data", str(data), "--run", str(run_dir),
+            "--sequence", "cnn4,vgg16", "--profile", "smoke"]
+
+
+def kill_during_second_trial(data, run_dir, timeout=600):
+    process = subprocess.Popen(tune_command(data, run_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    trial = run_dir / "tuning" / "cnn4-vgg16" / "trial_1"
+    start = time.time()
+    try:
+        while process.poll() is None and time.time() - start < timeout:
+            if trial.is_dir():
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return True
+            time.sleep(0.1)
+        return False
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def generators(run_dir):
+    """lambda -> weights of the attacker after the sweep's last task."""
+    weights = {}
+    for lam in GRID:
+        label = f"lifelong-cnn4-vgg16-lambda{lam:g}"
+        record = json.loads((run_dir / "attackers" / label / "sequence.json").read_text())
+        path = run_dir / record["tasks"][-1]["path"] / "generator.keras"
+        weights[lam] = keras.saving.load_model(path, compile=False).get_weights()
+    return weights
+
+
+@pytest.mark.slow
+def test_tune_killed_and_rerun_ends_as_an_uninterrupted_sweep(tiny_data, tmp_path):
+    from tfadvser.attack.training import train_attacker
+    from tfadvser.defence.training import train_defence
+
+    base = tmp_path / "base"
+    for name in ("cnn4", "vgg16"):
+        train_defence(tiny_data, name, SMOKE, base, verbose=0)
+    train_attacker(tiny_data, base, "single", ["cnn4"], SMOKE, verbose=0)
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    shutil.copytree(base, clean)
+    shutil.copytree(base, killed)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run(tune_command(tiny_data, clean), check=True, env=env, capture_output=True)
+
+    assert kill_during_second_trial(tiny_data, killed), "tune finished before its second trial"
+    for _ in range(2):  # the field report: the first rerun crashed, the second skipped λ
+        rerun = subprocess.run(tune_command(tiny_data, killed), env=env, capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+    expected = json.loads((clean / "tuning" / "cnn4-vgg16" / "best.json").read_text())
+    resumed = json.loads((killed / "tuning" / "cnn4-vgg16" / "best.json").read_text())
+    assert [t["lambda"] for t in resumed["trials"]] == GRID
+    assert [t["status"] for t in resumed["trials"]] == ["COMPLETED"] * 4
+    assert [t["metrics"] for t in resumed["trials"]] == [t["metrics"] for t in expected["trials"]]
+    assert (resumed["lambda"], resumed["best_objective"]) == (expected["lambda"], expected["best_objective"])
+    ours, theirs = generators(killed), generators(clean)
+    for lam in GRID:
+        for a, b in zip(ours[lam], theirs[lam]):
+            np.testing.assert_array_equal(a, b)
