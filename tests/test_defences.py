@@ -199,3 +199,18 @@ def test_every_defence_is_built_with_the_same_weights_in_every_process():
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout for _ in range(2)]
     assert runs[0] == runs[1] and runs[0].startswith("[")
+
+
+def test_weights_digest_is_a_hash_of_the_weight_bytes():
+    import hashlib
+
+    from tfadvser.defence.training import weights_digest
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1, kernel_initializer="ones",
+                                                   bias_initializer="zeros")(inputs))
+    expected = hashlib.sha256(np.ones((2, 1), np.float32).tobytes()
+                              + np.zeros(1, np.float32).tobytes()).hexdigest()[:16]
+    assert weights_digest(model) == expected
+    model.layers[-1].bias.assign([1e-7])
+    assert weights_digest(model) != expected

@@ -80,9 +80,6 @@ def vgg16(n_classes: int, width: float = 1.0, shape=(373, 64)) -> keras.Model:
 
 
 # ResNet: conv weights kaiming_normal(mode='fan_out'), as torchvision initialises them.
-_BAD = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
-
-
 def _resnet_conv_init() -> keras.initializers.Initializer:
     """Kaiming-normal fan-out. A new instance per layer, made while the model is built: an
     unseeded Keras initializer draws its seed when it is constructed, so one made at import
@@ -97,7 +94,7 @@ def _resnet_conv(x, channels, kernel, stride, name):
     else:
         padding = "same" if kernel > 1 else "valid"
     x = layers.Conv2D(channels, kernel, strides=stride, padding=padding, use_bias=False,
-                      kernel_initializer=_BAD, name=f"{name}_conv")(x)
+                      kernel_initializer=_resnet_conv_init(), name=f"{name}_conv")(x)
     return batch_norm(f"{name}_bn")(x)
 
 

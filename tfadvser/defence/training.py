@@ -16,6 +16,7 @@ Output of one defence, `runs/NAME/defences/<model>/`:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -226,6 +227,16 @@ def train_defences(data_dir, names, profile: Profile, run_dir, verbose: int = 1,
             f"(chance {1 / len(results['dev']['recall']):.3f}), best epoch "
             f"{results['best_epoch']}, {results['seconds']:.0f} s")
     return out
+
+
+def weights_digest(model: keras.Model) -> str:
+    """The first 16 hex digits of a SHA-256 over every weight's float bytes, in order: equal
+    for equal weights, whatever file or process they come from (a .keras file's own hash
+    also covers its zip timestamps)."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def load_defence(run_dir, name: str, data: DataFolder | None = None) -> keras.Model:

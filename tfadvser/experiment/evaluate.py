@@ -16,7 +16,7 @@ from tfadvser.attack.tasks import GENERATOR_FILE, load_generator, sequences_of
 from tfadvser.config import DEFENCE_NAMES
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
-from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence
+from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence, weights_digest
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import (EVAL_BATCH, attack_scores, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
@@ -58,7 +58,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
                "splits": {s: {"clips": int(len(truth[s])),
                               "speakers": len(data.record["speakers"][s])} for s in SPLITS}}
     for d in names:
-        results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE)}
+        results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE),
+                                  "weights_sha256": weights_digest(defences[d])}
         for s in SPLITS:
             results["defences"][d][s] = classification_scores(truth[s], clean[d][s], labels)
 

@@ -294,14 +294,19 @@ def _defences(results: dict, figures: dict) -> list[str]:
     intervals, per-class recall and confusion matrices."""
     labels = results["labels"]
     lines = ["## Defences: clean performance", "",
-             "| defence | train UAR (last epoch) | dev UAR (best epoch) | gap | test UAR | best epoch |",
-             "|---|---|---|---|---|---|"]
+             "| defence | train UAR (last epoch) | dev UAR (best epoch) | gap | test UAR | best epoch "
+             "| weights (SHA-256, 16 hex) |",
+             "|---|---|---|---|---|---|---|"]
     for name, info in results["defences"].items():
         train = info["training"].get("final_train_metrics", {}).get("uar")
         gap = f"{100 * (train - info['dev']['uar']):.1f}" if train is not None else "n/a"
         lines.append(f"| {NAMES.get(name, name)} | {_pct(train)} | {_ci(info['dev'])} | {gap} | "
-                     f"{_ci(info['test'])} | {info['training'].get('best_epoch', 'n/a')} |")
-    lines += ["", "Per-class recall on test [%]:", "",
+                     f"{_ci(info['test'])} | {info['training'].get('best_epoch', 'n/a')} | "
+                     f"`{info.get('weights_sha256', 'n/a')}` |")
+    lines += ["", "UARs in %, with 95 % intervals. Training is seeded and, on a CPU, repeatable: "
+              "the same command with the same seed gives the same weights (compare the "
+              "hashes across runs) and so the same clean UARs.", "",
+              "Per-class recall on test [%]:", "",
               "| defence | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for name, info in results["defences"].items():
         recall = info["test"]["recall"]
