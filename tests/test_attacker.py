@@ -221,6 +221,12 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
     logs = tasks / lifelong["tasks"][1]["key"] / "logs"
     for folder in ("train", "monitor", "config"):
         assert any((logs / folder).glob("events.out.tfevents.*")), folder
+    # the audio dashboard: clean, adversarial and perturbation of the first monitor clip
+    audio = [v for f in (logs / "monitor").glob("events.out.tfevents.*")
+             for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value
+             if v.metadata.plugin_data.plugin_name == "audio"]
+    assert audio and all(v.tag == "audio" for v in audio)
+    assert tf.make_ndarray(audio[0].tensor).shape == (3, 2)  # 3 WAV-encoded clips + labels
 
 
 def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):

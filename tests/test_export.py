@@ -366,7 +366,7 @@ class _StandIn(BaseHTTPRequestHandler):
         pass
 
 
-def test_client_against_a_local_rest_stand_in(exported, tiny_corpus):
+def test_client_against_a_local_rest_stand_in(exported, tiny_corpus, tmp_path):
     _, _, _, _, attacker_dir, _ = exported
     _StandIn.model = tf.saved_model.load(str(attacker_dir))
     server = HTTPServer(("127.0.0.1", 0), _StandIn)
@@ -384,6 +384,20 @@ def test_client_against_a_local_rest_stand_in(exported, tiny_corpus):
                                    outputs["perturbation"], atol=1e-4)
         with pytest.raises(TfadvserError, match="HTTP 400"):
             predict(url, "attacker", "serving_default", [{"log_mel": [[0.0] * 64] * 5}])
+        # `tfadvser predict` writes the arrays and the adversarial audio as a WAV
+        from click.testing import CliRunner
+
+        from tfadvser_cli.main import main
+
+        out = tmp_path / "predictions"
+        result = CliRunner().invoke(main, ["predict", "--server", url, "--model", "attacker",
+                                           "--out", str(out), str(path)])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            f"{path.stem}.{k}" for k in ("adversarial.wav", "adversarial_log_mel.npy",
+                                         "clean_log_mel.npy", "perturbation.npy"))
+        audio, rate = soundfile.read(str(out / f"{path.stem}.adversarial.wav"))
+        assert rate == 16000 and len(audio) == len(outputs["adversarial_waveform"])
     finally:
         server.shutdown()
 

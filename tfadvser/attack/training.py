@@ -28,6 +28,7 @@ from tfadvser.attack.tasks import (GENERATOR_FILE, SEQUENCE_FILE, TASK_FILE, def
 from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
+from tfadvser.data.rendering import corpus_waveform
 from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import predictions
@@ -55,6 +56,7 @@ class _Context:
         self.defence_hashes = defence_hashes(run_dir, names)
         monitor = make_dataset(self.data, "dev", config.batch_size).unbatch().take(config.monitor_clips)
         self.monitor_batches = list(monitor.batch(config.batch_size))
+        self.monitor_clip = _first_clip(self.data)
         self._monitor_clean, self._weight_names = {}, None
         self.tasks_dir = tasks_dir(self.run_dir)
 
@@ -98,6 +100,17 @@ class _Context:
                              config.fisher_mode, config.fisher_clips)
 
 
+def _first_clip(data) -> Optional[tuple]:
+    """(waveform, std, config) of the first monitor clip for the audio dashboard; None when
+    its audio is no longer where `prepare` read it."""
+    first = next(iter(make_dataset(data, "dev", 1, include_info=True).take(1)))
+    try:
+        wave = corpus_waveform(data, first["path"].numpy()[0].decode())
+    except OSError:
+        return None
+    return wave.astype(np.float32), data.std, data.feature_config
+
+
 def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_dir: Optional[Path],
                 ewc_lambda: float, ewc_terms: list, sequence_defences: Sequence[str]) -> Path:
     task_dir = ctx.tasks_dir / key
@@ -120,7 +133,7 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
         tf.summary.text("task", "```\n" + json.dumps(identity, indent=2) + "\n```", step=0)
     # The generator of a compiled attacker (attack.cache): traced once for all its tasks.
     monitor = AttackMonitor(generator, ctx.monitor_batches, ctx.defences, ctx.monitor_clean,
-                            ctx.data.n_classes, sequence_defences, logs)
+                            ctx.data.n_classes, sequence_defences, logs, clip=ctx.monitor_clip)
     history = attacker.fit(
         ctx.train_set(repeat=True), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
         verbose=ctx.verbose,

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser.config import FeatureConfig
+from tfadvser.data.audio import read_mono_numpy
 from tfadvser.data.features import analysis_window, fix_length, log_mel, mel_matrix
 
 
@@ -141,3 +142,16 @@ def round_trip(waveform: tf.Tensor, delta: tf.Tensor, config: FeatureConfig) -> 
     log-Mel [n_frames, n_mels]) of one clip: render, clip, extract as `prepare` does."""
     audio = clip_audio(render(waveform, delta, config))
     return audio, extract(audio, config)
+
+
+def corpus_waveform(data, path: str) -> np.ndarray:
+    """The clean clip behind an example: `path` (the record's, relative to the corpus) under
+    the corpus folder `prepare` read (`data.record["corpus"]["audio_dir"]`), decoded by the
+    project's reader to mono float at the features' sample rate. Raises OSError (e.g.
+    FileNotFoundError) when the corpus is no longer there."""
+    from pathlib import Path
+
+    full = Path(data.record["corpus"]["audio_dir"]) / path
+    if not full.exists():
+        raise FileNotFoundError(f"{full}: the clean clip is needed to render audio")
+    return read_mono_numpy(full, data.feature_config.sample_rate)

@@ -31,10 +31,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.data.audio import read_mono_numpy
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import DataFolder
-from tfadvser.data.rendering import clip_audio, extract, render
+from tfadvser.data.rendering import clip_audio, corpus_waveform, extract, render
 from tfadvser.evaluation.audio_quality import pesq_wb, stoi, waveform_snr, write_wav
 from tfadvser.evaluation.scoring import EVAL_BATCH, attack_scores, classification_scores
 from tfadvser.runtime.inference import inference
@@ -66,8 +65,7 @@ class AudioSubset:
         self.y = np.concatenate([b["label"] for b in rows])[chosen]
         self.paths = [p.decode() for p in np.concatenate([b["path"] for b in rows])[chosen]]
         self.frames = np.concatenate([b["source_frames"] for b in rows])[chosen]
-        root = Path(data.record["corpus"]["audio_dir"])
-        self.waves = [read_mono_numpy(root / p, config.sample_rate) for p in self.paths]
+        self.waves = [corpus_waveform(data, p) for p in self.paths]
         self.clean_rt = self.standardise(np.stack([extract(tf.constant(w), config).numpy()
                                                    for w in self.waves]))
 
