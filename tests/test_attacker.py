@@ -196,9 +196,14 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
     for args in (["--method", "single", "--defences", "cnn4"],
                  ["--method", "multi", "--defences", "cnn4,vgg16,resnet50"],
                  ["--method", "transfer", "--defences", "cnn4,vgg16,resnet50"],
-                 ["--method", "lifelong", "--defences", "cnn4,vgg16,resnet50", "--lambda", "1e6"]):
+                 ["--method", "lifelong", "--defences", "cnn4,vgg16,resnet50", "--lambda", "1e6"],
+                 ["--method", "single", "--defences", "cnn4", "--round-trip"]):
         result = attack(tiny_data, defended_run, *args)
         assert result.exit_code == 0, result.output
+    # trained through the audio round trip: its own task and label, the paper's keys unchanged
+    through_audio = sequence(defended_run, "single-cnn4-roundtrip")
+    assert through_audio["attacker"]["round_trip"] is True
+    assert through_audio["tasks"][0]["key"] != sequence(defended_run, "single-cnn4")["tasks"][0]["key"]
     single = sequence(defended_run, "single-cnn4")
     transfer = sequence(defended_run, "transfer-cnn4-vgg16-resnet50")
     lifelong = sequence(defended_run, "lifelong-cnn4-vgg16-resnet50-lambda1e+06")
@@ -258,7 +263,9 @@ def test_evaluate_scores_the_table1_attackers_after_the_audio_round_trip(defende
     audio = results["audio"]
     assert audio["clips"] == 7 and audio["split"] == "test"  # the whole tiny test split
     keys = {k for r in results["table1"] for k in r.get("keys", [])}
-    assert set(audio["tasks"]) == keys
+    through_audio = sequence(defended_run, "single-cnn4-roundtrip")["tasks"][0]["key"]
+    assert through_audio not in keys  # not one of Table 1's attackers, but scored through audio
+    assert set(audio["tasks"]) == keys | {through_audio}
     entry = results["tasks"][sorted(keys)[0]]["audio"]
     for d in ("cnn4", "vgg16", "resnet50"):
         for domain in ("spectrogram", "renderable", "audio"):
@@ -275,6 +282,7 @@ def test_evaluate_scores_the_table1_attackers_after_the_audio_round_trip(defende
             assert info.samplerate == 16000 and info.channels == 1 and info.frames > 16000
     report = (out / "report.md").read_text()
     for needle in ("Audio round trip", "waveform SNR [dB]", "PESQ", "STOI", "spec. → audio",
+                   "| single, trained through audio | single-cnn4-roundtrip |",
                    "figures/uar_vs_snr.png", "of which audio round trip"):
         assert needle in report
     assert (out / "figures" / "uar_vs_snr.png").stat().st_size > 1000
@@ -293,7 +301,7 @@ def test_html_report_in_a_headless_browser(defended_run, tmp_path):
     assert checked["errors"] == [] and checked["console"] == []
     assert len(checked["images"]) >= 5 and all(i["ok"] for i in checked["images"])
     rows = json.loads((defended_run / "evaluation" / "results.json").read_text())["table1"]
-    assert len(checked["audio"]) == 2 * 3 * sum(1 for r in rows if r.get("keys"))
+    assert len(checked["audio"]) == 2 * 3 * (sum(1 for r in rows if r.get("keys")) + 1)
     assert all(a["ok"] and a["duration"] > 1.0 for a in checked["audio"])
     assert not is_blank(tmp_path / "report.png")
 

@@ -100,10 +100,12 @@ def _audio_domain(results: dict, run_dir: Path, data, defences: dict, generators
                   clips: int, listen: int) -> None:
     """results["audio"] (the subset, clean scores, cost) and tasks[key]["audio"] for every
     task a Table 1 row reads (see `evaluate_run`)."""
-    from tfadvser.experiment.report import table1
+    from tfadvser.experiment.report import round_trip_sequences, table1
 
     started = time.time()
-    keys = sorted({k for row in table1(results) for k in row.get("keys", [])})
+    keys = {k for row in table1(results) for k in row.get("keys", [])}
+    keys |= {seq["tasks"][-1]["key"] for seq in round_trip_sequences(results)}
+    keys = sorted(k for k in keys if k in results["tasks"])
     subset = AudioSubset(data, clips, SEED)
     clean = clean_scores(subset, defences, list(data.labels))
     results["audio"] = {

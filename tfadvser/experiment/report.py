@@ -25,6 +25,8 @@ def _candidates(row: Row, sequences: list[dict]) -> list[tuple[dict, dict]]:
     """(sequence, task) pairs that hold this row's attacker."""
     found = []
     for seq in sequences:
+        if seq["attacker"].get("round_trip"):  # not the paper's attacker: reported apart
+            continue
         defences = tuple(seq["defences"])
         if seq["method"] not in row.methods:
             continue
@@ -159,6 +161,11 @@ def lambda_curves(results: dict) -> dict[str, dict]:
     return curves
 
 
+def round_trip_sequences(results: dict) -> list[dict]:
+    """Sequences trained through the audio round trip (`--round-trip`); not Table 1's."""
+    return [seq for seq in results["sequences"] if seq["attacker"].get("round_trip")]
+
+
 def audio_rows(results: dict, rows: list[dict]) -> list[dict]:
     """Per Table 1 row whose attacker went through the audio round trip: the row's
     method, sequence and task keys, per defence the spectrogram-domain, renderable and
@@ -166,7 +173,9 @@ def audio_rows(results: dict, rows: list[dict]) -> list[dict]:
     the 95 % intervals), and the mean waveform SNR, PESQ, STOI, kept share, round-trip error
     and clipped clips. Rows without audio results are left out."""
     out = []
-    for row in rows:
+    extra = [{"method": f"{seq['method']}, trained through audio", "sequence": seq["label"],
+              "keys": [seq["tasks"][-1]["key"]]} for seq in round_trip_sequences(results)]
+    for row in rows + extra:
         entries = [results["tasks"][k]["audio"] for k in row.get("keys", [])
                    if "audio" in results["tasks"].get(k, {})]
         if not entries:
