@@ -115,7 +115,8 @@ def render(waveform: tf.Tensor, delta: tf.Tensor, config: FeatureConfig) -> tf.T
     spectrum = tf.signal.rfft(frames * window)
     log_gain = tf.tensordot(tf.cast(source_delta(delta, n_src, config), tf.float64),
                             tf.constant(gain_map(config).T), axes=1)
-    gained = spectrum * tf.cast(tf.exp(log_gain), tf.complex128)
+    gain = tf.exp(log_gain)
+    gained = spectrum * tf.complex(gain, tf.zeros_like(gain))  # a real gain; no complex cast
     pieces = tf.signal.irfft(gained, fft_length=[config.frame_length])[..., :config.frame_length]
     summed = tf.signal.overlap_and_add(pieces * window, config.hop_length)
     norm = tf.signal.overlap_and_add(tf.tile((window ** 2)[None], [n_src, 1]), config.hop_length)

@@ -15,7 +15,9 @@ from typing import Optional
 
 from tfadvser.experiment.protocol import NAMES
 
-HTML_LISTEN = 2  # example clips with players per attacker row (the WAVs on disk have more)
+# Example clips with players: the same clips for every attacker row, the clean clip shown
+# once, so the page stays a few MB (the WAVs on disk under evaluation/audio/ have more).
+HTML_LISTEN = 1
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; color: #222; }
@@ -100,23 +102,31 @@ def _audio_table(results: dict, audio: list[dict]) -> str:
     return _table(header, body)
 
 
+def _player(path: Path, label: str) -> str:
+    return (f'<div>{escape(label)}<br><audio controls preload="metadata" '
+            f'src="{_data_uri(path, "audio/wav")}" title="{escape(label, quote=True)}"></audio></div>')
+
+
 def _players(out_dir: Path, audio: list[dict]) -> str:
+    """Per example clip: the clean clip once, then per attacker row its adversarial clip
+    and the perturbation alone."""
     parts = []
-    for item in audio:
-        clips = item["listen"][:HTML_LISTEN]
-        if not clips:
-            continue
-        parts.append(f"<h3>{escape(item['method'])}: {escape(item['sequence'])}</h3>")
-        for clip in clips:
-            folder = out_dir / clip["dir"]
-            parts.append(f'<p class="note">{escape(clip["clip"])}: waveform SNR '
-                         f'{clip["snr_db"]:.1f} dB, {clip["clipped_samples"]} clipped samples</p>'
-                         '<div class="clips">')
-            for kind in ("clean", "adversarial", "perturbation"):
-                src = _data_uri(folder / clip[kind], "audio/wav")
-                parts.append(f'<div>{kind}<br><audio controls preload="metadata" src="{src}" '
-                             f'title="{escape(kind)}"></audio></div>')
-            parts.append("</div>")
+    first = next((item for item in audio if item["listen"]), None)
+    if first is None:
+        return '<p class="note">No clips were written (`evaluate --listen 0`).</p>'
+    for index, clip in enumerate(first["listen"][:HTML_LISTEN]):
+        parts.append(f"<h3>{escape(clip['clip'])}</h3><div class=\"clips\">"
+                     + _player(out_dir / clip["dir"] / clip["clean"], "clean") + "</div>")
+        for item in audio:
+            if len(item["listen"]) <= index:
+                continue
+            mine = item["listen"][index]
+            parts.append(f'<p class="note"><b>{escape(item["method"])}: {escape(item["sequence"])}</b>'
+                         f' (waveform SNR {mine["snr_db"]:.1f} dB, {mine["clipped_samples"]} '
+                         'clipped samples)</p><div class="clips">'
+                         + _player(out_dir / mine["dir"] / mine["adversarial"], "adversarial")
+                         + _player(out_dir / mine["dir"] / mine["perturbation"], "perturbation")
+                         + "</div>")
     return "\n".join(parts)
 
 

@@ -284,6 +284,8 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
             written[f"confusion_{name}"] = f"figures/confusion_{name}_test.png"
     audio = audio_rows(results, rows)
     if audio:
+        results = {**results, "audio_rows": audio}
+        write_json(out / "results.json", results)
         points = [{"snr_db": a["waveform_snr_db"],
                    "against": {d: v for d, v in a["against"].items() if "audio" in v}} for a in audio]
         clean = {d: results["audio"]["clean"][d]["audio"]["uar"] for d in results["defences"]}
