@@ -20,6 +20,8 @@ INSTALL_REQUIRES = [
     "matplotlib==3.9.2",
     "click==8.1.7",
     "tqdm==4.66.5",
+    "pesq==0.0.4",
+    "pystoi==0.4.1",
 ]
 
 TEST_REQUIRES = [

@@ -23,19 +23,28 @@ def _lambdas(ctx, param, value):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_dir", default=None, type=click.Path(),
               help="Prepared data; default: the folder recorded in RUN_DIR/run.json.")
+@click.option("--audio-clips", default=64, show_default=True, type=click.IntRange(0),
+              help="Test clips (seeded subset) each Table 1 attacker is rendered as audio for, "
+                   "re-extracted and re-scored; 0 skips the audio round trip.")
+@click.option("--listen", default=3, show_default=True, type=click.IntRange(0),
+              help="Clips per attacker written as clean / adversarial / perturbation WAVs under "
+                   "RUN_DIR/evaluation/audio/<task key>/.")
 @user_errors
-def evaluate_command(run_dir, data_dir):
-    """Score every attacker checkpoint of RUN_DIR against every defence (dev and test) and
-    write Table 1, the lifelong grids, Fig. 2, Fig. 3 and report.md to RUN_DIR/evaluation/."""
+def evaluate_command(run_dir, data_dir, audio_clips, listen):
+    """Score every attacker checkpoint of RUN_DIR against every defence (dev and test), then
+    the Table 1 attackers again after rendering them as audio, and write Table 1, the
+    lifelong grids, the figures, WAVs to listen to, report.md and report.html to
+    RUN_DIR/evaluation/."""
     from tfadvser.experiment.evaluate import evaluate_and_report
 
     written = evaluate_and_report(
-        run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True))
+        run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True),
+        audio_clips=audio_clips, listen=listen)
     missing = [r for r in written["rows"] if not r["cells"]]
     if missing:
         click.echo("rows without a trained attacker (train them, or run `tfadvser reproduce`): "
                    + "; ".join(f"{r['method']} {r['sequence']}" for r in missing), err=True)
-    click.echo(f"report: {written['dir']}/report.md")
+    click.echo(f"report: {written['dir']}/report.md (and report.html)")
 
 
 @click.command("reproduce")

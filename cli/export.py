@@ -38,9 +38,11 @@ def export_command(run_dir, attacker, defence, name, version, out_root):
 @user_errors
 def predict_command(server, model, version, out_dir, files):
     """Send audio FILES to an attacker served by TF Serving; write each file's clean and
-    adversarial log-Mel and the perturbation as OUT/<name>.<output>.npy."""
+    adversarial log-Mel and the perturbation as OUT/<name>.<output>.npy, and the adversarial
+    audio (rendered by the server, 16 kHz, 16-bit) as OUT/<name>.adversarial.wav."""
     import numpy as np
 
+    from tfadvser.evaluation.audio_quality import write_wav
     from tfadvser.serving.client import perturb_file
 
     out = Path(out_dir)
@@ -48,5 +50,8 @@ def predict_command(server, model, version, out_dir, files):
     for file in files:
         outputs = perturb_file(server, model, Path(file), version=version)
         for key, value in outputs.items():
-            np.save(out / f"{Path(file).stem}.{key}.npy", value)
+            if key == "adversarial_waveform":
+                write_wav(out / f"{Path(file).stem}.adversarial.wav", value, 16000)
+            else:
+                np.save(out / f"{Path(file).stem}.{key}.npy", value)
         click.echo(f"{file}: {', '.join(f'{k} {v.shape}' for k, v in sorted(outputs.items()))}")

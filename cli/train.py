@@ -74,11 +74,15 @@ def _defence_list(ctx, param, value):
               help="Fisher from squared mini-batch gradients (original) or per-example ones.")
 @click.option("--accumulate-ewc", is_flag=True, default=None,
               help="Anchor every earlier task, not only the previous one.")
+@click.option("--round-trip", is_flag=True, default=None,
+              help="Train through the audio round trip: the defences score the perturbation "
+                   "rendered as sound and re-extracted (needs the corpus audio where `prepare` "
+                   "read it; slower, no XLA). The sequence label gets `-roundtrip`.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
 @strategy_option
 @user_errors
 def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_dir, seed,
-                           lr_schedule, fisher_mode, accumulate_ewc, quiet, strategy):
+                           lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, strategy):
     """Train the atrous-CNN attacker against trained defences.
 
     Writes a checkpoint after every task (the 2-defence results of the paper are the
@@ -90,7 +94,8 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_
     from tfadvser.config import get_profile
 
     overrides = {k: v for k, v in (("seed", seed), ("lr_schedule", lr_schedule),
-                                   ("fisher_mode", fisher_mode), ("ewc_accumulate", accumulate_ewc))
+                                   ("fisher_mode", fisher_mode), ("ewc_accumulate", accumulate_ewc),
+                                   ("round_trip", round_trip))
                  if v is not None}
     with strategy_scope(strategy):
         record = train_attacker(data_dir, run_dir, method, defences, get_profile(profile),

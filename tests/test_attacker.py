@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import soundfile
 from click.testing import CliRunner
 
 import tensorflow as tf
@@ -24,6 +25,8 @@ from tfadvser.defence.models import build_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.attack.methods import METHODS, Stage
 from tfadvser_cli.main import main
+
+from browser import check_page, chromium_path, is_blank
 
 SMOKE = PROFILES["smoke"]
 
@@ -193,9 +196,14 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
     for args in (["--method", "single", "--defences", "cnn4"],
                  ["--method", "multi", "--defences", "cnn4,vgg16,resnet50"],
                  ["--method", "transfer", "--defences", "cnn4,vgg16,resnet50"],
-                 ["--method", "lifelong", "--defences", "cnn4,vgg16,resnet50", "--lambda", "1e6"]):
+                 ["--method", "lifelong", "--defences", "cnn4,vgg16,resnet50", "--lambda", "1e6"],
+                 ["--method", "single", "--defences", "cnn4", "--round-trip"]):
         result = attack(tiny_data, defended_run, *args)
         assert result.exit_code == 0, result.output
+    # trained through the audio round trip: its own task and label, the paper's keys unchanged
+    through_audio = sequence(defended_run, "single-cnn4-roundtrip")
+    assert through_audio["attacker"]["round_trip"] is True
+    assert through_audio["tasks"][0]["key"] != sequence(defended_run, "single-cnn4")["tasks"][0]["key"]
     single = sequence(defended_run, "single-cnn4")
     transfer = sequence(defended_run, "transfer-cnn4-vgg16-resnet50")
     lifelong = sequence(defended_run, "lifelong-cnn4-vgg16-resnet50-lambda1e+06")
@@ -218,6 +226,12 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
     logs = tasks / lifelong["tasks"][1]["key"] / "logs"
     for folder in ("train", "monitor", "config"):
         assert any((logs / folder).glob("events.out.tfevents.*")), folder
+    # the audio dashboard: clean, adversarial and perturbation of the first monitor clip
+    audio = [v for f in (logs / "monitor").glob("events.out.tfevents.*")
+             for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value
+             if v.metadata.plugin_data.plugin_name == "audio"]
+    assert audio and all(v.tag == "audio" for v in audio)
+    assert tf.make_ndarray(audio[0].tensor).shape == (3, 2)  # 3 WAV-encoded clips + labels
 
 
 def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
@@ -240,6 +254,57 @@ def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
     assert (out / "figures" / "fig2_spectrograms.png").exists()
     assert (out / "figures" / "fig3_lambda.png").exists()
     assert "| Lifelong | CNN-4 + VGG-16 | 1e+06 |" in (out / "table1.md").read_text()
+
+
+def test_evaluate_scores_the_table1_attackers_after_the_audio_round_trip(defended_run):
+    """Runs after test_evaluate_scores_the_trained_methods (which evaluated the run)."""
+    out = defended_run / "evaluation"
+    results = json.loads((out / "results.json").read_text())
+    audio = results["audio"]
+    assert audio["clips"] == 7 and audio["split"] == "test"  # the whole tiny test split
+    keys = {k for r in results["table1"] for k in r.get("keys", [])}
+    through_audio = sequence(defended_run, "single-cnn4-roundtrip")["tasks"][0]["key"]
+    assert through_audio not in keys  # not one of Table 1's attackers, but scored through audio
+    assert set(audio["tasks"]) == keys | {through_audio}
+    entry = results["tasks"][sorted(keys)[0]]["audio"]
+    for d in ("cnn4", "vgg16", "resnet50"):
+        for domain in ("spectrogram", "renderable", "audio"):
+            assert 0.0 <= entry["against"][d][domain]["adversarial_uar"] <= 1.0
+        low, high = entry["against"][d]["audio"]["adversarial_uar_ci"]
+        assert low <= entry["against"][d]["audio"]["adversarial_uar"] <= high
+    assert np.isfinite(entry["waveform_snr_db"]) and 1.0 <= entry["pesq_wb"] <= 4.65
+    assert 0.0 <= entry["stoi"] <= 1.0 and entry["seconds"] > 0
+    assert len(entry["listen"]) == 3
+    for clip in entry["listen"]:
+        for kind in ("clean", "adversarial", "perturbation"):
+            wav = out / entry["listen_dir"] / clip[kind]
+            info = soundfile.info(str(wav))
+            assert info.samplerate == 16000 and info.channels == 1 and info.frames > 16000
+    report = (out / "report.md").read_text()
+    for needle in ("Audio round trip", "waveform SNR [dB]", "PESQ", "STOI", "spec. → audio",
+                   "| single, trained through audio | single-cnn4-roundtrip |",
+                   "figures/uar_vs_snr.png", "of which audio round trip"):
+        assert needle in report
+    assert (out / "figures" / "uar_vs_snr.png").stat().st_size > 1000
+    assert (out / "report.html").exists()
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (apt-get install -y "
+                    "chromium; .ci/run installs it): the HTML report is not checked in a browser")
+def test_html_report_in_a_headless_browser(defended_run, tmp_path):
+    """report.html in real headless chromium: no console errors, every image decodes, every
+    audio player loads its clip, and the screenshot is not blank."""
+    page = defended_run / "evaluation" / "report.html"
+    html = page.read_text()
+    assert "<audio" in html and "http:" not in html and "https:" not in html  # self-contained
+    checked = check_page(page, tmp_path / "report.png")
+    assert checked["errors"] == [] and checked["console"] == []
+    assert len(checked["images"]) >= 5 and all(i["ok"] for i in checked["images"])
+    rows = json.loads((defended_run / "evaluation" / "results.json").read_text())["table1"]
+    # one example clip: clean once, adversarial and perturbation per attacker row (+ round trip)
+    assert len(checked["audio"]) == 1 + 2 * (sum(1 for r in rows if r.get("keys")) + 1)
+    assert all(a["ok"] and a["duration"] > 1.0 for a in checked["audio"])
+    assert not is_blank(tmp_path / "report.png")
 
 
 def test_export_from_a_run(defended_run, tiny_data, tmp_path):

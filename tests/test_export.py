@@ -30,6 +30,7 @@ from tfadvser.serving.export import (check_serving_ops, export_attacker, export_
                                      export_endpoints, foreign_ops)
 from tfadvser.data.features import fix_length, log_mel
 from tfadvser.config import FeatureConfig
+from tfadvser.data.rendering import clip_audio, extract, render
 from tfadvser.serving.client import perturb_file, predict
 
 
@@ -94,7 +95,9 @@ def expected_outputs(exported, kind, signature, tiny_data, tiny_corpus):
         return {"log_mel": raw}, keras_attacker(generator, metadata, raw)
     waves = waveform_batch(tiny_corpus)
     clean = keras_log_mel(waves)
-    return {"waveform": waves}, {**keras_attacker(generator, metadata, clean), "clean_log_mel": clean}
+    attacked = keras_attacker(generator, metadata, clean)
+    audio = clip_audio(render(tf.constant(waves), tf.constant(attacked["perturbation"]), FeatureConfig()))
+    return {"waveform": waves}, {**attacked, "clean_log_mel": clean, "adversarial_waveform": audio.numpy()}
 
 
 def session_run(export_dir, signature, inputs):
@@ -286,6 +289,34 @@ def test_waveform_signature_agrees_with_prepare(exported, tiny_corpus, tiny_data
         assert "_neu" in path.name  # neutral clips are not prepared for DEMoS
 
 
+def test_waveform_signature_returns_audio_that_re_extracts_and_re_scores(exported, tiny_corpus):
+    """The adversarial waveform of `perturb_waveform`: the library's rendering of the
+    signature's own perturbation; re-extracted, it is close to the adversarial log-Mel the
+    signature reports, and the exported defence scores it as the Keras defence does."""
+    generator, defence, metadata, _, attacker_dir, defence_dir = exported
+    waves = waveform_batch(tiny_corpus)
+    out = tf.saved_model.load(str(attacker_dir)).signatures["perturb_waveform"](waveform=tf.constant(waves))
+    audio = out["adversarial_waveform"].numpy()
+    assert audio.shape == waves.shape and audio.dtype == np.float32 and np.abs(audio).max() <= 1.0
+    config = FeatureConfig()
+    rendered = clip_audio(render(tf.constant(waves), out["perturbation"], config)).numpy()
+    np.testing.assert_allclose(audio, rendered, atol=1e-5)
+    re_extracted = np.stack([extract(tf.constant(w), config).numpy() for w in audio])
+    intended = out["adversarial_log_mel"].numpy()
+    frames = (waves.shape[1] - 512) // 256 + 1
+    unclipped = [i for i in range(len(waves)) if np.abs(rendered[i]).max() < 1.0]
+    for i in unclipped:  # the round trip lands near the intended log-Mel where nothing clips
+        assert np.median(np.abs(re_extracted[i] - intended[i])[:frames]) < 0.5
+    scores = tf.saved_model.load(str(defence_dir)).signatures["classify"](log_mel=tf.constant(re_extracted))
+    log_probs = defence((re_extracted - metadata.mean) / metadata.std, training=False).numpy()
+    np.testing.assert_allclose(scores["probabilities"].numpy(), np.exp(log_probs), atol=1e-5)
+    # and audio holds what a WAV file can: written by `predict`'s writer, it reads back
+    from tfadvser.evaluation.audio_quality import wav_bytes
+    import io
+    back, rate = soundfile.read(io.BytesIO(wav_bytes(audio[0])), dtype="float32")
+    assert rate == 16000 and np.abs(back - audio[0]).max() < 1e-4
+
+
 def test_defence_signature(exported, tiny_data):
     _, defence, metadata, _, _, defence_dir = exported
     mean, std = metadata.mean, metadata.std
@@ -335,7 +366,7 @@ class _StandIn(BaseHTTPRequestHandler):
         pass
 
 
-def test_client_against_a_local_rest_stand_in(exported, tiny_corpus):
+def test_client_against_a_local_rest_stand_in(exported, tiny_corpus, tmp_path):
     _, _, _, _, attacker_dir, _ = exported
     _StandIn.model = tf.saved_model.load(str(attacker_dir))
     server = HTTPServer(("127.0.0.1", 0), _StandIn)
@@ -345,12 +376,28 @@ def test_client_against_a_local_rest_stand_in(exported, tiny_corpus):
         url = f"http://127.0.0.1:{server.server_port}"
         path = sorted(tiny_corpus.glob("*.wav"))[0]
         outputs = perturb_file(url, "attacker", path)
-        assert set(outputs) == {"adversarial_log_mel", "perturbation", "clean_log_mel"}
+        assert set(outputs) == {"adversarial_log_mel", "perturbation", "clean_log_mel",
+                                "adversarial_waveform"}
+        assert outputs["adversarial_waveform"].shape == (soundfile.info(str(path)).frames,)
         assert outputs["adversarial_log_mel"].shape == (373, 64)
         np.testing.assert_allclose(outputs["adversarial_log_mel"] - outputs["clean_log_mel"],
                                    outputs["perturbation"], atol=1e-4)
         with pytest.raises(TfadvserError, match="HTTP 400"):
             predict(url, "attacker", "serving_default", [{"log_mel": [[0.0] * 64] * 5}])
+        # `tfadvser predict` writes the arrays and the adversarial audio as a WAV
+        from click.testing import CliRunner
+
+        from tfadvser_cli.main import main
+
+        out = tmp_path / "predictions"
+        result = CliRunner().invoke(main, ["predict", "--server", url, "--model", "attacker",
+                                           "--out", str(out), str(path)])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            f"{path.stem}.{k}" for k in ("adversarial.wav", "adversarial_log_mel.npy",
+                                         "clean_log_mel.npy", "perturbation.npy"))
+        audio, rate = soundfile.read(str(out / f"{path.stem}.adversarial.wav"))
+        assert rate == 16000 and len(audio) == len(outputs["adversarial_waveform"])
     finally:
         server.shutdown()
 

@@ -163,6 +163,9 @@ class AttackerConfig:
     fisher_mode: str = "batch"  # squared mini-batch gradients, as the original
     fisher_clips: Optional[int] = None  # None: the whole training split, as the original
     ewc_accumulate: bool = False  # the original anchors only the previous task
+    # Train through the audio round trip: the defences score the perturbation rendered as
+    # sound and re-extracted (attack/round_trip.py), not x + eta. Off: the paper's attacker.
+    round_trip: bool = False
     monitor_every: int = 100  # steps between dev checks, checkpoints and images
     monitor_clips: int = 64  # the fixed dev subset the monitor attacks
     seed: int = 0

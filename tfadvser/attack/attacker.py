@@ -57,7 +57,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
     """
 
     def __init__(self, generator: keras.Model, defences: Sequence[keras.Model], alpha: float = 0.02,
-                 cw_reduction: str = "sum", ewc_lambda: float = 0.0, ewc_terms=(), **kwargs):
+                 cw_reduction: str = "sum", ewc_lambda: float = 0.0, ewc_terms=(),
+                 round_trip=None, **kwargs):
         super().__init__(**kwargs)
         if not defences:
             raise ValueError("an attacker needs at least one defence")
@@ -66,7 +67,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         # so its weights (and BackupAndRestore's copy of them every epoch) are the
         # generator's and the optimizer's only, not the three defences' as well.
         self._frozen = types.SimpleNamespace(defences=list(defences),
-                                             ewc=EWCTerms(ewc_lambda, ewc_terms))
+                                             ewc=EWCTerms(ewc_lambda, ewc_terms),
+                                             round_trip=round_trip)
         for defence in self.defences:
             defence.trainable = False
         self.alpha, self.cw_reduction = alpha, cw_reduction
@@ -93,6 +95,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         return list(self.trackers.values())
 
     def call(self, x, training=False):
+        if isinstance(x, (tuple, list)):  # (x, waveforms, lengths) of round-trip training
+            x = x[0]
         eta = self.generator(x, training=training)
         return x + eta, eta
 
@@ -107,10 +111,14 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
            (lambda = 0 and no terms outside lifelong learning).
         5. One Adam step on the generator's trainable weights.
         6. The loss terms, the fooling rate and eta's size go to one Mean tracker each.
+
+        Trained through the audio round trip (`round_trip`, batches ((x, waveforms,
+        lengths), y)), step 3 scores the log-Mel re-extracted from x' rendered as audio
+        (`attack/round_trip.py`) instead of x'; the MSE still measures eta.
         """
-        x, y = data
+        x, y, audio = _unpack(data)
         with tf.GradientTape() as tape:
-            eta, adv_log_probs, terms = self._objective(x, y, training=True)
+            eta, adv_log_probs, terms = self._objective(x, y, training=True, audio=audio)
         weights = self.generator.trainable_weights
         # Under tf.distribute each replica's loss is its share of the global batch's, and
         # the optimizer sums the replicas' gradients (see `losses` and `runtime.distribute`).
@@ -118,18 +126,21 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         return self._track(x, y, eta, adv_log_probs, terms)
 
     def test_step(self, data):
-        x, y = data
-        eta, adv_log_probs, terms = self._objective(x, y, training=False)
+        x, y, audio = _unpack(data)
+        eta, adv_log_probs, terms = self._objective(x, y, training=False, audio=audio)
         return self._track(x, y, eta, adv_log_probs, terms)
 
-    def _objective(self, x, y, training: bool):
+    def _objective(self, x, y, training: bool, audio=None):
         """Steps 1-4 of `train_step`: (eta, the defences' log-probabilities on x', terms)."""
         global_batch = distribute.global_batch_size(tf.shape(x)[0])
         eta = self.generator(x, training=training)
         x_adv = x + eta
+        scored = x_adv
+        if audio is not None and self._frozen.round_trip is not None:
+            scored = self._frozen.round_trip(eta, *audio)
         # Defences always run in inference mode: BN uses its moving statistics, which
         # therefore never change, and no defence weight is in the gradient.
-        adv_log_probs = [inference(d)(x_adv) for d in self.defences]
+        adv_log_probs = [inference(d)(scored) for d in self.defences]
         terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction,
                             global_batch)
         # The penalty does not depend on the batch: each replica carries its share of it.
@@ -150,6 +161,14 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
         return self.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
+
+
+def _unpack(data):
+    """(x, y, (waveforms, lengths) or None) of a plain or a round-trip batch."""
+    inputs, y = data
+    if isinstance(inputs, (tuple, list)):
+        return inputs[0], y, tuple(inputs[1:])
+    return inputs, y, None
 
 
 def _share(x, global_batch) -> tf.Tensor:

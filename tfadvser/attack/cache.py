@@ -23,7 +23,7 @@ from tfadvser.config import AttackerConfig
 
 # Settings the compiled step or the optimizer depend on (the seed and step counts do not).
 _GRAPH_SETTINGS = ("width", "alpha", "cw_reduction", "lr_schedule", "learning_rate",
-                   "decay_every", "decay_rate")
+                   "decay_every", "decay_rate", "round_trip")
 _KEEP = 16  # attackers kept; a whole `reproduce` uses 9 defence/EWC combinations
 
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -41,18 +41,22 @@ def learning_rate(config: AttackerConfig):
 
 def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, shape,
                       start_weights: list[np.ndarray], ewc_lambda: float,
-                      ewc_terms: list) -> AdversarialAttacker:
+                      ewc_terms: list, round_trip=None) -> AdversarialAttacker:
     """An attacker against `defences` whose generator holds `start_weights` (all its weights,
     BatchNorm statistics included), with a fresh Adam and the given EWC terms; compiled once
-    per strategy, defences, number of EWC terms and graph settings."""
+    per strategy, defences, number of EWC terms and graph settings. `round_trip`: an
+    `attack.round_trip.RoundTrip` when config.round_trip (then compiled without XLA)."""
     strategy = tf.distribute.get_strategy()
     key = (id(strategy), tuple(id(d) for d in defences), len(ewc_terms), tuple(shape),
-           tuple(getattr(config, name) for name in _GRAPH_SETTINGS))
+           tuple(getattr(config, name) for name in _GRAPH_SETTINGS),
+           round_trip.key if config.round_trip and round_trip is not None else None)
     if key not in _CACHE:
         attacker = AdversarialAttacker(build_generator(config.width, shape), defences,
                                        alpha=config.alpha, cw_reduction=config.cw_reduction,
-                                       ewc_lambda=ewc_lambda, ewc_terms=ewc_terms)
-        attacker.compile(optimizer=keras.optimizers.Adam(learning_rate(config)))
+                                       ewc_lambda=ewc_lambda, ewc_terms=ewc_terms,
+                                       round_trip=round_trip if config.round_trip else None)
+        attacker.compile(optimizer=keras.optimizers.Adam(learning_rate(config)),
+                         **({"jit_compile": False} if config.round_trip else {}))
         attacker(np.zeros((1, *shape), np.float32))  # BackupAndRestore restores into built models
         attacker.optimizer.build(attacker.generator.trainable_weights)
         initial = [v.numpy() for v in attacker.optimizer.variables]

@@ -45,12 +45,13 @@ def tasks_dir(run_dir) -> Path:
 
 
 def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
-                   seed: int) -> str:
-    """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000` (`-seedN` for seed N>0)."""
+                   seed: int, round_trip: bool = False) -> str:
+    """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000` (`-seedN` for seed
+    N>0, `-roundtrip` for an attacker trained through the audio round trip)."""
     label = f"{method}-{'-'.join(defences)}"
     if method in EWC_METHODS:
         label += f"-lambda{ewc_lambda:g}"
-    return label + (f"-seed{seed}" if seed else "")
+    return label + (f"-seed{seed}" if seed else "") + ("-roundtrip" if round_trip else "")
 
 
 def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:
@@ -73,6 +74,8 @@ def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: Att
                 "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
                 "defence_models": {d: hashes[d] for d in stage.defences},
                 "attacker": {k: getattr(config, k) for k in _WEIGHT_SETTINGS}}
+    if config.round_trip:  # only when set: keys of the paper's attackers stay as they were
+        identity["round_trip"] = True
     if stage.ewc:
         identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
         if config.fisher_clips is not None:

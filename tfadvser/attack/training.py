@@ -23,11 +23,13 @@ from tfadvser.attack.attacker import build_generator
 from tfadvser.attack.cache import prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
+from tfadvser.attack.round_trip import RoundTrip, with_waveforms
 from tfadvser.attack.tasks import (GENERATOR_FILE, SEQUENCE_FILE, TASK_FILE, defence_hashes,
                                    sequence_label, task_key, tasks_dir)
 from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
+from tfadvser.data.rendering import corpus_waveform
 from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import predictions
@@ -55,8 +57,10 @@ class _Context:
         self.defence_hashes = defence_hashes(run_dir, names)
         monitor = make_dataset(self.data, "dev", config.batch_size).unbatch().take(config.monitor_clips)
         self.monitor_batches = list(monitor.batch(config.batch_size))
+        self.monitor_clip = _first_clip(self.data)
         self._monitor_clean, self._weight_names = {}, None
         self.tasks_dir = tasks_dir(self.run_dir)
+        self.round_trip = RoundTrip(self.data) if config.round_trip else None
 
     def weight_names(self) -> list[str]:
         """The generator's trainable weights by path: what EWC terms are checked against."""
@@ -71,9 +75,13 @@ class _Context:
             self._monitor_clean[defence] = predictions(self.defences[defence], self.monitor_batches)
         return self._monitor_clean[defence]
 
-    def train_set(self, repeat: bool):
-        return make_dataset(self.data, "train", self.config.batch_size, shuffle=True,
-                            seed=self.config.seed, repeat=repeat, drop_remainder=repeat)
+    def train_set(self, repeat: bool, audio: bool = False):
+        """The seeded training batches; with `audio` (round-trip training) each batch also
+        carries its clean waveforms (`round_trip.with_waveforms`)."""
+        dataset = make_dataset(self.data, "train", self.config.batch_size, shuffle=True,
+                               seed=self.config.seed, repeat=repeat, drop_remainder=repeat,
+                               include_info=audio)
+        return with_waveforms(dataset, self.data) if audio else dataset
 
     def fisher_set(self):
         """The training split, or its first `fisher_clips` clips (in the seeded order)."""
@@ -98,6 +106,17 @@ class _Context:
                              config.fisher_mode, config.fisher_clips)
 
 
+def _first_clip(data) -> Optional[tuple]:
+    """(waveform, std, config) of the first monitor clip for the audio dashboard; None when
+    its audio is no longer where `prepare` read it."""
+    first = next(iter(make_dataset(data, "dev", 1, include_info=True).take(1)))
+    try:
+        wave = corpus_waveform(data, first["path"].numpy()[0].decode())
+    except OSError:
+        return None
+    return wave.astype(np.float32), data.std, data.feature_config
+
+
 def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_dir: Optional[Path],
                 ewc_lambda: float, ewc_terms: list, sequence_defences: Sequence[str]) -> Path:
     task_dir = ctx.tasks_dir / key
@@ -112,7 +131,7 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     else:
         start = keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False).get_weights()
     attacker = prepared_attacker([ctx.defences[d] for d in stage.defences], config, ctx.shape,
-                                 start, ewc_lambda, ewc_terms)
+                                 start, ewc_lambda, ewc_terms, ctx.round_trip)
     generator = attacker.generator
     per_epoch = _steps_per_epoch(stage.steps, config.monitor_every)
     logs = task_dir / "logs"
@@ -120,9 +139,9 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
         tf.summary.text("task", "```\n" + json.dumps(identity, indent=2) + "\n```", step=0)
     # The generator of a compiled attacker (attack.cache): traced once for all its tasks.
     monitor = AttackMonitor(generator, ctx.monitor_batches, ctx.defences, ctx.monitor_clean,
-                            ctx.data.n_classes, sequence_defences, logs)
+                            ctx.data.n_classes, sequence_defences, logs, clip=ctx.monitor_clip)
     history = attacker.fit(
-        ctx.train_set(repeat=True), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
+        ctx.train_set(repeat=True, audio=config.round_trip), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
         verbose=ctx.verbose,
         callbacks=[EpochBackup(str(task_dir / "backup")),
                    keras.callbacks.TensorBoard(str(logs)), monitor])
@@ -186,7 +205,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
                       "path": str(task_dir.relative_to(ctx.run_dir))})
         parent_key, parent_dir = key, task_dir
 
-    label = sequence_label(method, defences, ewc_lambda, config.seed)
+    label = sequence_label(method, defences, ewc_lambda, config.seed, config.round_trip)
     record = {"label": label, "method": method, "defences": list(defences),
               "ewc_lambda": ewc_lambda, "profile": profile.name,
               "attacker": dataclasses.asdict(config), "tasks": tasks}

@@ -97,3 +97,37 @@ def lambda_curves_png(curves: dict, names: dict) -> bytes:
     axes[0][0].set_ylabel("adversarial dev UAR [%]")
     axes[0][-1].legend(fontsize=8)
     return _png(figure)
+
+
+def uar_against_snr_png(points: list[dict], names: dict, clean: dict) -> bytes:
+    """Adversarial UAR against waveform SNR, one point per attacker and defence: filled
+    markers after the audio round trip, hollow ones in the spectrogram domain, joined by a
+    thin line; dashed lines are each defence's clean UAR on the re-extracted clean audio.
+    `points`: dicts with `snr_db` and per defence {"spectrogram": uar, "audio": uar}
+    under `against`; `clean`: defence -> clean audio UAR (fractions)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, defence in enumerate(clean):
+        colour = colours[i % len(colours)]
+        shown = [p for p in points if p.get("snr_db") is not None and defence in p["against"]]
+        for p in shown:
+            values = p["against"][defence]
+            axis.plot([p["snr_db"], p["snr_db"]], [100 * values["spectrogram"], 100 * values["audio"]],
+                      color=colour, linewidth=0.6, alpha=0.6)
+        axis.scatter([p["snr_db"] for p in shown], [100 * p["against"][defence]["audio"] for p in shown],
+                     color=colour, label=f"{names.get(defence, defence)}: audio", zorder=3)
+        axis.scatter([p["snr_db"] for p in shown],
+                     [100 * p["against"][defence]["spectrogram"] for p in shown],
+                     facecolors="none", edgecolors=colour,
+                     label=f"{names.get(defence, defence)}: spectrogram", zorder=3)
+        axis.axhline(100 * clean[defence], color=colour, linestyle="--", linewidth=0.8)
+    axis.set_xlabel("waveform SNR [dB] (higher = quieter perturbation)")
+    axis.set_ylabel("adversarial test UAR [%] (lower = stronger)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    return _png(figure)

@@ -15,9 +15,12 @@ import numpy as np
 from tfadvser.attack.tasks import GENERATOR_FILE, load_generator, sequences_of
 from tfadvser.config import DEFENCE_NAMES
 from tfadvser.data.dataset import make_dataset
+from tfadvser.data.audio import UnreadableAudio
 from tfadvser.data.folder import load_data
 from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence, weights_digest
 from tfadvser.errors import TfadvserError
+from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, AudioSubset,
+                                            clean_scores, score_task)
 from tfadvser.evaluation.scoring import (EVAL_BATCH, attack_scores, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
@@ -29,8 +32,14 @@ from tfadvser.runtime.versions import library_versions
 SPLITS = ("dev", "test")
 
 
-def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict:
-    """Score all defences clean and all attacker tasks adversarially; return the results."""
+def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
+                 audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS) -> dict:
+    """Score all defences clean and all attacker tasks adversarially; return the results.
+
+    Then the attackers of Table 1's rows (with the lambda each row chooses) go through the
+    audio round trip (`evaluation/round_trip.py`) on `audio_clips` seeded test clips (0:
+    skipped), each writing `listen` clips' WAVs under evaluation/audio/<task key>/.
+    """
     started = time.time()
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -81,10 +90,42 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None) -> dict
         results["tasks"][key] = entry
         if progress is not None:
             progress(index + 1, len(tasks))
+    if audio_clips > 0:
+        _audio_domain(results, run_dir, data, defences, generators, audio_clips, listen)
     results["versions"] = library_versions()
     results["seconds"] = round(time.time() - started, 1)
     write_json(run_dir / "evaluation" / "results.json", results)
     return results
+
+
+def _audio_domain(results: dict, run_dir: Path, data, defences: dict, generators: GeneratorSlot,
+                  clips: int, listen: int) -> None:
+    """results["audio"] (the subset, clean scores, cost) and tasks[key]["audio"] for every
+    task a Table 1 row reads (see `evaluate_run`)."""
+    from tfadvser.experiment.report import round_trip_sequences, table1
+
+    started = time.time()
+    keys = {k for row in table1(results) for k in row.get("keys", [])}
+    keys |= {seq["tasks"][-1]["key"] for seq in round_trip_sequences(results)}
+    keys = sorted(k for k in keys if k in results["tasks"])
+    try:
+        subset = AudioSubset(data, clips, SEED)
+    except (OSError, UnreadableAudio) as exc:
+        raise TfadvserError(f"the audio round trip needs the clean clips of {data.path}: {exc} "
+                            "(restore the corpus, or pass --audio-clips 0 to skip it)") from None
+    clean = clean_scores(subset, defences, list(data.labels))
+    results["audio"] = {
+        "clips": len(subset), "split": "test", "seed": SEED, "listen": listen, "tasks": keys,
+        "clean": {d: {"stored": c["stored_scores"], "audio": c["audio_scores"]} for d, c in clean.items()},
+        "setup_seconds": round(time.time() - started, 2)}
+    for key in keys:
+        task = results["tasks"][key]
+        relative = Path("audio") / key
+        generator = generators.load(run_dir / task["path"] / GENERATOR_FILE)
+        task["audio"] = score_task(generator, subset, defences, clean, list(data.labels),
+                                   run_dir / "evaluation" / relative, listen)
+        task["audio"]["listen_dir"] = str(relative)
+    results["audio"]["seconds"] = round(time.time() - started, 2)
 
 
 def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict]:
@@ -124,13 +165,15 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
             "clip": best, "complete": bool(complete)}
 
 
-def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None) -> dict:
+def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
+                        audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS) -> dict:
     """`evaluate_run`, Fig. 2 and every output of `report.write_outputs` (Table 1 as .md and
     .csv, figures, report.md) under `run_dir/evaluation/`; returns what `write_outputs`
     returns plus `results`."""
     from tfadvser.experiment.report import table1, write_outputs
 
-    results = evaluate_run(run_dir, data_dir, progress=progress)
+    results = evaluate_run(run_dir, data_dir, progress=progress, audio_clips=audio_clips,
+                           listen=listen)
     data_dir = data_dir or results["data_dir"]
     written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
     return {**written, "results": results}

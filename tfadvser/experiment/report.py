@@ -25,6 +25,8 @@ def _candidates(row: Row, sequences: list[dict]) -> list[tuple[dict, dict]]:
     """(sequence, task) pairs that hold this row's attacker."""
     found = []
     for seq in sequences:
+        if seq["attacker"].get("round_trip"):  # not the paper's attacker: reported apart
+            continue
         defences = tuple(seq["defences"])
         if seq["method"] not in row.methods:
             continue
@@ -159,9 +161,103 @@ def lambda_curves(results: dict) -> dict[str, dict]:
     return curves
 
 
+def round_trip_sequences(results: dict) -> list[dict]:
+    """Sequences trained through the audio round trip (`--round-trip`); not Table 1's."""
+    return [seq for seq in results["sequences"] if seq["attacker"].get("round_trip")]
+
+
+def audio_rows(results: dict, rows: list[dict]) -> list[dict]:
+    """Per Table 1 row whose attacker went through the audio round trip: the row's
+    method, sequence and task keys, per defence the spectrogram-domain, renderable and
+    audio-domain adversarial UAR on the audio subset (mean over seeds; with one seed also
+    the 95 % intervals), and the mean waveform SNR, PESQ, STOI, kept share, round-trip error
+    and clipped clips. Rows without audio results are left out."""
+    out = []
+    extra = [{"method": f"{seq['method']}, trained through audio", "sequence": seq["label"],
+              "keys": [seq["tasks"][-1]["key"]]} for seq in round_trip_sequences(results)]
+    for row in rows + extra:
+        entries = [results["tasks"][k]["audio"] for k in row.get("keys", [])
+                   if "audio" in results["tasks"].get(k, {})]
+        if not entries:
+            continue
+        item = {"method": row["method"], "sequence": row["sequence"], "keys": row["keys"],
+                "seeds": len(entries), "against": {}}
+        for d in results["defences"]:
+            item["against"][d] = {}
+            for domain in ("spectrogram", "renderable", "audio"):
+                scores = [e["against"][d][domain] for e in entries if d in e["against"]]
+                if not scores:
+                    continue
+                item["against"][d][domain] = float(np.mean([s["adversarial_uar"] for s in scores]))
+                if len(scores) == 1:
+                    item["against"][d][f"{domain}_ci"] = scores[0]["adversarial_uar_ci"]
+        for metric in ("waveform_snr_db", "pesq_wb", "stoi", "kept", "round_trip_error", "seconds"):
+            values = [e[metric] for e in entries if e.get(metric) is not None]
+            item[metric] = float(np.mean(values)) if values else None
+        unclipped = [err for e in entries for err, c in zip(e["per_clip"]["round_trip_error"],
+                                                            e["per_clip"]["clipped_samples"]) if c == 0]
+        item["round_trip_error_unclipped"] = float(np.median(unclipped)) if unclipped else None
+        item["clipped_clips"] = int(sum(e["clipped_clips"] for e in entries))
+        item["clips"] = entries[0]["clips"]
+        item["listen"] = [dict(clip, dir=entries[0]["listen_dir"]) for clip in entries[0]["listen"]]
+        out.append(item)
+    return out
+
+
+def _audio_section(results: dict, rows: list[dict]) -> list[str]:
+    """report.md's audio round-trip table (`audio_rows`)."""
+    audio = results.get("audio")
+    if not audio:
+        return ["## Audio round trip", "", "Not run (`evaluate --audio-clips 0`).", ""]
+    names = list(results["defences"])
+    lines = ["## Audio round trip: the attacks rendered as sound, re-extracted and re-scored", "",
+             f"{audio['clips']} test clips (seeded subset, seed {audio['seed']}; the same clips for "
+             "every attacker) per Table 1 attacker. Each perturbation is rendered as a waveform "
+             "(STFT gain from the mel bands, clean phase, overlap-add inverse; "
+             "`tfadvser/data/rendering.py`), clipped to [-1, 1], re-extracted with `prepare`'s "
+             "features and scored again. Cells: adversarial UAR [%] in the spectrogram domain → "
+             "after the round trip (95 % interval of the latter with one seed). Clean UAR on the "
+             "re-extracted clean audio: " + ", ".join(
+                 f"{NAMES.get(d, d)} {_ci(audio['clean'][d]['audio'])}" for d in names) + ".", "",
+             "| Method | Sequence | " + " | ".join(f"{NAMES.get(d, d)} spec. → audio" for d in names)
+             + " | waveform SNR [dB] | PESQ | STOI | kept | error [nats] | clipped |",
+             "|---|---|" + "---|" * (len(names) + 6)]
+    for item in audio_rows(results, rows):
+        cells = []
+        for d in names:
+            a = item["against"].get(d, {})
+            if "audio" not in a:
+                cells.append("n/a")
+                continue
+            ci = a.get("audio_ci")
+            cells.append(f"{100 * a['spectrogram']:.1f} → {100 * a['audio']:.1f}"
+                         + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""))
+        lines.append(f"| {item['method']} | {item['sequence']} | " + " | ".join(cells)
+                     + f" | {_num(item['waveform_snr_db'], 1)} | {_num(item['pesq_wb'], 2)} | "
+                     f"{_num(item['stoi'], 2)} | {_num(item['kept'], 2)} | "
+                     f"{_num(item['round_trip_error'], 2)} | {item['clipped_clips']}/{item['clips'] * item['seeds']} |")
+    lines += ["", "*kept*: the share of the intended log-Mel change the re-extracted audio shows "
+              "(achieved change projected on the intended one); *error*: mean absolute difference "
+              "to the intended adversarial log-Mel in nats (natural-log units), over the frames "
+              "the clip has; *clipped*: clips with samples beyond ±1. Short clips are tiled into "
+              "373 frames by `prepare`; audio can carry only one copy of their frames, so the "
+              "perturbation of the repeats is lost (results.json also holds the *renderable* "
+              "spectrogram UAR that isolates this). PESQ is wide-band P.862.2 (`pesq`), STOI "
+              "is `pystoi`'s. Listen: `evaluation/audio/<task key>/`, and `report.html`.",
+              "", f"Cost: {audio.get('seconds', 0):.0f} s in all ({audio['setup_seconds']:.0f} s "
+              "to decode the subset and score it clean).", ""]
+    return lines
+
+
+def _num(value: Optional[float], digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
-    """results.json (with the table), table1.md/.csv, figures, report.md under evaluation/."""
-    from tfadvser.evaluation.figures import confusion_png, lambda_curves_png
+    """results.json (with the table), table1.md/.csv, figures, report.md and the
+    self-contained report.html under evaluation/."""
+    from tfadvser.evaluation.figures import confusion_png, lambda_curves_png, uar_against_snr_png
+    from tfadvser.experiment.html_report import render_html
 
     out = Path(run_dir) / "evaluation"
     figures = out / "figures"
@@ -186,8 +282,18 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
                                 f"{NAMES.get(name, name)}, clean test")
             write_bytes(figures / f"confusion_{name}_test.png", png)
             written[f"confusion_{name}"] = f"figures/confusion_{name}_test.png"
+    audio = audio_rows(results, rows)
+    if audio:
+        results = {**results, "audio_rows": audio}
+        write_json(out / "results.json", results)
+        points = [{"snr_db": a["waveform_snr_db"],
+                   "against": {d: v for d, v in a["against"].items() if "audio" in v}} for a in audio]
+        clean = {d: results["audio"]["clean"][d]["audio"]["uar"] for d in results["defences"]}
+        write_bytes(figures / "uar_vs_snr.png", uar_against_snr_png(points, NAMES, clean))
+        written["uar_snr"] = "figures/uar_vs_snr.png"
     report = render_report(results, rows, written, figure2, Path(run_dir))
     write_text(out / "report.md", report)
+    write_text(out / "report.html", render_html(results, rows, audio, written, figure2, out))
     return {"dir": out, "figures": written, "rows": rows}
 
 
@@ -206,6 +312,12 @@ def _time_table(results: dict, run_dir: Path) -> list[str]:
             lines.append(f"| attacker task {task['key'][:8]} ({'+'.join(task['defences'])}, "
                          f"λ {task['ewc_lambda']:g}, {task['steps']} steps) | {seconds} |")
     lines.append(f"| evaluation | {results['seconds']} |")
+    if results.get("audio"):
+        audio = results["audio"]
+        per_task = [results["tasks"][k]["audio"]["seconds"] for k in audio["tasks"]
+                    if "audio" in results["tasks"].get(k, {})]
+        lines.append(f"| of which audio round trip ({len(per_task)} attackers × {audio['clips']} clips; "
+                     f"{np.mean(per_task) if per_task else 0:.1f} s per attacker) | {audio['seconds']} |")
     return lines
 
 
@@ -222,6 +334,12 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
              "Chance is " + f"{100 / len(results['labels']):.1f} %.", "",
              table1_markdown(rows, results)]
     lines += _resolution(results, rows) + _defences(results, figures)
+    lines += _audio_section(results, rows)
+    if "uar_snr" in figures:
+        lines += [f"![adversarial UAR against waveform SNR]({figures['uar_snr']})", "",
+                  "Adversarial test UAR against waveform SNR, per Table 1 attacker and defence: "
+                  "hollow markers in the spectrogram domain, filled after the audio round trip; "
+                  "dashed lines are the clean UARs on the re-extracted clean audio.", ""]
     lines += ["## Perturbation size on test (the paper reports none)", "",
               "| Method | Sequence | mean η | MSE | L2 per clip | L∞ | SNR [dB] |", "|---|---|---|---|---|---|---|"]
     for row in rows:

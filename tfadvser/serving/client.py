@@ -34,7 +34,8 @@ def predict(server: str, model: str, signature: str, instances: list[dict],
 def perturb_file(server: str, model: str, path: Path, sample_rate: int = 16000,
                  version: Optional[int] = None) -> dict[str, np.ndarray]:
     """Send one audio file (resampled to 16 kHz mono) to an exported attacker's
-    `perturb_waveform` signature; return its outputs as arrays.
+    `perturb_waveform` signature; return its outputs as arrays (`adversarial_waveform`
+    [samples] at `sample_rate`, the log-Mels [373, 64]).
 
     The file is decoded by `prepare`'s decoder, so the two accept and reject the same files
     for the same reasons."""

@@ -6,12 +6,16 @@ receive plain (unstandardised) log-Mels:
 
   attacker  serving_default   log_mel [B, 373, 64]  -> adversarial_log_mel, perturbation
             perturb_waveform  waveform [B, samples] (16 kHz mono)
-                              -> adversarial_log_mel, perturbation, clean_log_mel
+                              -> adversarial_log_mel, perturbation, clean_log_mel,
+                                 adversarial_waveform [B, samples]
   defence   classify          log_mel [B, 373, 64]  -> probabilities [B, n], label [B]
             serving_default   the same function as classify
 
 `perturb_waveform` computes the log-Mel with `features.log_mel` / `features.fix_length`,
 the same functions `prepare` runs. `perturbation` is x' - x in log-Mel units (eta * std).
+`adversarial_waveform` is that perturbation rendered as audio by `data.rendering.render`
+(STFT gain with the clean phase, overlap-add inverse; the function the evaluation scores),
+clipped to [-1, 1]; re-extracting its log-Mel gives the audio-domain attack.
 Assets: labels.txt, feature_config.json, export.json (which run, data and checkpoint).
 
 The SavedModel is written by Keras's `ExportArchive`, one endpoint per signature with an
@@ -42,6 +46,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tfadvser.config import FeatureConfig
 from tfadvser.data.features import fix_length, log_mel
 from tfadvser.data.folder import DataFolder, load_data
+from tfadvser.data.rendering import clip_audio, render
 from tfadvser.errors import TfadvserError
 from tfadvser.runs import load_run
 from tfadvser.runtime.files import atomic_path
@@ -68,7 +73,9 @@ def attacker_endpoints(generator: keras.Model, mean, std, config: FeatureConfig)
 
     def perturb_waveform(waveform):
         clean = _log_mel_batch(waveform, config)
-        return {**perturb(clean), "clean_log_mel": clean}
+        outputs = perturb(clean)
+        audio = clip_audio(render(waveform, outputs["perturbation"], config))
+        return {**outputs, "clean_log_mel": clean, "adversarial_waveform": audio}
 
     return {"serving_default": (perturb, [tf.TensorSpec([None, *config.shape], tf.float32,
                                                         name="log_mel")]),
