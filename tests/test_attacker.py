@@ -371,20 +371,34 @@ def test_an_existing_task_is_reused(defended_run, tiny_data):
 def test_interrupted_task_resumes(defended_run, tiny_data, monkeypatch):
     profile = dataclasses.replace(SMOKE, attacker=dataclasses.replace(
         SMOKE.attacker, first_steps=6, monitor_every=2))
-    steps_seen = []
+    steps_seen, interrupted_once = [], []
     original = AttackMonitor.on_epoch_end
 
-    def interrupt_once(self, epoch, logs=None):
+    def record(self, epoch, logs=None):
         steps_seen.append(int(self.model.optimizer.iterations.numpy()))
         original(self, epoch, logs)
-        if len(steps_seen) == 1:
+
+    def interrupt_once(self, epoch, logs=None):  # Ctrl-C once the first epoch is backed up
+        if epoch == 1 and not interrupted_once:
+            interrupted_once.append(epoch)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(AttackMonitor, "on_epoch_end", interrupt_once)
+    monkeypatch.setattr(AttackMonitor, "on_epoch_end", record)
+    monkeypatch.setattr(AttackMonitor, "on_epoch_begin", interrupt_once, raising=False)
     with pytest.raises(KeyboardInterrupt):
         train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
-    train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
+    resumed = train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
     assert steps_seen == [2, 4, 6]  # resumed after step 2 with the optimizer state restored
+
+    # The resumed task ends where an uninterrupted one does: same weights, because the
+    # resumed fit skipped the batches of the finished epoch instead of seeing them again.
+    monkeypatch.setattr(AttackMonitor, "on_epoch_end", original)
+    task_dir = defended_run / resumed["tasks"][0]["path"]
+    interrupted = keras.saving.load_model(task_dir / "generator.keras", compile=False).get_weights()
+    shutil.rmtree(task_dir)
+    train_attacker(tiny_data, defended_run, "single", ["vgg16"], profile, verbose=0)
+    straight = keras.saving.load_model(task_dir / "generator.keras", compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(interrupted, straight, strict=True))
 
 
 def test_a_reused_attacker_trains_like_a_new_one(defended_run, tiny_data):

@@ -151,22 +151,35 @@ def test_finished_defence_is_reused(trained_run, tiny_data):
 def test_interrupted_training_resumes(tiny_data, tmp_path, monkeypatch):
     profile = dataclasses.replace(PROFILES["smoke"], defence=dataclasses.replace(
         PROFILES["smoke"].defence, steps=6, steps_per_epoch=2))
-    epochs_seen = []
+    epochs_seen, interrupted_once = [], []
     original = _DevScore.on_epoch_end
 
-    def interrupt_after_first_epoch(self, epoch, logs=None):
+    def record(self, epoch, logs=None):
         epochs_seen.append(epoch)
         original(self, epoch, logs)
-        if epoch == 0 and len(epochs_seen) == 1:
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):  # once epoch 0 is backed up
+        if epoch == 1 and not interrupted_once:
+            interrupted_once.append(epoch)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_DevScore, "on_epoch_end", interrupt_after_first_epoch)
+    monkeypatch.setattr(_DevScore, "on_epoch_end", record)
+    monkeypatch.setattr(_DevScore, "on_epoch_begin", interrupt_after_first_epoch, raising=False)
     with pytest.raises(KeyboardInterrupt):
         train_defence(tiny_data, "cnn4", profile, tmp_path, verbose=0)
     assert (tmp_path / "defences" / "cnn4" / "backup").exists()
     assert not (tmp_path / "defences" / "cnn4" / "results.json").exists()
-    train_defence(tiny_data, "cnn4", profile, tmp_path, verbose=0)
+    resumed = train_defence(tiny_data, "cnn4", profile, tmp_path, verbose=0)
     assert epochs_seen == [0, 1, 2]  # the second call started at epoch 1, not 0
+
+    # ... and ended where an uninterrupted run ends: the resumed fit skipped the batches
+    # of the finished epoch, and the epoch cut short redid everything it had not saved.
+    monkeypatch.setattr(_DevScore, "on_epoch_end", original)
+    straight = train_defence(tiny_data, "cnn4", profile, tmp_path / "straight", verbose=0)
+    for key in ("best_epoch", "dev", "test"):
+        assert resumed[key] == straight[key]
+    assert ([w.tolist() for w in load_defence(tmp_path, "cnn4").get_weights()]
+            == [w.tolist() for w in load_defence(tmp_path / "straight", "cnn4").get_weights()])
 
 
 def test_bad_inputs(trained_run, tiny_data, tmp_path):

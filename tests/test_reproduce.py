@@ -73,3 +73,39 @@ def test_bad_inputs(tmp_path, tiny_data):
     assert result.exit_code == 1 and "is not a run folder" in result.output
     result = run("reproduce", "--data", tiny_data, "--out", tmp_path / "r", "--lambdas", "0,1e5")
     assert result.exit_code == 2 and "positive values" in result.output
+
+
+def _numbers(run_dir):
+    """What a reproduce computes, without timings: clean UARs, Table 1 and every task's scores."""
+    results = json.loads((run_dir / "evaluation" / "results.json").read_text())
+    clean = {d: [v[s]["uar"] for s in ("dev", "test")] for d, v in results["defences"].items()}
+    tasks = {key: {s: {d: a["adversarial_uar"] for d, a in t[s]["against"].items()}
+                   for s in ("dev", "test")} for key, t in results["tasks"].items()}
+    sizes = {key: t["test"]["perturbation"] for key, t in results["tasks"].items()}
+    table = [(r["method"], r["sequence"], r["lambda"], r["cells"]) for r in results["table1"]]
+    return clean, tasks, sizes, table
+
+
+def test_reproduce_killed_at_random_moments_ends_as_an_uninterrupted_run(reproduced, tiny_data,
+                                                                         tmp_path):
+    """SIGKILL and Ctrl-C (SIGINT) at seeded random moments, then a rerun to the end: the
+    results equal the uninterrupted run's (training is deterministic on a CPU)."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "tfadvser_cli.main", "reproduce", "--data", str(tiny_data),
+               "--profile", "smoke", "--out", str(run_dir), "--lambdas", "1e4,1e7"]
+    rng = random.Random(20)
+    for kill in (signal.SIGKILL, signal.SIGINT, signal.SIGKILL):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(8.0, 45.0))
+        if process.poll() is None:
+            process.send_signal(kill)
+        process.wait(timeout=300)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _numbers(run_dir) == _numbers(reproduced[0])

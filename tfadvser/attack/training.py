@@ -35,7 +35,7 @@ from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import predictions
 from tfadvser.runs import bind_run
 from tfadvser.runtime import distribute
-from tfadvser.runtime.backup import EpochBackup
+from tfadvser.runtime.backup import EpochBackup, resumed_epoch
 from tfadvser.runtime.files import save_model, write_json
 
 
@@ -141,10 +141,13 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     monitor = AttackMonitor(generator, ctx.monitor_batches, ctx.defences, ctx.monitor_clean,
                             ctx.data.n_classes, sequence_defences, logs, clip=ctx.monitor_clip)
     history = attacker.fit(
-        ctx.train_set(repeat=True, audio=config.round_trip), epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
+        # A resumed task skips the batches its finished epochs consumed (runtime/backup.py).
+        ctx.train_set(repeat=True, audio=config.round_trip).skip(
+            resumed_epoch(task_dir / "backup") * per_epoch),
+        epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
         verbose=ctx.verbose,
-        callbacks=[EpochBackup(str(task_dir / "backup")),
-                   keras.callbacks.TensorBoard(str(logs)), monitor])
+        # The backup comes last: a kill before it redoes the whole epoch.
+        callbacks=[keras.callbacks.TensorBoard(str(logs)), monitor, EpochBackup(task_dir / "backup")])
     save_model(generator, task_dir / GENERATOR_FILE)
     final = {name: float(values[-1]) for name, values in history.history.items()}
     write_json(task_dir / TASK_FILE, {**identity, "key": key, "final_train_metrics": final,

@@ -55,6 +55,9 @@ _EXTENSIBLE = 0xFFFE
 
 @dataclasses.dataclass(frozen=True)
 class AudioInfo:
+    """What a file's header says (sample rate in Hz, channels, frames) and which decoder
+    `probe` chose for it."""
+
     sample_rate: int
     channels: int
     frames: int  # the frame count the header promises, or UNKNOWN

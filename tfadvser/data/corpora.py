@@ -41,6 +41,8 @@ APPLEDOUBLE = "macOS resource fork (._*)"
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
+    """One listed audio file with its emotion label, speaker and (if known) gender."""
+
     path: Path
     label: str
     speaker: str
@@ -49,6 +51,8 @@ class Clip:
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
+    """A file that will not be prepared, and the reason, as users read it."""
+
     path: Path
     reason: str
 
@@ -81,6 +85,7 @@ def relative_name(path: Path, root: Path) -> str:
 
 
 def describe_ignored(ignored: dict[str, int]) -> str:
+    """"3 OS artefacts, 1 not audio" from {kind: count}, most frequent first."""
     return ", ".join(f"{count} {kind}" for kind, count in sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -186,6 +191,8 @@ DEMOS_PATTERN = re.compile(r"(?P<prefix>[A-Za-z]+)_(?P<gender>[mf])_(?P<speaker>
 
 
 def read_demos(root: Path, keep_neutral: bool = False) -> Listing:
+    """DEMoS names (`NP_m_19_ang08b.wav`): label from the code, speaker and gender from the
+    name; neutral dropped unless `keep_neutral`, as in the paper."""
     labels = DEMOS_LABELS + ((NEUTRAL,) if keep_neutral else ())
     return _by_pattern(
         root, DEMOS_PATTERN, "DEMoS",
@@ -209,6 +216,8 @@ def _parse_emodb(m: re.Match, _path: Path):
 
 
 def read_emodb(root: Path, keep_neutral: bool = True) -> Listing:
+    """EmoDB names (`03a01Fa.wav`): speaker, text code and emotion letter; gender from the
+    corpus's speaker table."""
     labels = tuple(sorted(set(EMODB_CODES.values()) - ({NEUTRAL} if not keep_neutral else set())))
     return _by_pattern(root, EMODB_PATTERN, "EmoDB", _parse_emodb, labels, lambda label: label in labels)
 
@@ -281,6 +290,8 @@ def _cremad_genders(root: Path) -> dict[str, str]:
 
 
 def read_cremad(root: Path, keep_neutral: bool = True) -> Listing:
+    """CREMA-D names (`1001_DFA_ANG_XX.wav`): actor, sentence, emotion and level; genders
+    from `VideoDemographics.csv` when found."""
     labels = tuple(sorted(set(CREMAD_CODES.values()) - ({NEUTRAL} if not keep_neutral else set())))
     genders = _cremad_genders(root)
 

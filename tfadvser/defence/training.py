@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser.runtime import distribute
-from tfadvser.runtime.backup import EpochBackup
+from tfadvser.runtime.backup import EpochBackup, resumed_epoch
 from tfadvser.config import Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import DataFolder, load_data
@@ -39,7 +39,7 @@ from tfadvser.evaluation.figures import confusion_png
 from tfadvser.runtime.inference import inference
 from tfadvser.evaluation.metrics import UnweightedAverageRecall, confusion_matrix, uar_from_confusion
 from tfadvser.runs import bind_run
-from tfadvser.runtime.files import read_json, save_model, write_json
+from tfadvser.runtime.files import atomic_path, read_json, save_model, write_json
 
 MODEL_FILE, CONFIG_FILE, RESULTS_FILE = "model.keras", "config.json", "results.json"
 
@@ -103,19 +103,26 @@ class _GlobalBatchTrainer(distribute.ReplicaConsistentModel, keras.Model):
 
 class _KeepBest(keras.callbacks.Callback):
     """Keep the weights of the epoch with the best dev UAR; survives a resume, because the
-    best score so far is stored beside the weights."""
+    best score so far is stored beside the weights. The weights file is named by its epoch
+    and `best.json` names it, each written atomically, so a kill between the two writes
+    leaves a consistent pair."""
 
     def __init__(self, directory: Path):
         super().__init__()
-        self.weights = directory / "best.weights.h5"
+        self.directory = directory
         self.record = directory / "best.json"
 
     def on_epoch_end(self, epoch, logs=None):
         uar = float(logs["val_uar"])
         best = read_json(self.record)["val_uar"] if self.record.exists() else -1.0
         if uar > best:
-            self.model.save_weights(self.weights, overwrite=True)
-            write_json(self.record, {"epoch": epoch + 1, "val_uar": uar})
+            name = f"best-epoch{epoch + 1}.weights.h5"
+            with atomic_path(self.directory / name) as tmp:
+                self.model.save_weights(str(tmp))
+            write_json(self.record, {"epoch": epoch + 1, "val_uar": uar, "weights": name})
+            for old in self.directory.glob("best-epoch*.weights.h5"):
+                if old.name != name:
+                    old.unlink()
 
 
 class _DevScore(keras.callbacks.Callback):
@@ -174,8 +181,9 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
     keras.utils.set_random_seed(config.seed)
     labels = list(data.labels)
     shape = data.shape
+    # A resumed fit skips the batches its finished epochs consumed (runtime/backup.py).
     train = make_dataset(data, "train", config.batch_size, shuffle=True, seed=config.seed,
-                         repeat=True)
+                         repeat=True).skip(resumed_epoch(out / "backup") * config.steps_per_epoch)
     dev = make_dataset(data, "dev", EVAL_BATCH)
     model = _GlobalBatchTrainer(build_defence(name, len(labels), config.width, shape),
                                 len(labels))
@@ -188,12 +196,13 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
         tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
     history = model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                         verbose=verbose,
-                        callbacks=[EpochBackup(str(out / "backup")),
-                                   _DevScore(dev, labels, logs), _KeepBest(out),
-                                   keras.callbacks.TensorBoard(str(logs))])
+                        # The backup comes last: a kill before it redoes the whole epoch.
+                        callbacks=[_DevScore(dev, labels, logs), _KeepBest(out),
+                                   keras.callbacks.TensorBoard(str(logs)),
+                                   EpochBackup(out / "backup")])
 
-    model.load_weights(out / "best.weights.h5")
     best = read_json(out / "best.json")
+    model.load_weights(out / best["weights"])
     results = {"model": name, "profile": profile.name, "best_epoch": best["epoch"],
                "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if v},
                "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),

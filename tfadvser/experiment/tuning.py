@@ -90,10 +90,14 @@ class LambdaGridOracle(kt.Oracle):
 
 
 def tuning_dir(run_dir, sequence: Sequence[str], seed: int = 0) -> Path:
+    """`runs/NAME/tuning/<sequence>[-seedN]/`: one lambda sweep's keras-tuner project."""
     return Path(run_dir) / "tuning" / ("-".join(sequence) + (f"-seed{seed}" if seed else ""))
 
 
 class LambdaTuner(kt.Tuner):
+    """keras-tuner's `Tuner` whose trial trains one lifelong sequence at the trial's lambda
+    and reports the mean adversarial dev UAR over the sequence's defences (minimised)."""
+
     def __init__(self, data_dir, run_dir, sequence: Sequence[str], profile: Profile, seed: int,
                  **kwargs):
         super().__init__(**kwargs)

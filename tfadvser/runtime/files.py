@@ -23,7 +23,7 @@ from tfadvser.errors import TfadvserError
 def atomic_path(path, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write into; rename it onto `path` on success.
 
-    The temporary name keeps `path`'s suffix (Keras wants `.keras`, numpy `.npz`). With
+    The temporary name ends as `path` does (Keras wants `.keras` or `.weights.h5`). With
     `directory=True` the temporary path is a new empty folder, and an existing folder at
     `path` is replaced (removed just before the rename: a reader sees the old folder, no
     folder for an instant, or the new one). On any exception, KeyboardInterrupt included,
@@ -31,7 +31,8 @@ def atomic_path(path, directory: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}"
+    # A hidden prefix, so the name still ends as the final one does (.keras, .weights.h5).
+    tmp = path.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}"
     if directory:
         tmp.mkdir()
     try:

@@ -14,6 +14,9 @@ from tfadvser.errors import TfadvserError
 
 def predict(server: str, model: str, signature: str, instances: list[dict],
             version: Optional[int] = None, timeout: float = 120.0) -> list[dict]:
+    """POST `instances` to TF Serving's REST predict endpoint for `signature`; return its
+    `predictions`. Raises TfadvserError naming the server when it cannot be reached or
+    answers with an error."""
     url = f"{server.rstrip('/')}/v1/models/{model}"
     url += f"/versions/{version}:predict" if version is not None else ":predict"
     body = json.dumps({"signature_name": signature, "instances": instances}).encode()

@@ -151,6 +151,7 @@ def check_serving_ops(export_dir, name: Optional[str] = None) -> None:
 # Writing versions
 
 def next_version(model_dir: Path) -> int:
+    """One more than the largest integer-named version folder under `model_dir` (1 if none)."""
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
     return max(versions, default=0) + 1
 
