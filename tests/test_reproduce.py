@@ -79,10 +79,14 @@ def _numbers(run_dir):
     """What a reproduce computes, without timings: clean UARs, Table 1 and every task's scores."""
     results = json.loads((run_dir / "evaluation" / "results.json").read_text())
     clean = {d: [v[s]["uar"] for s in ("dev", "test")] for d, v in results["defences"].items()}
-    tasks = {key: {s: {d: a["adversarial_uar"] for d, a in t[s]["against"].items()}
-                   for s in ("dev", "test")} for key, t in results["tasks"].items()}
-    sizes = {key: t["test"]["perturbation"] for key, t in results["tasks"].items()}
-    table = [(r["method"], r["sequence"], r["lambda"], r["cells"]) for r in results["table1"]]
+    # By sequence and position, not by key: a key hashes the defences' model files, whose
+    # zip timestamps differ between two runs even when the weights are equal.
+    where = {t["key"]: (seq["label"], t["index"]) for seq in results["sequences"] for t in seq["tasks"]}
+    tasks = {where[key]: {s: {d: a["adversarial_uar"] for d, a in t[s]["against"].items()}
+                          for s in ("dev", "test")} for key, t in results["tasks"].items()}
+    sizes = {where[key]: t["test"]["perturbation"] for key, t in results["tasks"].items()}
+    table = [(r["method"], r["sequence"], r["lambda"], r["cells"], r["seeds"])
+             for r in results["table1"]]
     return clean, tasks, sizes, table
 
 

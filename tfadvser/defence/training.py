@@ -202,7 +202,8 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
                                    EpochBackup(out / "backup")])
 
     best = read_json(out / "best.json")
-    model.load_weights(out / best["weights"])
+    # best.json from before the weights file was named by epoch names none.
+    model.load_weights(out / best.get("weights", "best.weights.h5"))
     results = {"model": name, "profile": profile.name, "best_epoch": best["epoch"],
                "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if v},
                "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
