@@ -93,13 +93,17 @@ def mel_powers(x, eta, mean, std):
     Both spectrograms are de-standardised and exponentiated (the features are the natural
     log of mel magnitudes plus 1e-8, which is left in: it is below any signal): with
     M = exp(x * std + mean), signal = sum M^2 and noise = sum (M * (exp(eta * std) - 1))^2,
-    with `expm1` so that a 40 dB perturbation is not lost to rounding. Works in x's dtype.
+    with `expm1` so that a 40 dB perturbation is not lost to rounding. Both powers are
+    relative to the clip's loudest bin (its log-magnitude is subtracted before the
+    exponential, which leaves their ratio as it is and keeps any input from overflowing).
+    Works in x's dtype.
     """
     x = tf.convert_to_tensor(x)
     eta = tf.cast(eta, x.dtype)
     mean, std = tf.cast(mean, x.dtype), tf.cast(std, x.dtype)
-    magnitude = tf.exp(x * std + mean)
     axes = tf.range(1, tf.rank(x))
+    log_magnitude = x * std + mean
+    magnitude = tf.exp(log_magnitude - tf.reduce_max(log_magnitude, axis=axes, keepdims=True))
     signal = tf.reduce_sum(tf.square(magnitude), axis=axes)
     noise = tf.reduce_sum(tf.square(magnitude * tf.math.expm1(eta * std)), axis=axes)
     return signal, noise
