@@ -2,6 +2,7 @@
 import click
 
 from tfadvser.config import LAMBDA_SEARCHES
+from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 from tfadvser_cli.train import PROFILE_NAMES
@@ -29,8 +30,11 @@ def _lambdas(ctx, param, value):
 @click.option("--listen", default=3, show_default=True, type=click.IntRange(0),
               help="Clips per attacker written as clean / adversarial / perturbation WAVs under "
                    "RUN_DIR/evaluation/audio/<task key>/.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Score noise, PGD and MI-FGSM at each bounded budget of the run and draw "
+                   "its budget curve.")
 @user_errors
-def evaluate_command(run_dir, data_dir, audio_clips, listen):
+def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines):
     """Score every attacker checkpoint of RUN_DIR against every defence (dev and test), then
     the Table 1 attackers again after rendering them as audio, and write Table 1, the
     lifelong grids, the figures, WAVs to listen to, report.md and report.html to
@@ -39,7 +43,7 @@ def evaluate_command(run_dir, data_dir, audio_clips, listen):
 
     written = evaluate_and_report(
         run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True),
-        audio_clips=audio_clips, listen=listen)
+        audio_clips=audio_clips, listen=listen, baselines=baselines)
     missing = [r for r in written["rows"] if not r["cells"]]
     if missing:
         click.echo("rows without a trained attacker (train them, or run `tfadvser reproduce`): "
@@ -58,17 +62,26 @@ def evaluate_command(run_dir, data_dir, audio_clips, listen):
 @click.option("--lambdas", default=None, callback=_lambdas,
               help="EWC grid for the lifelong sequences (default: the paper's 1e4,1e5,1e6,1e7).")
 @click.option("--verbose", is_flag=True, help="Keras progress lines for every epoch.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Score noise, PGD and MI-FGSM at the attackers' budget and draw the budget curve.")
+@click.option("--audio-clips", default=64, show_default=True, type=click.IntRange(0),
+              help="Test clips the Table 1 attackers are rendered as audio for; 0 skips it.")
+@budget_options
 @strategy_option
 @user_errors
-def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, strategy):
-    """Run the paper's whole protocol: three defences, the attackers of Table 1, the λ sweep,
-    then evaluate. Finished stages are reused, so an interrupted run resumes."""
+def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, baselines, audio_clips,
+                      budget, strategy):
+    """Run the protocol: three defences, the attackers of Table 1, the λ sweep, then evaluate
+    with baselines of the same budget and the paper's findings tested. By default the
+    attackers are bounded (L∞ 0.008, SNR ≥ 30 dB); `--perturbation paper` runs the paper's
+    unbounded protocol. Finished stages are reused, so an interrupted run resumes."""
     from tfadvser.config import get_profile
     from tfadvser.experiment.reproduce import reproduce
 
     with strategy_scope(strategy):
-        out = reproduce(data_dir, run_dir, get_profile(profile), seeds=seeds, lambdas=lambdas,
-                        verbose=2 if verbose else 0, log=click.echo)
+        out = reproduce(data_dir, run_dir, with_budget(get_profile(profile), budget), seeds=seeds,
+                        lambdas=lambdas, verbose=2 if verbose else 0, log=click.echo,
+                        baselines=baselines, audio_clips=audio_clips)
     click.echo(f"report: {out['report']}")
 
 
@@ -86,9 +99,11 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, strat
 @click.option("--max-trials", type=click.IntRange(1), default=None,
               help="Trials of a log-uniform search (default: as many as grid values).")
 @click.option("--seed", default=0, show_default=True, type=int)
+@budget_options
 @strategy_option
 @user_errors
-def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_trials, seed, strategy):
+def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_trials, seed, budget,
+                 strategy):
     """Sweep the EWC λ of one lifelong sequence with keras-tuner; the objective is the mean
     adversarial dev UAR over the sequence's defences (lower is better). Results, HParams
     logs and best.json go to RUN/tuning/<sequence>/; a rerun resumes the search."""
@@ -97,7 +112,7 @@ def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_tria
 
     names = [s.strip() for s in sequence.split(",") if s.strip()]
     with strategy_scope(strategy):
-        best = tune(data_dir, run_dir, names, get_profile(profile), lambdas=lambdas,
+        best = tune(data_dir, run_dir, names, with_budget(get_profile(profile), budget), lambdas=lambdas,
                     search=search, max_trials=max_trials, seed=seed)
     for trial in best["trials"]:
         value = trial["metrics"].get("mean_dev_adversarial_uar")

@@ -3,6 +3,7 @@ import click
 
 from tfadvser.attack.methods import METHODS
 from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES
+from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 
@@ -79,10 +80,12 @@ def _defence_list(ctx, param, value):
                    "rendered as sound and re-extracted (needs the corpus audio where `prepare` "
                    "read it; slower, no XLA). The sequence label gets `-roundtrip`.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@budget_options
 @strategy_option
 @user_errors
 def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_dir, seed,
-                           lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, strategy):
+                           lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, budget,
+                           strategy):
     """Train the atrous-CNN attacker against trained defences.
 
     Writes a checkpoint after every task (the 2-defence results of the paper are the
@@ -98,7 +101,8 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_
                                    ("round_trip", round_trip))
                  if v is not None}
     with strategy_scope(strategy):
-        record = train_attacker(data_dir, run_dir, method, defences, get_profile(profile),
+        record = train_attacker(data_dir, run_dir, method, defences,
+                                with_budget(get_profile(profile), budget),
                                 ewc_lambda=ewc_lambda, verbose=2 if quiet else 1, **overrides)
     click.echo(f"{record['label']}: {len(record['tasks'])} task(s) in "
                f"{run_dir}/attackers/{record['label']}/sequence.json")

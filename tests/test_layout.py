@@ -97,6 +97,9 @@ EXPECTED_CHOICES = {
     ("tune", "search"): config.LAMBDA_SEARCHES,
     ("tune", "strategy"): config.STRATEGIES,
     ("export", "defence"): config.DEFENCE_NAMES,
+    **{(command, option): choices for command in ("train attacker", "tune", "reproduce")
+       for option, choices in (("perturbation", config.PERTURBATIONS),
+                               ("generator_kind", config.GENERATORS))},
 }
 
 

@@ -46,20 +46,32 @@ def tasks_dir(run_dir) -> Path:
     return Path(run_dir) / "attackers" / "tasks"
 
 
+def attacker_suffix(config: AttackerConfig) -> str:
+    """What sets a run's attackers apart beyond method and defences, as a name suffix: the
+    budget's key for a bounded attacker (none for the paper's), `-universal` for a universal
+    one, `-seedN` for seed N>0, `-roundtrip` for one trained through the audio round trip.
+    Sequence labels and lambda-sweep folders share it."""
+    suffix = f"-{config.budget.key}" if config.perturbation != "paper" else ""
+    if config.generator != "atrous":
+        suffix += f"-{config.generator}"
+    return (suffix + (f"-seed{config.seed}" if config.seed else "")
+            + ("-roundtrip" if config.round_trip else ""))
+
+
 def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
                    config: AttackerConfig) -> str:
-    """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000-eps0.008-snr30`: the
-    budget's key for a bounded attacker (none for the paper's), `-universal` for a universal
-    one, `-seedN` for seed N>0, `-roundtrip` for one trained through the audio round trip."""
+    """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000-eps0.008-snr30`
+    (`attacker_suffix` after the method, defences and, for lifelong, lambda)."""
     label = f"{method}-{'-'.join(defences)}"
     if method in EWC_METHODS:
         label += f"-lambda{ewc_lambda:g}"
-    if config.perturbation != "paper":
-        label += f"-{config.budget.key}"
-    if config.generator != "atrous":
-        label += f"-{config.generator}"
-    return (label + (f"-seed{config.seed}" if config.seed else "")
-            + ("-roundtrip" if config.round_trip else ""))
+    return label + attacker_suffix(config)
+
+
+def sweep_label(defences: Sequence[str], config: AttackerConfig) -> str:
+    """The lifelong sequences that differ only in lambda, e.g. `lifelong-cnn4-vgg16-eps0.008-snr30`:
+    the name of their lambda sweep, and what the one lambda rule chooses within."""
+    return f"lifelong-{'-'.join(defences)}" + attacker_suffix(config)
 
 
 def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:

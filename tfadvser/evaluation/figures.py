@@ -131,3 +131,30 @@ def uar_against_snr_png(points: list[dict], names: dict, clean: dict) -> bytes:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=2)
     return _png(figure)
+
+
+def budget_curve_png(curve: dict, names: dict, title: str) -> bytes:
+    """Adversarial UAR [%] against mean SNR [dB], one panel per defence, one line per
+    perturbation kind (`experiment.baseline_scores.budget_curve` output); dashed: clean UAR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    defences = list(curve["clean"])
+    figure, axes = plt.subplots(1, len(defences), figsize=(4.2 * len(defences), 3.6), sharey=True,
+                                squeeze=False)
+    for axis, defence in zip(axes[0], defences):
+        for name, lines in curve["curves"].items():
+            points = sorted(lines.get(defence, []))
+            if points:
+                axis.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o",
+                          markersize=3, label=name)
+        axis.axhline(100 * curve["clean"][defence], color="grey", linestyle="--", linewidth=0.8)
+        axis.set_title(names.get(defence, defence), fontsize=10)
+        axis.set_xlabel("mean SNR [dB] (higher = quieter)")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("adversarial UAR [%]")
+    axes[0][-1].legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    return _png(figure)

@@ -13,7 +13,8 @@ from typing import Optional
 import numpy as np
 
 from tfadvser.attack.tasks import GENERATOR_FILE, load_generator, sequences_of
-from tfadvser.config import DEFENCE_NAMES
+from tfadvser.attack.baselines import matched_noise
+from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.audio import UnreadableAudio
 from tfadvser.data.folder import load_data
@@ -21,25 +22,65 @@ from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence, w
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, AudioSubset,
                                             clean_scores, score_task)
-from tfadvser.evaluation.scoring import (EVAL_BATCH, attack_scores, classification_scores,
+from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
 from tfadvser.runs import load_run
 from tfadvser.runtime.files import read_json, write_json
-from tfadvser.runtime.inference import GeneratorSlot
+from tfadvser.experiment.baseline_scores import scores_with_predictions
+from tfadvser.runtime.inference import GeneratorSlot, inference
 from tfadvser.runtime.versions import library_versions
 
 SPLITS = ("dev", "test")
 
 
-def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
-                 audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS) -> dict:
-    """Score all defences clean and all attacker tasks adversarially; return the results.
+def _budget_of(attacker: dict) -> Budget:
+    """The budget of a sequence record's attacker settings (records older than the budget
+    held only the paper's perturbation)."""
+    if attacker.get("perturbation", "paper") == "paper":
+        return Budget(None, None)
+    return Budget(attacker.get("epsilon"), attacker.get("snr_db"))
 
-    Then the attackers of Table 1's rows (with the lambda each row chooses) go through the
-    audio round trip (`evaluation/round_trip.py`) on `audio_clips` seeded test clips (0:
-    skipped), each writing `listen` clips' WAVs under evaluation/audio/<task key>/.
+
+def lambda_choices(run_dir: Path, sequences: list[dict], dev_uar) -> dict:
+    """{sweep label: {"lambda", "source"}} for every lifelong sweep of the run: the lambda
+    its tuner chose (best.json, by `protocol.lambda_objective`), else the same rule applied
+    to `dev_uar(task key, defence)` of each lambda's last task ("evaluation")."""
+    from tfadvser.experiment.protocol import choose_lambda, lambda_objective
+
+    chosen = {}
+    for best_file in sorted(Path(run_dir).glob("tuning/*/best.json")):
+        best = read_json(best_file)
+        if "sweep" in best:
+            chosen[best["sweep"]] = {"lambda": float(best["lambda"]), "source": str(best_file.relative_to(run_dir))}
+    options: dict = {}
+    for seq in sequences:
+        if seq["method"] == "lifelong" and seq.get("sweep") and seq["sweep"] not in chosen:
+            last = seq["tasks"][-1]["key"]
+            options.setdefault(seq["sweep"], {})[float(seq["ewc_lambda"])] = lambda_objective(
+                {d: dev_uar(last, d) for d in seq["defences"]})
+    for sweep, objectives in options.items():
+        chosen[sweep] = {"lambda": choose_lambda(objectives), "source": "evaluation (dev)"}
+    return chosen
+
+
+def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
+                 audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
+                 baselines: bool = True) -> dict:
+    """Score all defences clean and the run's attackers adversarially; return the results.
+
+    Every task is scored on dev (the lambda rule's split). On test, and against noise
+    matched to its own perturbation (`attack.baselines.matched_noise`, on both splits),
+    every task except the non-chosen lambdas' intermediate tasks (the lambda each lifelong
+    sweep chose: `lambda_choices`). Per-clip predictions are kept for paired comparisons.
+    With `baselines`, each bounded budget of the run gets its baselines on both splits and
+    its budget curve on test (`baseline_scores.py`). Then the attackers of Table 1's rows go
+    through the audio round trip (`evaluation/round_trip.py`) on `audio_clips` seeded test
+    clips (0: skipped), each writing `listen` clips' WAVs under evaluation/audio/<task key>/.
     """
+    from tfadvser.attack.tasks import sweep_label
+    from tfadvser.config import AttackerConfig
+
     started = time.time()
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -57,45 +98,127 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     if not sequences:
         raise TfadvserError(f"{run_dir} has no trained attackers: run `tfadvser train attacker "
                             f"... --out {run_dir}` or `tfadvser reproduce` first")
+    for seq in sequences:
+        seq["budget"] = _budget_of(seq["attacker"]).to_dict()
+        if seq["method"] == "lifelong":
+            fields = {f: v for f, v in seq["attacker"].items() if f in AttackerConfig.__dataclass_fields__}
+            seq["sweep"] = sweep_label(seq["defences"], AttackerConfig(**fields))
     defences = {d: load_defence(run_dir, d, data) for d in names}
     batches = {s: list(make_dataset(data, s, EVAL_BATCH)) for s in SPLITS}
     truth = {s: labels_of(batches[s]) for s in SPLITS}
     clean = {d: {s: predictions(defences[d], batches[s]) for s in SPLITS} for d in names}
 
     results = {"run": run, "data_dir": str(data_dir), "labels": labels, "defences": {}, "tasks": {},
-               "sequences": sequences, "missing": [],
+               "sequences": sequences, "missing": [], "seconds_by_stage": {},
+               "truth": {s: truth[s].tolist() for s in SPLITS},
                "splits": {s: {"clips": int(len(truth[s])),
                               "speakers": len(data.record["speakers"][s])} for s in SPLITS}}
     for d in names:
         results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE),
                                   "weights_sha256": weights_digest(defences[d])}
         for s in SPLITS:
-            results["defences"][d][s] = classification_scores(truth[s], clean[d][s], labels)
+            results["defences"][d][s] = {**classification_scores(truth[s], clean[d][s], labels),
+                                         "predictions": clean[d][s].tolist()}
 
-    tasks = {t["key"]: t for seq in sequences for t in seq["tasks"]}
+    tasks = {t["key"]: (t, seq) for seq in sequences for t in seq["tasks"]}
     generators = GeneratorSlot()
-    for index, (key, task) in enumerate(sorted(tasks.items())):
+
+    def score(key: str, splits, noise: bool) -> None:
+        task, seq = tasks[key]
         path = run_dir / task["path"] / GENERATOR_FILE
         if not path.exists():
-            results["missing"].append(str(path))
-            continue
+            if str(path) not in results["missing"]:
+                results["missing"].append(str(path))
+            return
         generator = generators.load(path)
-        entry = {"defences_trained": task["defences"], "path": task["path"]}
-        for s in SPLITS:
+        entry = results["tasks"].setdefault(key, {"defences_trained": task["defences"],
+                                                  "path": task["path"], "budget": seq["budget"]})
+        for s in splits:
             perturbed = perturb(generator, batches[s])
+            against = {d: scores_with_predictions(truth[s], clean[d][s],
+                                                  predictions(defences[d], perturbed), labels)
+                       for d in names}
             entry[s] = {"perturbation": perturbation_sizes(perturbed, data.mean, data.std),
-                        "against": {d: attack_scores(truth[s], clean[d][s],
-                                                     predictions(defences[d], perturbed), labels)
-                                    for d in names}}
-        results["tasks"][key] = entry
+                        "against": against}
+            if noise:
+                noisy = [(x_adv - eta + matched_noise(eta, i), y)
+                         for i, (x_adv, y, eta) in enumerate(perturbed)]
+                for d in names:
+                    matched = scores_with_predictions(truth[s], clean[d][s],
+                                                      predictions(defences[d], noisy), labels)
+                    against[d]["matched_noise"] = {k: matched[k] for k in (
+                        "adversarial_uar", "adversarial_uar_ci", "success_rate", "flip_rate",
+                        "error_rate", "predictions")}
+
+    # Dev for every task: the lambda rule reads it.
+    t = time.time()
+    for index, key in enumerate(sorted(tasks)):
+        score(key, ("dev",), noise=False)
         if progress is not None:
-            progress(index + 1, len(tasks))
+            progress(index + 1, 2 * len(tasks))
+
+    def dev_uar(key, defence):
+        entry = results["tasks"].get(key)
+        return entry["dev"]["against"][defence]["adversarial_uar"] if entry and defence in names else None
+
+    results["lambda_choice"] = lambda_choices(run_dir, sequences, dev_uar)
+    # Test and matched noise: all but the intermediate tasks of lambdas not chosen (their
+    # last tasks stay: the "larger lambda" finding compares lambdas on test).
+    wanted = set()
+    for seq in sequences:
+        choice = results["lambda_choice"].get(seq.get("sweep"), {}).get("lambda")
+        if seq["method"] != "lifelong" or choice is None or float(seq["ewc_lambda"]) == choice:
+            wanted |= {t["key"] for t in seq["tasks"]}
+        else:
+            wanted.add(seq["tasks"][-1]["key"])
+    for index, key in enumerate(sorted(wanted)):
+        if key in results["tasks"]:
+            score(key, SPLITS, noise=True)
+        if progress is not None:
+            progress(len(tasks) + index + 1, len(tasks) + len(wanted))
+    results["seconds_by_stage"]["attackers"] = round(time.time() - t, 1)
+
+    if baselines:
+        t = time.time()
+        _baselines(results, data, batches, truth, clean, defences, labels, generators, run_dir)
+        results["seconds_by_stage"]["baselines"] = round(time.time() - t, 1)
     if audio_clips > 0:
+        t = time.time()
         _audio_domain(results, run_dir, data, defences, generators, audio_clips, listen)
+        results["seconds_by_stage"]["audio"] = round(time.time() - t, 1)
     results["versions"] = library_versions()
     results["seconds"] = round(time.time() - started, 1)
     write_json(run_dir / "evaluation" / "results.json", results)
     return results
+
+
+def _baselines(results: dict, data, batches, truth, clean, defences, labels, generators,
+               run_dir: Path) -> None:
+    """results["baselines"][budget key]: each bounded budget's noise, PGD and MI-FGSM on
+    both splits and its budget curve on CURVE_CLIPS seeded test clips."""
+    from tfadvser.experiment.baseline_scores import CURVE_CLIPS, budget_curve, score_budget
+    from tfadvser.experiment.report import table1
+
+    budgets = {Budget(**seq["budget"]) for seq in results["sequences"]}
+    results["baselines"] = {}
+    for budget in sorted((b for b in budgets if b.bounded), key=lambda b: b.key):
+        entry = {"budget": budget.to_dict(), "label": budget.label}
+        for s in SPLITS:
+            entry[s] = score_budget(budget, batches[s], truth[s], {d: clean[d][s] for d in defences},
+                                    defences, labels, data.mean, data.std)
+        x = np.concatenate([np.asarray(b[0]) for b in batches["test"]])
+        pick = np.sort(np.random.default_rng(0).permutation(len(x))[:CURVE_CLIPS])
+        rows = [r for r in table1(results, budget.key) if r.get("keys")]
+        row = next((r for r in rows if r["method"] == "Lifelong" and len(r["defences"]) == 3), None)
+        row = row or (rows[0] if rows else None)
+        attacker, name = None, ""
+        if row is not None:
+            generator = generators.load(run_dir / results["tasks"][row["keys"][0]]["path"] / GENERATOR_FILE)
+            forward = inference(generator)
+            attacker, name = (lambda xs: forward(xs)), f"{row['method']} {row['sequence']}"
+        entry["curve"] = budget_curve(budget, x[pick], truth["test"][pick], defences, labels,
+                                      data.mean, data.std, attacker, name)
+        results["baselines"][budget.key] = entry
 
 
 def _audio_domain(results: dict, run_dir: Path, data, defences: dict, generators: GeneratorSlot,
@@ -166,14 +289,15 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
 
 
 def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
-                        audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS) -> dict:
+                        audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
+                        baselines: bool = True) -> dict:
     """`evaluate_run`, Fig. 2 and every output of `report.write_outputs` (Table 1 as .md and
     .csv, figures, report.md) under `run_dir/evaluation/`; returns what `write_outputs`
     returns plus `results`."""
     from tfadvser.experiment.report import table1, write_outputs
 
     results = evaluate_run(run_dir, data_dir, progress=progress, audio_clips=audio_clips,
-                           listen=listen)
+                           listen=listen, baselines=baselines)
     data_dir = data_dir or results["data_dir"]
     written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
     return {**written, "results": results}

@@ -8,6 +8,8 @@ Single-task CNN-4 is task 0 of any clockwise sequence (the same training), and s
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Mapping
 
 # Display names of the defences, as the paper prints them.
 NAMES = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
@@ -66,3 +68,24 @@ MULTI_TASK_SEQUENCES = (("multi", ("cnn4", "vgg16")), ("multi", ("resnet50", "vg
 FIGURE2_ROWS = (("Lifelong", "CNN-4 + VGG-16 + ResNet-50"), ("Lifelong", "ResNet-50 + VGG-16 + CNN-4"),
                 ("Transfer", "CNN-4 + VGG-16 + ResNet-50"), ("Multi-task", "CNN-4 + VGG-16 + ResNet-50"),
                 ("Single-task", "CNN-4"), ("Single-task", "ResNet-50"))
+
+
+def lambda_objective(dev_uars: Mapping[str, float]) -> float:
+    """The one lambda rule's objective: the mean adversarial *dev* UAR, over the sequence's
+    defences, of the attacker after the sequence's last task (lower = stronger). The tuner
+    minimises it (`tuning.py`, written to best.json) and Table 1's lifelong rows take the
+    lambda it chose for their sequence; for a sweep without best.json the report applies
+    this same rule to the evaluation's dev results. Both rows of a sequence (its 2- and
+    3-defence prefixes) use its one lambda: the paper chooses per row, which picks the
+    2-defence row's lambda by how that attacker does against the third defence it was
+    never trained on."""
+    values = [v for v in dev_uars.values() if v is not None and math.isfinite(v)]
+    return float(sum(values) / len(values)) if values else math.inf
+
+
+def choose_lambda(objectives: Mapping[float, float]) -> float:
+    """The lambda with the lowest `lambda_objective` (the smaller lambda on a tie).
+    Raises ValueError when there is none."""
+    if not objectives:
+        raise ValueError("no lambda to choose from")
+    return min(sorted(objectives), key=lambda lam: objectives[lam])

@@ -1,9 +1,10 @@
 """From evaluation results to the paper's Table 1, its Fig. 2 and Fig. 3, and report.md.
 
-Table 1's rows are defined in `protocol.py`; each is read off one trained task.
-Lifelong rows use the lambda with the lowest mean adversarial dev UAR over all defences,
-chosen separately for each row as the paper does (its Fig. 3). With several seeds a cell
-is mean +- std over seeds.
+Table 1's rows are defined in `protocol.py`; each is read off one trained task, under one
+budget (a run can hold the bounded protocol and the paper's unbounded one: each gets its
+own Table 1). Lifelong rows use the lambda the one lambda rule chose for their sweep
+(`protocol.lambda_objective`, via `evaluate.lambda_choices`). With several seeds a cell is
+mean +- std over seeds; with one, the adversarial UAR with its 95 % interval.
 """
 from __future__ import annotations
 
@@ -16,16 +17,34 @@ from typing import Optional
 
 import numpy as np
 
-from tfadvser.config import DEFENCE_NAMES
+from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.evaluation.statistics import RESAMPLES, resolution
+from tfadvser.experiment.findings import markdown as findings_markdown
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
 from tfadvser.runtime.files import write_bytes, write_json, write_text
 
-def _candidates(row: Row, sequences: list[dict]) -> list[tuple[dict, dict]]:
-    """(sequence, task) pairs that hold this row's attacker."""
+def budgets_in(results: dict) -> list[str]:
+    """The budget keys of the run's sequences (`config.Budget.key`): bounded ones first
+    (the product's protocol), then "unbounded" (the paper's)."""
+    keys = {Budget(**seq.get("budget", {})).key for seq in results["sequences"]}
+    return sorted(keys, key=lambda k: (k == "unbounded", k))
+
+
+def primary_budget(results: dict) -> Optional[str]:
+    """The budget whose Table 1 the report leads with: the first of `budgets_in`."""
+    budgets = budgets_in(results)
+    return budgets[0] if budgets else None
+
+
+def _candidates(row: Row, sequences: list[dict], budget: str) -> list[tuple[dict, dict]]:
+    """(sequence, task) pairs that hold this row's attacker under `budget`."""
     found = []
     for seq in sequences:
         if seq["attacker"].get("round_trip"):  # not the paper's attacker: reported apart
+            continue
+        if seq["attacker"].get("generator", "atrous") != "atrous":  # universal: apart
+            continue
+        if Budget(**seq.get("budget", {})).key != budget:
             continue
         defences = tuple(seq["defences"])
         if seq["method"] not in row.methods:
@@ -38,53 +57,79 @@ def _candidates(row: Row, sequences: list[dict]) -> list[tuple[dict, dict]]:
     return found
 
 
-def _adv(results: dict, key: str, defence: str, split: str) -> Optional[float]:
+def _scored(results: dict, key: str, defence: str, split: str) -> Optional[dict]:
     task = results["tasks"].get(key)
-    if task is None or defence not in task[split]["against"]:
+    if task is None or split not in task or defence not in task[split]["against"]:
         return None
-    return task[split]["against"][defence]["adversarial_uar"]
+    return task[split]["against"][defence]
 
 
-def _by_lambda(row: Row, results: dict) -> dict[float, dict[int, str]]:
+def _adv(results: dict, key: str, defence: str, split: str) -> Optional[float]:
+    scored = _scored(results, key, defence, split)
+    return None if scored is None else scored["adversarial_uar"]
+
+
+def _by_lambda(row: Row, results: dict, budget: str) -> dict[float, dict[int, str]]:
     """lambda -> seed -> task key (lambda 0 for rows without EWC)."""
     table = defaultdict(dict)
-    for seq, task in _candidates(row, results["sequences"]):
+    for seq, task in _candidates(row, results["sequences"], budget):
         if task["key"] in results["tasks"]:
             table[float(task["ewc_lambda"])][seq["attacker"]["seed"]] = task["key"]
     return table
 
 
-def _objective(results: dict, keys: dict[int, str]) -> float:
-    """Mean adversarial dev UAR over all defences and seeds: lower is a stronger attacker."""
-    values = [_adv(results, key, d, "dev") for key in keys.values() for d in results["defences"]]
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else float("inf")
+def _chosen(row: Row, results: dict, budget: str) -> dict[int, str]:
+    """seed -> task key of a row: for lifelong rows, the lambda `protocol.lambda_objective`
+    chose for the row's sweep (`evaluate.lambda_choices`)."""
+    keys = {}
+    for seq, task in _candidates(row, results["sequences"], budget):
+        if task["key"] not in results["tasks"]:
+            continue
+        if row.method == "Lifelong":
+            choice = results.get("lambda_choice", {}).get(seq.get("sweep"), {}).get("lambda")
+            if choice is None or float(seq["ewc_lambda"]) != choice:
+                continue
+        keys[seq["attacker"]["seed"]] = task["key"]
+    return keys
 
 
-def table1(results: dict) -> list[dict]:
-    """Table 1's rows (`protocol.ROWS`) from `evaluate_run` results: per row the chosen
-    lambda, the seeds and task keys, and per "defence/split" cell the adversarial UAR's
-    mean and std over seeds (fractions, not percent); rows without an attacker have no cells."""
+def table1(results: dict, budget: Optional[str] = None) -> list[dict]:
+    """Table 1's rows (`protocol.ROWS`) under one budget (default `primary_budget`) from
+    `evaluate_run` results: per row the chosen lambda, the seeds and task keys, and per
+    "defence/split" cell the adversarial UAR's mean and std over seeds (fractions), with one
+    seed also its 95 % interval and the matched-noise UAR; rows without an attacker have no
+    cells."""
+    budget = budget or primary_budget(results)
     rows = []
     for row in ROWS:
-        options = _by_lambda(row, results)
+        keys = _chosen(row, results, budget)
         entry = {"method": row.method, "sequence": row.name, "defences": list(row.sequence),
-                 "lambda": None, "seeds": 0, "cells": {}}
-        if options:
-            lam = min(options, key=lambda value: _objective(results, options[value]))
-            keys = options[lam]
-            entry.update(seeds=len(keys), keys=sorted(keys.values()),
+                 "lambda": None, "seeds": 0, "cells": {}, "budget": budget}
+        if keys:
+            lam = next(
+                (float(t["ewc_lambda"]) for seq in results["sequences"] for t in seq["tasks"]
+                 if t["key"] in keys.values()), None)
+            entry.update(seeds=len(keys), keys=[keys[s] for s in sorted(keys)],
                          **({"lambda": lam} if row.method == "Lifelong" else {}))
             for d in results["defences"]:
                 for split in ("dev", "test"):
-                    values = [_adv(results, k, d, split) for k in keys.values()]
-                    values = [v for v in values if v is not None]
-                    if values:
-                        entry["cells"][f"{d}/{split}"] = {"mean": float(np.mean(values)),
-                                                          "std": float(np.std(values)),
-                                                          "n": len(values)}
-            sizes = [results["tasks"][k]["test"]["perturbation"] for k in keys.values()]
-            entry["test_perturbation"] = {m: float(np.mean([s[m] for s in sizes])) for m in sizes[0]}
+                    scored = [_scored(results, k, d, split) for k in entry["keys"]]
+                    scored = [v for v in scored if v is not None]
+                    if not scored:
+                        continue
+                    values = [v["adversarial_uar"] for v in scored]
+                    cell = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                            "n": len(values)}
+                    if len(scored) == 1:
+                        cell["ci"] = scored[0]["adversarial_uar_ci"]
+                    noise = [v["matched_noise"]["adversarial_uar"] for v in scored if "matched_noise" in v]
+                    if noise:
+                        cell["noise"] = float(np.mean(noise))
+                    entry["cells"][f"{d}/{split}"] = cell
+            sizes = [results["tasks"][k]["test"]["perturbation"] for k in entry["keys"]
+                     if "test" in results["tasks"][k]]
+            if sizes:
+                entry["test_perturbation"] = {m: float(np.mean([s[m] for s in sizes])) for m in sizes[0]}
         rows.append(entry)
     return rows
 
@@ -93,17 +138,21 @@ def _cell(cell: Optional[dict]) -> str:
     if cell is None:
         return "n/a"
     text = f"{100 * cell['mean']:.1f}"
-    return text + (f" ± {100 * cell['std']:.1f}" if cell["n"] > 1 else "")
+    if cell["n"] > 1:
+        return text + f" ± {100 * cell['std']:.1f}"
+    if cell.get("ci"):
+        return text + f" [{100 * cell['ci'][0]:.1f}, {100 * cell['ci'][1]:.1f}]"
+    return text
 
 
 def table1_markdown(rows: list[dict], results: dict) -> str:
-    """Table 1 as a markdown table in percent, the clean UARs first."""
+    """Table 1 as a markdown table in percent, the clean UARs (with 95 % intervals) first."""
     names = [d for d in DEFENCE_NAMES if d in results["defences"]]
     header = "| Method | Sequence | λ | " + " | ".join(
         f"{NAMES[d]} {s}" for d in names for s in ("dev", "test")) + " |"
     lines = [header, "|" + "---|" * (3 + 2 * len(names))]
     lines.append("| Clean (no attack) | | | " + " | ".join(
-        f"{100 * results['defences'][d][s]['uar']:.1f}" for d in names for s in ("dev", "test")) + " |")
+        _ci(results['defences'][d][s]) for d in names for s in ("dev", "test")) + " |")
     for row in rows:
         lam = f"{row['lambda']:g}" if row["lambda"] is not None else ""
         cells = [_cell(row["cells"].get(f"{d}/{s}")) for d in names for s in ("dev", "test")]
@@ -152,7 +201,7 @@ def lambda_curves(results: dict) -> dict[str, dict]:
     for row in ROWS:
         if row.method != "Lifelong":
             continue
-        options = _by_lambda(row, results)
+        options = _by_lambda(row, results, primary_budget(results))
         curves[row.name] = {
             lam: {d: float(np.mean([v for v in (_adv(results, k, d, "dev") for k in keys.values())
                                     if v is not None] or [np.nan]))
@@ -256,7 +305,8 @@ def _num(value: Optional[float], digits: int) -> str:
 def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     """results.json (with the table), table1.md/.csv, figures, report.md and the
     self-contained report.html under evaluation/."""
-    from tfadvser.evaluation.figures import confusion_png, lambda_curves_png, uar_against_snr_png
+    from tfadvser.evaluation.figures import (budget_curve_png, confusion_png, lambda_curves_png,
+                                             uar_against_snr_png)
     from tfadvser.experiment.html_report import render_html
 
     out = Path(run_dir) / "evaluation"
@@ -273,6 +323,11 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     if any(curves.values()):
         write_bytes(figures / "fig3_lambda.png", lambda_curves_png(curves, NAMES))
         written["fig3"] = "figures/fig3_lambda.png"
+    for key, base in results.get("baselines", {}).items():
+        png = budget_curve_png(base["curve"], NAMES, f"budget curve ({base['label']})")
+        write_bytes(figures / f"budget_curve_{key}.png", png)
+        written[f"budget_curve_{key}"] = f"figures/budget_curve_{key}.png"
+        _tensorboard_image(Path(run_dir) / "evaluation" / "logs", f"budget_curve/{key}", png)
     if figure2 is not None:
         write_bytes(figures / "fig2_spectrograms.png", figure2["png"])
         written["fig2"] = "figures/fig2_spectrograms.png"
@@ -295,6 +350,14 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     write_text(out / "report.md", report)
     write_text(out / "report.html", render_html(results, rows, audio, written, figure2, out))
     return {"dir": out, "figures": written, "rows": rows}
+
+
+def _tensorboard_image(log_dir: Path, tag: str, png: bytes) -> None:
+    """A PNG as an image summary under evaluation/logs (TensorBoard's Images tab)."""
+    import tensorflow as tf
+
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        tf.summary.image(tag, tf.image.decode_png(png, channels=4)[None], step=0)
 
 
 def _time_table(results: dict, run_dir: Path) -> list[str]:
@@ -329,10 +392,17 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
     lines = [f"# tfadvser report: {run_dir.name or 'run'}", "",
              f"Data: `{results['data_dir']}` (fingerprint `{run['fingerprint'][:16]}`), "
              f"labels: {', '.join(results['labels'])}. Profile: `{run['profile']}`.", "",
-             "## Table 1: adversarial UAR [%] (lower = stronger attack)", "",
-             "Rows follow the paper's Table 1; the first row is each defence's clean UAR. "
-             "Chance is " + f"{100 / len(results['labels']):.1f} %.", "",
-             table1_markdown(rows, results)]
+             _budget_note(results)]
+    for budget in budgets_in(results):
+        shown = rows if budget == primary_budget(results) else table1(results, budget)
+        label = _budget_label(results, budget)
+        lines += [f"## Table 1: adversarial UAR [%] (lower = stronger attack), {label}", "",
+                  "Rows follow the paper's Table 1; the first row is each defence's clean UAR. "
+                  f"Chance is {100 / len(results['labels']):.1f} %. Cells: UAR with its 95 % "
+                  "interval (bootstrap over clips, stratified by class) for one seed, mean ± std "
+                  "over seeds for several.", "", table1_markdown(shown, results)]
+        lines += findings_markdown(results, shown, budget, figures)
+    lines += _rates_section(results, rows)
     lines += _resolution(results, rows) + _defences(results, figures)
     lines += _audio_section(results, rows)
     if "uar_snr" in figures:
@@ -378,6 +448,43 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
     return "\n".join(lines)
 
 
+def _budget_label(results: dict, budget: str) -> str:
+    seq = next((s for s in results["sequences"] if Budget(**s.get("budget", {})).key == budget), None)
+    return Budget(**seq["budget"]).label if seq else budget
+
+
+def _budget_note(results: dict) -> str:
+    return ("Budgets: a *bounded* attack (the product's protocol) is signed and within an L∞ "
+            "bound in standardised log-Mel units and a per-clip SNR floor on linear mel "
+            "magnitudes, by construction; the paper's *unbounded* attack adds a positive "
+            "sigmoid output that nothing but its MSE term limits (`tfadvser/attack/budget.py`). "
+            "Each budget gets its own Table 1, baselines and findings.\n")
+
+
+def _rates_section(results: dict, rows: list[dict]) -> list[str]:
+    """The three "fooling rates" of Table 1's attackers on test, defined."""
+    names = list(results["defences"])
+    lines = ["## Attack rates on test [%]", "",
+             "The field uses \"fooling rate\" for three different things; here each has its own "
+             "name. *success*: of the clips the defence gets right clean, the share it gets "
+             "wrong under attack; *flip*: of all clips, the share whose prediction changes; "
+             "*error*: of all clips, the share predicted wrong under attack (1 − accuracy). "
+             "Cells: success / flip / error.", "",
+             "| Method | Sequence | " + " | ".join(NAMES.get(d, d) for d in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for row in rows:
+        if not row.get("keys"):
+            continue
+        task = results["tasks"].get(row["keys"][0], {})
+        if "test" not in task:
+            continue
+        cells = [" / ".join(f"{100 * task['test']['against'][d][r]:.1f}"
+                            for r in ("success_rate", "flip_rate", "error_rate"))
+                 if "flip_rate" in task["test"]["against"].get(d, {}) else "n/a" for d in names]
+        lines.append(f"| {row['method']} | {row['sequence']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _resolution(results: dict, rows: list[dict]) -> list[str]:
     """What this run can resolve: split sizes, clean UARs with their 95 % intervals, the
     typical interval width of a Table 1 cell and the smallest difference it resolves."""
@@ -395,7 +502,7 @@ def _resolution(results: dict, rows: list[dict]) -> list[str]:
                     if low is not None:
                         widths.append(high - low)
     summary = resolution(widths)
-    lines += ["", "Every UAR carries a 95 % bootstrap interval over clips (percentile method, "
+    lines += ["", "Every UAR carries a 95 % bootstrap interval over clips, stratified by class (percentile method, "
               f"{RESAMPLES} resamples, `evaluation/statistics.py`); clips of one speaker are "
               "correlated, so for new speakers the intervals are if anything too narrow."]
     if summary["typical_width"] is not None:

@@ -17,6 +17,7 @@ from tfadvser.attack.training import train_attacker
 from tfadvser.config import DEFENCE_NAMES, Profile
 from tfadvser.defence.training import train_defence
 from tfadvser.errors import TfadvserError
+from tfadvser.evaluation.round_trip import AUDIO_CLIPS
 from tfadvser.experiment.evaluate import evaluate_and_report
 from tfadvser.experiment.protocol import (FIRST_TASKS, LIFELONG_SEQUENCES, MULTI_TASK_SEQUENCES,
                                           TRANSFER_SEQUENCES)
@@ -26,7 +27,8 @@ from tfadvser.runtime import distribute
 
 def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
               lambdas: Optional[Sequence[float]] = None, verbose: int = 0,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, baselines: bool = True,
+              audio_clips: int = AUDIO_CLIPS) -> dict:
     """Train and evaluate the whole protocol (`protocol.py`) under the current tf.distribute
     strategy; log one line per stage. Returns `evaluate_and_report`'s outputs with `report`,
     the path of report.md. Raises TfadvserError for `seeds` < 1 or a lambda grid that is
@@ -53,8 +55,10 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
         for method, defences in MULTI_TASK_SEQUENCES:
             _train(data_dir, run_dir, method, defences, profile, seed, verbose, log)
     t = time.time()
-    written = evaluate_and_report(run_dir, data_dir)
-    log(f"evaluation ({time.time() - t:.0f} s); total {time.time() - started:.0f} s")
+    written = evaluate_and_report(run_dir, data_dir, baselines=baselines, audio_clips=audio_clips)
+    stages = written["results"].get("seconds_by_stage", {})
+    log(f"evaluation ({time.time() - t:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+        + f"); total {time.time() - started:.0f} s")
     return {"report": Path(written["dir"]) / "report.md", **written}
 
 

@@ -12,21 +12,22 @@ every trial's per-defence dev UAR.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Optional, Sequence
 
 import keras_tuner as kt
-import numpy as np
 import tensorflow as tf
 
-from tfadvser.attack.tasks import first_task_trained, generator_path
+from tfadvser.attack.tasks import attacker_suffix, first_task_trained, generator_path, sweep_label
 from tfadvser.attack.training import train_attacker
-from tfadvser.config import LAMBDA_SEARCHES, Profile
+from tfadvser.config import LAMBDA_SEARCHES, AttackerConfig, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
+from tfadvser.experiment.protocol import choose_lambda, lambda_objective
 from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores, labels_of, perturb,
                                          predictions)
 from tfadvser.runtime import distribute
@@ -89,9 +90,10 @@ class LambdaGridOracle(kt.Oracle):
         self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in _FINISHED]
 
 
-def tuning_dir(run_dir, sequence: Sequence[str], seed: int = 0) -> Path:
-    """`runs/NAME/tuning/<sequence>[-seedN]/`: one lambda sweep's keras-tuner project."""
-    return Path(run_dir) / "tuning" / ("-".join(sequence) + (f"-seed{seed}" if seed else ""))
+def tuning_dir(run_dir, sequence: Sequence[str], config: AttackerConfig) -> Path:
+    """`runs/NAME/tuning/<sequence><attacker suffix>/` (e.g. `cnn4-vgg16-resnet50-eps0.008-snr30`,
+    `-seedN` for seed N > 0; `tasks.attacker_suffix`): one lambda sweep's keras-tuner project."""
+    return Path(run_dir) / "tuning" / ("-".join(sequence) + attacker_suffix(config))
 
 
 class LambdaTuner(kt.Tuner):
@@ -120,7 +122,7 @@ class LambdaTuner(kt.Tuner):
         for name, defence in self.defences.items():
             per_defence[f"dev_adversarial_uar_{name}"] = classification_scores(
                 self.dev_labels, predictions(defence, perturbed), self.labels)["uar"]
-        objective = float(np.mean(list(per_defence.values())))
+        objective = lambda_objective(per_defence)
         if not math.isfinite(objective):
             raise kt.errors.FailedTrialError(f"lambda {lam:g}: the objective came out {objective}")
         self._log_hparams(trial.trial_id, lam, {OBJECTIVE: objective, **per_defence})
@@ -167,7 +169,8 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         hp.Float("lambda", min(lambdas), max(lambdas), sampling="log")
         oracle = kt.oracles.RandomSearchOracle(objective=objective, hyperparameters=hp,
                                                max_trials=max_trials or len(lambdas), seed=seed)
-    out = tuning_dir(run_dir, sequence, seed)
+    config = dataclasses.replace(profile.attacker, seed=seed)
+    out = tuning_dir(run_dir, sequence, config)
     tuner = LambdaTuner(data_dir, run_dir, sequence, profile, seed, oracle=oracle,
                         directory=str(out.parent), project_name=out.name, overwrite=False)
     tuner.search()
@@ -185,8 +188,10 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
     done = [t for t in trials if t["metrics"].get(OBJECTIVE) is not None]
     if not done:
         raise TfadvserError(f"every trial failed; see {out}")
-    best = min(done, key=lambda t: t["metrics"][OBJECTIVE])
-    result = {"sequence": list(sequence), "seed": seed, "objective": OBJECTIVE, "direction": "min",
+    chosen = choose_lambda({t["lambda"]: t["metrics"][OBJECTIVE] for t in done})
+    best = next(t for t in done if t["lambda"] == chosen)
+    result = {"sequence": list(sequence), "seed": seed, "sweep": sweep_label(sequence, config),
+              "objective": OBJECTIVE, "direction": "min", "rule": "protocol.lambda_objective",
               "lambda": best["lambda"], "best_objective": best["metrics"][OBJECTIVE],
               "trials": sorted(trials, key=lambda t: t["lambda"])}
     write_json(out / "best.json", result)
