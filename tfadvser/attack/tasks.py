@@ -45,10 +45,11 @@ def tasks_dir(run_dir) -> Path:
 
 
 def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
-                   seed: int, round_trip: bool = False) -> str:
+                   seed: int, round_trip: bool = False, regulariser: str = "ewc") -> str:
     """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000` (`-seedN` for seed
-    N>0, `-roundtrip` for an attacker trained through the audio round trip)."""
-    label = f"{method}-{'-'.join(defences)}"
+    N>0, `-roundtrip` for an attacker trained through the audio round trip); a regulariser
+    other than EWC follows the method: `lifelong-si-cnn4-vgg16-lambda0.1`."""
+    label = f"{method}-{'' if regulariser == 'ewc' else regulariser + '-'}{'-'.join(defences)}"
     if method in EWC_METHODS:
         label += f"-lambda{ewc_lambda:g}"
     return label + (f"-seed{seed}" if seed else "") + ("-roundtrip" if round_trip else "")
@@ -68,8 +69,11 @@ def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:
 
 
 def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: AttackerConfig,
-             fingerprint: str, hashes: dict[str, str]) -> tuple[str, dict]:
-    """(16-hex-digit key, the identity it hashes) of a task: everything its weights depend on."""
+             fingerprint: str, hashes: dict[str, str],
+             regulariser: Optional[dict] = None) -> tuple[str, dict]:
+    """(16-hex-digit key, the identity it hashes) of a task: everything its weights depend on.
+    `regulariser`: a continual-learning regulariser's fields (`continual.key_fields`), None
+    for EWC."""
     identity = {"parent": parent, "defences": list(stage.defences), "steps": stage.steps,
                 "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
                 "defence_models": {d: hashes[d] for d in stage.defences},
@@ -80,6 +84,8 @@ def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: Att
         identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
         if config.fisher_clips is not None:
             identity["ewc"]["fisher_clips"] = config.fisher_clips
+    if regulariser:  # only when set: EWC's keys stay as they were
+        identity["regulariser"] = regulariser
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return digest, identity
 

@@ -23,6 +23,7 @@ from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, Aud
                                             clean_scores, score_task)
 from tfadvser.evaluation.scoring import (EVAL_BATCH, attack_scores, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
+from tfadvser.experiment.continual_report import untrained_predictions
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
 from tfadvser.runs import load_run
 from tfadvser.runtime.files import read_json, write_json
@@ -72,6 +73,9 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         for s in SPLITS:
             results["defences"][d][s] = classification_scores(truth[s], clean[d][s], labels)
 
+    # Per-clip predictions, for the continual-learning metrics' intervals (continual_report.py).
+    per_clip = {"labels": {s: truth[s].tolist() for s in SPLITS},
+                "clean": {d: {s: clean[d][s].tolist() for s in SPLITS} for d in names}, "tasks": {}}
     tasks = {t["key"]: t for seq in sequences for t in seq["tasks"]}
     generators = GeneratorSlot()
     for index, (key, task) in enumerate(sorted(tasks.items())):
@@ -83,13 +87,16 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         entry = {"defences_trained": task["defences"], "path": task["path"]}
         for s in SPLITS:
             perturbed = perturb(generator, batches[s])
+            adversarial = {d: predictions(defences[d], perturbed) for d in names}
             entry[s] = {"perturbation": perturbation_sizes(perturbed, data.mean, data.std),
-                        "against": {d: attack_scores(truth[s], clean[d][s],
-                                                     predictions(defences[d], perturbed), labels)
+                        "against": {d: attack_scores(truth[s], clean[d][s], adversarial[d], labels)
                                     for d in names}}
+            per_clip["tasks"].setdefault(key, {})[s] = {d: p.tolist() for d, p in adversarial.items()}
         results["tasks"][key] = entry
         if progress is not None:
             progress(index + 1, len(tasks))
+    per_clip["untrained"] = untrained_predictions(sequences, data, defences, batches)
+    results["per_clip"] = per_clip
     if audio_clips > 0:
         _audio_domain(results, run_dir, data, defences, generators, audio_clips, listen)
     results["versions"] = library_versions()

@@ -18,6 +18,7 @@ import numpy as np
 
 from tfadvser.config import DEFENCE_NAMES
 from tfadvser.evaluation.statistics import RESAMPLES, resolution
+from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
 from tfadvser.runtime.files import write_bytes, write_json, write_text
 
@@ -26,6 +27,8 @@ def _candidates(row: Row, sequences: list[dict]) -> list[tuple[dict, dict]]:
     found = []
     for seq in sequences:
         if seq["attacker"].get("round_trip"):  # not the paper's attacker: reported apart
+            continue
+        if seq.get("regulariser") not in (None, "ewc"):  # continual_report.py's, not the paper's
             continue
         defences = tuple(seq["defences"])
         if seq["method"] not in row.methods:
@@ -292,6 +295,7 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
         write_bytes(figures / "uar_vs_snr.png", uar_against_snr_png(points, NAMES, clean))
         written["uar_snr"] = "figures/uar_vs_snr.png"
     report = render_report(results, rows, written, figure2, Path(run_dir))
+    report += "\n" + continual_report.write(out, results, run_dir)  # continual-learning comparison
     write_text(out / "report.md", report)
     write_text(out / "report.html", render_html(results, rows, audio, written, figure2, out))
     return {"dir": out, "figures": written, "rows": rows}

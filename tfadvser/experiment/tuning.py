@@ -20,6 +20,7 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
+from tfadvser.attack.continual import check as check_regulariser, strength_grid
 from tfadvser.attack.tasks import first_task_trained, generator_path
 from tfadvser.attack.training import train_attacker
 from tfadvser.config import LAMBDA_SEARCHES, Profile
@@ -89,9 +90,11 @@ class LambdaGridOracle(kt.Oracle):
         self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in _FINISHED]
 
 
-def tuning_dir(run_dir, sequence: Sequence[str], seed: int = 0) -> Path:
-    """`runs/NAME/tuning/<sequence>[-seedN]/`: one lambda sweep's keras-tuner project."""
-    return Path(run_dir) / "tuning" / ("-".join(sequence) + (f"-seed{seed}" if seed else ""))
+def tuning_dir(run_dir, sequence: Sequence[str], seed: int = 0, regulariser: str = "ewc") -> Path:
+    """`runs/NAME/tuning/[<regulariser>-]<sequence>[-seedN]/`: one lambda sweep's keras-tuner
+    project (the regulariser named when it is not EWC)."""
+    prefix = "" if regulariser == "ewc" else f"{regulariser}-"
+    return Path(run_dir) / "tuning" / (prefix + "-".join(sequence) + (f"-seed{seed}" if seed else ""))
 
 
 class LambdaTuner(kt.Tuner):
@@ -99,8 +102,9 @@ class LambdaTuner(kt.Tuner):
     and reports the mean adversarial dev UAR over the sequence's defences (minimised)."""
 
     def __init__(self, data_dir, run_dir, sequence: Sequence[str], profile: Profile, seed: int,
-                 **kwargs):
+                 regulariser: str = "ewc", **kwargs):
         super().__init__(**kwargs)
+        self.regulariser = regulariser
         self.data_dir, self.run_dir, self.sequence = data_dir, Path(run_dir), list(sequence)
         self.profile, self.seed = profile, seed
         data = load_data(data_dir)
@@ -113,7 +117,7 @@ class LambdaTuner(kt.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         lam = float(trial.hyperparameters.get("lambda"))
         record = train_attacker(self.data_dir, self.run_dir, "lifelong", self.sequence, self.profile,
-                                ewc_lambda=lam, verbose=0, seed=self.seed)
+                                ewc_lambda=lam, verbose=0, seed=self.seed, regulariser=self.regulariser)
         generator = self.generators.load(generator_path(self.run_dir, record["tasks"][-1]))
         perturbed = perturb(generator, self.dev)
         per_defence = {}
@@ -145,11 +149,13 @@ class LambdaTuner(kt.Tuner):
 
 def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
          lambdas: Optional[Sequence[float]] = None, search: str = "grid",
-         max_trials: Optional[int] = None, seed: int = 0) -> dict:
-    """Sweep lambda for one lifelong sequence; write and return `best.json`."""
+         max_trials: Optional[int] = None, seed: int = 0, regulariser: str = "ewc") -> dict:
+    """Sweep lambda (the `regulariser`'s strength, config.REGULARISERS) for one lifelong
+    sequence; write and return `best.json`."""
     if search not in LAMBDA_SEARCHES:
         raise TfadvserError(f"unknown search {search!r}; choose one of {', '.join(LAMBDA_SEARCHES)}")
-    lambdas = list(lambdas if lambdas is not None else profile.attacker.lambdas)
+    check_regulariser(regulariser)
+    lambdas = list(lambdas if lambdas is not None else strength_grid(regulariser, profile.attacker))
     if not lambdas or any(not (lam > 0 and math.isfinite(lam)) for lam in lambdas):
         raise TfadvserError(f"the lambda grid must hold positive numbers, got {lambdas}")
     if len(sequence) < 2:
@@ -167,8 +173,8 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         hp.Float("lambda", min(lambdas), max(lambdas), sampling="log")
         oracle = kt.oracles.RandomSearchOracle(objective=objective, hyperparameters=hp,
                                                max_trials=max_trials or len(lambdas), seed=seed)
-    out = tuning_dir(run_dir, sequence, seed)
-    tuner = LambdaTuner(data_dir, run_dir, sequence, profile, seed, oracle=oracle,
+    out = tuning_dir(run_dir, sequence, seed, regulariser)
+    tuner = LambdaTuner(data_dir, run_dir, sequence, profile, seed, regulariser, oracle=oracle,
                         directory=str(out.parent), project_name=out.name, overwrite=False)
     tuner.search()
     trials = []
@@ -186,7 +192,7 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
     if not done:
         raise TfadvserError(f"every trial failed; see {out}")
     best = min(done, key=lambda t: t["metrics"][OBJECTIVE])
-    result = {"sequence": list(sequence), "seed": seed, "objective": OBJECTIVE, "direction": "min",
+    result = {"sequence": list(sequence), "seed": seed, "regulariser": regulariser, "objective": OBJECTIVE, "direction": "min",
               "lambda": best["lambda"], "best_objective": best["metrics"][OBJECTIVE],
               "trials": sorted(trials, key=lambda t: t["lambda"])}
     write_json(out / "best.json", result)
