@@ -236,3 +236,77 @@ def test_continual_intervals_from_per_clip_predictions():
         low, high = metric["ci"]
         assert low <= metric["value"] <= high and high > low
     assert continual_intervals(y, clean, adversarial, 2, baseline, resamples=500) == out
+
+
+def test_report_compares_the_methods_with_continual_metrics(two_defences, tiny_data):
+    """Runs after the training tests above, in this module's run."""
+    for method in ("transfer", "multi"):
+        result = run("train", "attacker", "--data", tiny_data, "--profile", "smoke", "--out",
+                     two_defences, "--quiet", "--method", method, "--defences", "cnn4,vgg16")
+        assert result.exit_code == 0, result.output
+    result = run("evaluate", two_defences, "--audio-clips", "0")
+    assert result.exit_code == 0, result.output
+    out = two_defences / "evaluation"
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["method"]: r for r in json.loads((out / "continual.json").read_text())["rows"]}
+    assert set(rows) == {"Multi-task", "Transfer", "Lifelong (EWC)", "Lifelong (ONLINE-EWC)",
+                         "Lifelong (SI)", "Lifelong (MAS)", "Lifelong (LWF)"}
+    assert "metrics" not in rows["Multi-task"] and rows["Multi-task"]["peak_rss_mb"] > 0
+    si = rows["Lifelong (SI)"]
+    seq = sequence(two_defences, si["label"])
+    clean = {d: results["defences"][d]["test"]["uar"] for d in ("cnn4", "vgg16")}
+    adv = [{d: results["tasks"][t["key"]]["test"]["against"][d]["adversarial_uar"] for d in clean}
+           for t in seq["tasks"]]
+    # the grid is clean minus adversarial test UAR, after task k (row) on defence j (column)
+    np.testing.assert_allclose(si["grid"], [[clean[d] - a[d] for d in ("cnn4", "vgg16")] for a in adv])
+    m = si["metrics"]
+    assert m["average_success"]["value"] == pytest.approx(np.mean(si["grid"][1]))
+    assert m["backward_transfer"]["value"] == pytest.approx(si["grid"][1][0] - si["grid"][0][0])
+    assert m["forgetting"]["value"] == pytest.approx(si["grid"][0][0] - si["grid"][1][0])
+    # FWT's reference: the untrained generator the first task starts from, scored per clip
+    untrained = results["per_clip"]["untrained"][f"width{SMOKE.attacker.width:g}-seed0"]["test"]["vgg16"]
+    y = np.array(results["per_clip"]["labels"]["test"])
+    from tfadvser.evaluation.statistics import uar_batch
+    baseline = clean["vgg16"] - float(uar_batch(y, np.array(untrained), len(results["labels"])))
+    assert m["forward_transfer"]["value"] == pytest.approx(si["grid"][0][1] - baseline)
+    for metric in m.values():
+        assert metric["ci"][0] <= metric["value"] <= metric["ci"][1]
+    assert si["seconds"] > 0
+    report = (out / "report.md").read_text()
+    assert "## Continual learning: methods compared on attack success" in report
+    assert "| Lifelong (SI) | CNN-4 → VGG-16 | 0.1 |" in report and "least forgetting by" in report
+    # the regularisers' sequences stay out of Table 1 (the paper's EWC only)
+    row = next(r for r in results["table1"] if r["method"] == "Lifelong" and r["sequence"] == "CNN-4 + VGG-16")
+    assert row["keys"] == [sequence(two_defences, "lifelong-cnn4-vgg16-lambda100000")["tasks"][1]["key"]]
+
+
+def test_continual_rows_read_the_grid_in_sequence_order(tmp_path):
+    """A hand-made results dict: the counter-clockwise order puts VGG-16 first, and the
+    lambda with the lower mean adversarial dev UAR is chosen."""
+    from tfadvser.experiment.continual_report import continual_rows
+
+    def scored(adv_uar):
+        return {s: {"against": {d: {"adversarial_uar": adv_uar[d]} for d in adv_uar}} for s in ("dev", "test")}
+
+    results = {"labels": ["a", "b"], "defences": {d: {s: {"uar": 1.0} for s in ("dev", "test")}
+                                                    for d in ("cnn4", "vgg16")},
+               "tasks": {"t0": scored({"vgg16": 0.5, "cnn4": 0.75}),
+                         "t1": scored({"vgg16": 0.75, "cnn4": 0.5}),
+                         "t1weak": scored({"vgg16": 1.0, "cnn4": 1.0})}}
+    attacker = {"seed": 0, "width": 0.5}
+    results["sequences"] = [
+        {"label": f"lifelong-mas-vgg16-cnn4-lambda{lam}", "method": "lifelong", "regulariser": "mas",
+         "defences": ["vgg16", "cnn4"], "ewc_lambda": lam, "attacker": attacker,
+         "tasks": [{"key": "t0", "path": "t0"}, {"key": key, "path": key}]}
+        for lam, key in ((0.1, "t1"), (1.0, "t1weak"))]
+    rows = continual_rows(results, tmp_path)
+    assert len(rows) == 1 and rows[0]["lambda"] == 0.1 and rows[0]["method"] == "Lifelong (MAS)"
+    # after task 0 (VGG-16): success 0.5 on VGG-16, 0.25 on CNN-4; after task 1: 0.25, 0.5
+    assert rows[0]["grid"] == [[0.5, 0.25], [0.25, 0.5]]
+    assert rows[0]["success"] == {"cnn4": 0.5, "vgg16": 0.25}
+    m = rows[0]["metrics"]
+    assert m["average_success"]["value"] == pytest.approx(0.375)
+    assert m["forgetting"]["value"] == pytest.approx(0.25)  # 0.5 - 0.25 on VGG-16
+    assert m["backward_transfer"]["value"] == pytest.approx(-0.25)
+    assert m["forward_transfer"]["value"] is None and m["forgetting"]["ci"] is None  # no per-clip data
+    assert rows[0]["seconds"] is None  # no task.json here
