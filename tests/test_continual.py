@@ -310,3 +310,34 @@ def test_continual_rows_read_the_grid_in_sequence_order(tmp_path):
     assert m["backward_transfer"]["value"] == pytest.approx(-0.25)
     assert m["forward_transfer"]["value"] is None and m["forgetting"]["ci"] is None  # no per-clip data
     assert rows[0]["seconds"] is None  # no task.json here
+
+
+def test_path_integral_resumes_after_an_interrupted_epoch(tmp_path):
+    """Killed after epoch 1 of 2 and resumed (weights and Adam as a backup restores them):
+    the same omega and Delta as an uninterrupted fit."""
+    def fit(out, interrupt):
+        keras.utils.set_random_seed(0)
+        generator, defence = tiny_models()
+        attacker = AdversarialAttacker(generator, [defence], alpha=ALPHA)
+        attacker.compile(optimizer=keras.optimizers.Adam(0.05))
+        data = tf.data.Dataset.from_tensor_slices((X, Y)).batch(4).repeat()
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if interrupt and epoch == 1:
+                    raise RuntimeError("killed")
+
+        try:
+            attacker.fit(data, epochs=2, steps_per_epoch=2, verbose=0,
+                         callbacks=[continual.PathIntegral(out, ["a"]), Kill()])
+        except RuntimeError:
+            assert (out / "si-path-epoch1.npz").exists() and not (out / continual.PATH_FILE).exists()
+            attacker.fit(data, initial_epoch=1, epochs=2, steps_per_epoch=2, verbose=0,
+                         callbacks=[continual.PathIntegral(out, ["a"], resumed=1)])
+        with np.load(out / continual.PATH_FILE) as saved:
+            return float(saved["a_0"]), float(saved["b_0"])
+
+    (tmp_path / "once").mkdir()
+    (tmp_path / "twice").mkdir()
+    once, twice = fit(tmp_path / "once", False), fit(tmp_path / "twice", True)
+    assert once[1] != 0 and twice == pytest.approx(once, rel=1e-6)
