@@ -184,6 +184,10 @@ class PathIntegral(keras.callbacks.Callback):
         self.beta_1 = float(optimizer.beta_1)
         if not optimizer.built:  # its moments exist before the first step
             optimizer.build(self.model.generator.trainable_weights)
+        # The task's penalty terms and lambda do not change during its fit.
+        ewc = self.model.ewc
+        self.terms = [([f.numpy() for f in fisher], [a.numpy() for a in anchor]) for fisher, anchor in ewc.terms]
+        self.strength = float(ewc.ewc_lambda.numpy())
         if self.resumed:
             path = self._partial(self.resumed)
             if not path.exists():
@@ -201,9 +205,7 @@ class PathIntegral(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         after = self._weights()
         total = [adam_gradient(m1, m0, self.beta_1) for m1, m0 in zip(self._moments(), self.m_before)]
-        ewc = self.model.ewc
-        terms = [([f.numpy() for f in fisher], [a.numpy() for a in anchor]) for fisher, anchor in ewc.terms]
-        gradient = unregularised_gradient(total, self.before, terms, float(ewc.ewc_lambda.numpy()))
+        gradient = unregularised_gradient(total, self.before, self.terms, self.strength)
         self.omega = path_integral_step(self.omega, gradient, self.before, after)
 
     def on_epoch_end(self, epoch, logs=None):
