@@ -1,7 +1,7 @@
 """`tfadvser evaluate` and `tfadvser reproduce`."""
 import click
 
-from tfadvser.config import LAMBDA_SEARCHES
+from tfadvser.config import LAMBDA_SEARCHES, REGULARISERS
 from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
@@ -93,8 +93,11 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, basel
               help="The lifelong defence order, e.g. cnn4,vgg16,resnet50.")
 @click.option("--profile", default="small", show_default=True, type=click.Choice(PROFILE_NAMES))
 @click.option("--lambdas", default=None, callback=_lambdas,
-              help="The grid (default: the paper's 1e4,1e5,1e6,1e7); with --search "
-                   "log-uniform, its smallest and largest values bound the range.")
+              help="The grid (default: the paper's 1e4,1e5,1e6,1e7 for EWC, the regulariser's "
+                   "own otherwise); with --search log-uniform, its smallest and largest values "
+                   "bound the range.")
+@click.option("--regulariser", default="ewc", show_default=True, type=click.Choice(REGULARISERS),
+              help="Whose strength to sweep: ewc (the paper's) or one of online-ewc, si, mas, lwf.")
 @click.option("--search", default="grid", show_default=True, type=click.Choice(LAMBDA_SEARCHES))
 @click.option("--max-trials", type=click.IntRange(1), default=None,
               help="Trials of a log-uniform search (default: as many as grid values).")
@@ -102,18 +105,20 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, basel
 @budget_options
 @strategy_option
 @user_errors
-def tune_command(data_dir, run_dir, sequence, profile, lambdas, search, max_trials, seed, budget,
-                 strategy):
-    """Sweep the EWC λ of one lifelong sequence with keras-tuner; the objective is the mean
-    adversarial dev UAR over the sequence's defences (lower is better). Results, HParams
-    logs and best.json go to RUN/tuning/<sequence>/; a rerun resumes the search."""
+def tune_command(data_dir, run_dir, sequence, profile, lambdas, regulariser, search, max_trials,
+                 seed, budget, strategy):
+    """Sweep the EWC λ (or another --regulariser's strength) of one lifelong sequence with
+    keras-tuner; the objective is the mean adversarial dev UAR over the sequence's defences
+    (lower is better; `protocol.lambda_objective`, the rule Table 1 uses too). Results,
+    HParams logs and best.json go to RUN/tuning/<sequence><budget>/ (RUN/tuning/<regulariser>-
+    <sequence><budget>/ for one other than EWC); a rerun resumes."""
     from tfadvser.config import get_profile
     from tfadvser.experiment.tuning import tune
 
     names = [s.strip() for s in sequence.split(",") if s.strip()]
     with strategy_scope(strategy):
         best = tune(data_dir, run_dir, names, with_budget(get_profile(profile), budget), lambdas=lambdas,
-                    search=search, max_trials=max_trials, seed=seed)
+                    search=search, max_trials=max_trials, seed=seed, regulariser=regulariser)
     for trial in best["trials"]:
         value = trial["metrics"].get("mean_dev_adversarial_uar")
         click.echo(f"  λ {trial['lambda']:g}: " + (f"mean dev adversarial UAR {value:.3f}"

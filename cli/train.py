@@ -2,7 +2,7 @@
 import click
 
 from tfadvser.attack.methods import METHODS
-from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES
+from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES, REGULARISERS
 from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
@@ -63,7 +63,12 @@ def _defence_list(ctx, param, value):
               help="single: one defence; multi: all at once; transfer: in order, each task "
                    "fine-tuning the last; lifelong: transfer + EWC.")
 @click.option("--lambda", "ewc_lambda", type=float, default=None,
-              help="EWC weight (lifelong only). Default: the profile's (1e5).")
+              help="EWC weight (lifelong only), or the --regulariser's strength. Default: the "
+                   "profile's (1e5) for EWC, the regulariser's own otherwise.")
+@click.option("--regulariser", default="ewc", show_default=True, type=click.Choice(REGULARISERS),
+              help="What anchors lifelong tasks: ewc (the paper's), online-ewc (running Fisher), "
+                   "si (Synaptic Intelligence), mas (Memory Aware Synapses) or lwf (distillation "
+                   "of the previous attacker's perturbation).")
 @click.option("--profile", default="small", show_default=True, type=click.Choice(PROFILE_NAMES))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
               help="The run folder holding the trained defences (runs/NAME).")
@@ -83,7 +88,7 @@ def _defence_list(ctx, param, value):
 @budget_options
 @strategy_option
 @user_errors
-def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_dir, seed,
+def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, profile, run_dir, seed,
                            lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, budget,
                            strategy):
     """Train the atrous-CNN attacker against trained defences.
@@ -103,7 +108,8 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, profile, run_
     with strategy_scope(strategy):
         record = train_attacker(data_dir, run_dir, method, defences,
                                 with_budget(get_profile(profile), budget),
-                                ewc_lambda=ewc_lambda, verbose=2 if quiet else 1, **overrides)
+                                ewc_lambda=ewc_lambda, verbose=2 if quiet else 1,
+                                regulariser=regulariser, **overrides)
     click.echo(f"{record['label']}: {len(record['tasks'])} task(s) in "
                f"{run_dir}/attackers/{record['label']}/sequence.json")
     for task in record["tasks"]:

@@ -87,6 +87,7 @@ EXPECTED_CHOICES = {
     ("train defence", "profile"): tuple(config.PROFILES),
     ("train defence", "strategy"): config.STRATEGIES,
     ("train attacker", "method"): tuple(METHODS),
+    ("train attacker", "regulariser"): config.REGULARISERS,
     ("train attacker", "profile"): tuple(config.PROFILES),
     ("train attacker", "lr_schedule"): config.LR_SCHEDULES,
     ("train attacker", "fisher_mode"): config.FISHER_MODES,
@@ -95,6 +96,7 @@ EXPECTED_CHOICES = {
     ("reproduce", "strategy"): config.STRATEGIES,
     ("tune", "profile"): tuple(config.PROFILES),
     ("tune", "search"): config.LAMBDA_SEARCHES,
+    ("tune", "regulariser"): config.REGULARISERS,
     ("tune", "strategy"): config.STRATEGIES,
     ("export", "defence"): config.DEFENCE_NAMES,
     **{(command, option): choices for command in ("train attacker", "tune", "reproduce")

@@ -28,6 +28,39 @@ PERTURBATIONS = ("bounded", "paper")
 GENERATORS = ("atrous", "universal")
 
 
+# --- continual-learning regularisers of lifelong learning (attack/continual.py) ---------
+# "ewc" is the paper's (attack/ewc.py); its strengths are AttackerConfig.default_lambda and
+# .lambdas. The others' strength ("lambda" on the command line) and `tune` grid, one source:
+REGULARISERS = ("ewc", "online-ewc", "si", "mas", "lwf")
+
+
+@dataclasses.dataclass(frozen=True)
+class Strength:
+    """A regulariser's default weight and the grid `tune` sweeps."""
+
+    default: float
+    grid: tuple[float, ...]
+
+
+# The scales follow from this project's loss, not from the literature's benchmarks (whose
+# losses are means over a batch, hence their lambda 1-10): the C&W term is *summed* over the
+# batch, so squared-gradient importances (EWC, online EWC) are ~batch^2 larger than there.
+# - online EWC: the EWC grid, as its importance is the same (decayed) Fisher;
+# - SI: its importance is a loss decrease per squared drift, linear in the loss, not
+#   squared: c in 1e-2..10 around the literature's 0.1-1;
+# - MAS: the gradient of ||G(x)||^2 sums over the 373x64 outputs of a clip (~2.4e4 terms):
+#   1e-4..1e-1 instead of the literature's 1;
+# - LwF: mean over clips of the squared L2 distance over ~2.4e4 outputs, against a loss of
+#   order 1: 1e-4..1e-1.
+REGULARISER_STRENGTHS = {
+    "online-ewc": Strength(1e5, (1e4, 1e5, 1e6, 1e7)),
+    "si": Strength(1e-1, (1e-2, 1e-1, 1.0, 10.0)),
+    "mas": Strength(1e-2, (1e-4, 1e-3, 1e-2, 1e-1)),
+    "lwf": Strength(1e-2, (1e-4, 1e-3, 1e-2, 1e-1)),
+}
+# --- end of the continual-learning block ----------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True)
 class CorpusConfig:
     """The built-in synthetic corpus (`tfadvser synth`): its size and how hard it is.
@@ -183,6 +216,10 @@ class AttackerConfig:
     # Train through the audio round trip: the defences score the perturbation rendered as
     # sound and re-extracted (attack/round_trip.py), not x + eta. Off: the paper's attacker.
     round_trip: bool = False
+    # Online EWC's Fisher decay gamma (F <- gamma F_prev + F_new; 1 as in the literature's
+    # benchmarks) and SI's damping xi (Omega = omega / (delta^2 + xi)); attack/continual.py.
+    online_ewc_gamma: float = 1.0
+    si_damping: float = 1e-3
     monitor_every: int = 100  # steps between dev checks, checkpoints and images
     monitor_clips: int = 64  # the fixed dev subset the monitor attacks
     seed: int = 0
@@ -256,6 +293,9 @@ class Budget:
         return {"epsilon": self.epsilon, "snr_db": self.snr_db}
         if self.fisher_clips is not None and self.fisher_clips < 1:
             raise ValueError(f"fisher_clips must be positive or None, got {self.fisher_clips}")
+        if not 0.0 <= self.online_ewc_gamma <= 1.0 or not self.si_damping > 0.0:
+            raise ValueError(f"need 0 <= online_ewc_gamma <= 1 and si_damping > 0, got "
+                             f"{self.online_ewc_gamma} and {self.si_damping}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from tfadvser.runtime.atrous import AtrousConv2D
 from tfadvser.defence.models import batch_norm, scaled_channels
 from tfadvser.runtime.inference import inference
 from tfadvser.attack.budget import BudgetHead, UniversalPerturbation
+from tfadvser.attack.continual import distillation_loss
 from tfadvser.attack.ewc import EWCTerms
 from tfadvser.attack.losses import attack_loss
 from tfadvser.evaluation.metrics import success_rate
@@ -87,13 +88,14 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
 
     `ewc_terms` is a list of (Fisher, anchor) pairs over the generator's trainable weights;
     empty for every task without EWC. They and `ewc_lambda` live in an `ewc.EWCTerms`, so
-    one compiled train step serves later tasks with other values (`set_ewc`). Raises
-    ValueError without defences.
+    one compiled train step serves later tasks with other values (`set_ewc`). `teacher`: a
+    frozen generator for the LwF-style distillation term (`attack/continual.py`), weighted
+    by the same lambda. Raises ValueError without defences.
     """
 
     def __init__(self, generator: keras.Model, defences: Sequence[keras.Model], alpha: float = 0.02,
                  cw_reduction: str = "sum", ewc_lambda: float = 0.0, ewc_terms=(),
-                 round_trip=None, **kwargs):
+                 round_trip=None, teacher=None, **kwargs):
         super().__init__(**kwargs)
         if not defences:
             raise ValueError("an attacker needs at least one defence")
@@ -103,11 +105,12 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         # generator's and the optimizer's only, not the three defences' as well.
         self._frozen = types.SimpleNamespace(defences=list(defences),
                                              ewc=EWCTerms(ewc_lambda, ewc_terms),
-                                             round_trip=round_trip)
+                                             round_trip=round_trip, teacher=teacher)
         for defence in self.defences:
             defence.trainable = False
         self.alpha, self.cw_reduction = alpha, cw_reduction
         names = ("loss", "cw", "mse", "ewc", "success_rate", "eta_mean", "eta_max")
+        names += ("distillation",) if teacher is not None else ()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -181,6 +184,10 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         # The penalty does not depend on the batch: each replica carries its share of it.
         terms["ewc"] = self.ewc.penalty(self.generator.trainable_weights) * _share(x, global_batch)
         terms["loss"] = terms["loss"] + self.ewc.ewc_lambda * terms["ewc"]
+        if self._frozen.teacher is not None:  # LwF: lambda * mean ||G(x) - G_prev(x)||^2
+            teacher_eta = inference(self._frozen.teacher)(x)
+            terms["distillation"] = distillation_loss(eta, teacher_eta, global_batch)
+            terms["loss"] = terms["loss"] + self.ewc.ewc_lambda * terms["distillation"]
         return eta, adv_log_probs, terms
 
     def _track(self, x, y, eta, adv_log_probs, terms):

@@ -42,22 +42,26 @@ def learning_rate(config: AttackerConfig):
 
 def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, shape,
                       start_weights: list[np.ndarray], ewc_lambda: float,
-                      ewc_terms: list, round_trip=None, data=None) -> AdversarialAttacker:
+                      ewc_terms: list, round_trip=None, teacher_weights=None,
+                      data=None) -> AdversarialAttacker:
     """An attacker against `defences` whose generator holds `start_weights` (all its weights,
     BatchNorm statistics included), with a fresh Adam and the given EWC terms; compiled once
     per strategy, defences, number of EWC terms and graph settings. `round_trip`: an
     `attack.round_trip.RoundTrip` when config.round_trip (then compiled without XLA).
+    `teacher_weights`: all weights of the frozen previous generator of LwF distillation.
     `data`: the DataFolder whose statistics an SNR floor needs."""
     strategy = tf.distribute.get_strategy()
     key = (id(strategy), tuple(id(d) for d in defences), len(ewc_terms), tuple(shape),
            tuple(getattr(config, name) for name in _GRAPH_SETTINGS),
            round_trip.key if config.round_trip and round_trip is not None else None,
-           data.fingerprint if data is not None else None)
+           teacher_weights is not None, data.fingerprint if data is not None else None)
     if key not in _CACHE:
         attacker = AdversarialAttacker(generator_for(config, shape, data), defences,
                                        alpha=config.cw_weight, cw_reduction=config.cw_reduction,
                                        ewc_lambda=ewc_lambda, ewc_terms=ewc_terms,
-                                       round_trip=round_trip if config.round_trip else None)
+                                       round_trip=round_trip if config.round_trip else None,
+                                       teacher=(generator_for(config, shape, data)
+                                                if teacher_weights is not None else None))
         attacker.compile(optimizer=keras.optimizers.Adam(learning_rate(config)),
                          **({"jit_compile": False} if config.round_trip else {}))
         attacker(np.zeros((1, *shape), np.float32))  # BackupAndRestore restores into built models
@@ -73,6 +77,8 @@ def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, s
     for variable, value in zip(attacker.optimizer.variables, initial, strict=True):
         variable.assign(value)  # a fresh optimizer for every task, as the original
     attacker.set_ewc(ewc_lambda, ewc_terms)
+    if teacher_weights is not None:
+        attacker._frozen.teacher.set_weights(teacher_weights)
     # Keras keeps the epoch a BackupAndRestore resumed from on the model, and `fit` would
     # start every later task there.
     attacker._initial_epoch = None

@@ -59,19 +59,22 @@ def attacker_suffix(config: AttackerConfig) -> str:
 
 
 def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
-                   config: AttackerConfig) -> str:
+                   config: AttackerConfig, regulariser: str = "ewc") -> str:
     """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000-eps0.008-snr30`
-    (`attacker_suffix` after the method, defences and, for lifelong, lambda)."""
-    label = f"{method}-{'-'.join(defences)}"
+    (`attacker_suffix` after the method, defences and, for lifelong, lambda); a regulariser
+    other than EWC follows the method: `lifelong-si-cnn4-vgg16-lambda0.1-eps0.008-snr30`."""
+    label = f"{method}-{'' if regulariser == 'ewc' else regulariser + '-'}{'-'.join(defences)}"
     if method in EWC_METHODS:
         label += f"-lambda{ewc_lambda:g}"
     return label + attacker_suffix(config)
 
 
-def sweep_label(defences: Sequence[str], config: AttackerConfig) -> str:
-    """The lifelong sequences that differ only in lambda, e.g. `lifelong-cnn4-vgg16-eps0.008-snr30`:
-    the name of their lambda sweep, and what the one lambda rule chooses within."""
-    return f"lifelong-{'-'.join(defences)}" + attacker_suffix(config)
+def sweep_label(defences: Sequence[str], config: AttackerConfig, regulariser: str = "ewc") -> str:
+    """The lifelong sequences that differ only in lambda, e.g. `lifelong-cnn4-vgg16-eps0.008-snr30`
+    (`lifelong-si-...` for a regulariser other than EWC): the name of their lambda sweep, and
+    what the one lambda rule chooses within."""
+    prefix = "" if regulariser == "ewc" else f"{regulariser}-"
+    return f"lifelong-{prefix}{'-'.join(defences)}" + attacker_suffix(config)
 
 
 def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:
@@ -88,8 +91,11 @@ def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:
 
 
 def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: AttackerConfig,
-             fingerprint: str, hashes: dict[str, str]) -> tuple[str, dict]:
-    """(16-hex-digit key, the identity it hashes) of a task: everything its weights depend on."""
+             fingerprint: str, hashes: dict[str, str],
+             regulariser: Optional[dict] = None) -> tuple[str, dict]:
+    """(16-hex-digit key, the identity it hashes) of a task: everything its weights depend on.
+    `regulariser`: a continual-learning regulariser's fields (`continual.key_fields`), None
+    for EWC."""
     identity = {"parent": parent, "defences": list(stage.defences), "steps": stage.steps,
                 "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
                 "defence_models": {d: hashes[d] for d in stage.defences},
@@ -106,6 +112,8 @@ def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: Att
         identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
         if config.fisher_clips is not None:
             identity["ewc"]["fisher_clips"] = config.fisher_clips
+    if regulariser:  # only when set: EWC's keys stay as they were
+        identity["regulariser"] = regulariser
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return digest, identity
 

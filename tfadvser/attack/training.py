@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.attack import ewc
+from tfadvser.attack import continual, ewc
 from tfadvser.attack.attacker import generator_for
 from tfadvser.attack.cache import prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
@@ -34,7 +34,7 @@ from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import predictions
 from tfadvser.runs import bind_run
-from tfadvser.runtime import distribute
+from tfadvser.runtime import distribute, memory
 from tfadvser.runtime.backup import EpochBackup, resumed_epoch
 from tfadvser.runtime.files import save_model, write_json
 
@@ -106,6 +106,11 @@ class _Context:
                              self.fisher_set, config.cw_weight, config.cw_reduction,
                              config.fisher_mode, config.fisher_clips)
 
+    def continual_state(self, regulariser: str, finished: list):
+        """(terms, teacher weights) of a task anchored by a regulariser other than EWC."""
+        return continual.anchored_state(regulariser, finished, self.config, self.weight_names(),
+                                        self.ewc_term, self.fisher_set)
+
 
 def _first_clip(data) -> Optional[tuple]:
     """(waveform, std, config) of the first monitor clip for the audio dashboard; None when
@@ -119,20 +124,22 @@ def _first_clip(data) -> Optional[tuple]:
 
 
 def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_dir: Optional[Path],
-                ewc_lambda: float, ewc_terms: list, sequence_defences: Sequence[str]) -> Path:
+                ewc_lambda: float, ewc_terms: list, sequence_defences: Sequence[str],
+                teacher_weights=None, path_integral: bool = False, record: Optional[dict] = None) -> Path:
     task_dir = ctx.tasks_dir / key
     if (task_dir / TASK_FILE).exists():
         return task_dir
     config = ctx.config
     task_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, peak_scope = time.time(), memory.reset_peak()
     keras.utils.set_random_seed(config.seed)
     if parent_dir is None:
         start = generator_for(config, ctx.shape, ctx.data).get_weights()
     else:
         start = keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False).get_weights()
     attacker = prepared_attacker([ctx.defences[d] for d in stage.defences], config, ctx.shape,
-                                 start, ewc_lambda, ewc_terms, ctx.round_trip, ctx.data)
+                                 start, ewc_lambda, ewc_terms, ctx.round_trip, teacher_weights,
+                                 ctx.data)
     generator = attacker.generator
     per_epoch = _steps_per_epoch(stage.steps, config.monitor_every)
     logs = task_dir / "logs"
@@ -141,6 +148,9 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     # The generator of a compiled attacker (attack.cache): traced once for all its tasks.
     monitor = AttackMonitor(generator, ctx.monitor_batches, ctx.defences, ctx.monitor_clean,
                             ctx.data.n_classes, sequence_defences, logs, clip=ctx.monitor_clip)
+    # SI's path integral (attack/continual.py), outside the compiled step.
+    extra = ([continual.PathIntegral(task_dir, ctx.weight_names(), resumed_epoch(task_dir / "backup"))]
+             if path_integral else [])
     history = attacker.fit(
         # A resumed task skips the batches its finished epochs consumed (runtime/backup.py).
         ctx.train_set(repeat=True, audio=config.round_trip).skip(
@@ -148,21 +158,27 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
         epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
         verbose=ctx.verbose,
         # The backup comes last: a kill before it redoes the whole epoch.
-        callbacks=[keras.callbacks.TensorBoard(str(logs)), monitor, EpochBackup(task_dir / "backup")])
+        callbacks=[keras.callbacks.TensorBoard(str(logs)), monitor, *extra,
+                   EpochBackup(task_dir / "backup")])
     save_model(generator, task_dir / GENERATOR_FILE)
     final = {name: float(values[-1]) for name, values in history.history.items()}
     write_json(task_dir / TASK_FILE, {**identity, "key": key, "final_train_metrics": final,
-                                      "seconds": round(time.time() - started, 1)})
+                                      "seconds": round(time.time() - started, 1),
+                                      # runtime/memory.py: "span" = this task's own peak
+                                      "peak_rss_mb": memory.peak_rss_mb(), "peak_rss_scope": peak_scope,
+                                      **(record or {})})
     return task_dir
 
 
 def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], profile: Profile,
                    ewc_lambda: Optional[float] = None, verbose: int = 1,
-                   **overrides) -> dict:
+                   regulariser: str = "ewc", **overrides) -> dict:
     """Train `method` over `defences` in order; return the sequence record (also written to
     `attackers/<label>/sequence.json`).
 
     `overrides` replace fields of the profile's AttackerConfig (seed, lr_schedule, ...).
+    `regulariser`: what anchors lifelong tasks (config.REGULARISERS; `ewc`, the paper's, or
+    one of `attack/continual.py`), weighted by `ewc_lambda` (default: the regulariser's).
     Runs under the current tf.distribute strategy. Finished tasks are reused. Raises
     TfadvserError for an unknown method or defence, a repeated defence, a lambda given to
     a method without EWC, a non-positive lambda or a bad attacker setting.
@@ -177,6 +193,10 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
         raise TfadvserError(f"unknown defence(s) {', '.join(unknown)}; choose from {', '.join(DEFENCE_NAMES)}")
     if len(set(defences)) != len(defences):
         raise TfadvserError(f"a defence appears twice in {','.join(defences)}")
+    continual.check(regulariser)
+    if regulariser != "ewc" and method not in EWC_METHODS:
+        raise TfadvserError(f"--regulariser {regulariser} anchors lifelong tasks, but {method} "
+                            f"learning has none (only {', '.join(EWC_METHODS)} does)")
     if ewc_lambda is not None and method not in EWC_METHODS:
         raise TfadvserError(f"--lambda is the EWC weight, but {method} learning has no EWC "
                             f"(only {', '.join(EWC_METHODS)} does)")
@@ -185,7 +205,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     except (TypeError, ValueError) as exc:
         raise TfadvserError(f"bad attacker setting: {exc}") from None
     if method in EWC_METHODS:
-        ewc_lambda = config.default_lambda if ewc_lambda is None else ewc_lambda
+        ewc_lambda = continual.default_strength(regulariser, config) if ewc_lambda is None else ewc_lambda
         if not ewc_lambda > 0 or not math.isfinite(ewc_lambda):
             raise TfadvserError(f"--lambda must be a positive number, got {ewc_lambda}")
     stages = METHODS[method](list(defences), config)
@@ -195,23 +215,28 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     tasks, finished = [], []  # finished: (task dir, stage) in order
     parent_key, parent_dir = None, None
     for index, stage in enumerate(stages):
-        terms = []
-        if stage.ewc:
+        terms, teacher, prepared = [], None, time.time()
+        if stage.ewc and regulariser == "ewc":
             terms = [ctx.ewc_term(d, s) for d, s in ewc.anchored_tasks(finished, config.ewc_accumulate)]
+        elif stage.ewc:
+            terms, teacher = ctx.continual_state(regulariser, finished)
         lam = ewc_lambda if stage.ewc else 0.0
         key, identity = task_key(parent_key, stage, lam, config, ctx.data.fingerprint,
-                                 ctx.defence_hashes)
+                                 ctx.defence_hashes, continual.key_fields(regulariser, config, stage.ewc))
         task_dir = _train_task(ctx, stage, key, identity, parent_dir if stage.from_previous else None,
-                               lam, terms, defences)
+                               lam, terms, defences, teacher, path_integral=regulariser == "si",
+                               # the previous tasks' importances, when not cached already
+                               record={"regulariser_seconds": round(time.time() - prepared, 1)})
         finished.append((task_dir, stage))
         tasks.append({"index": index, "defences": list(stage.defences), "key": key,
                       "steps": stage.steps, "ewc_lambda": lam,
                       "path": str(task_dir.relative_to(ctx.run_dir))})
         parent_key, parent_dir = key, task_dir
 
-    label = sequence_label(method, defences, ewc_lambda, config)
+    label = sequence_label(method, defences, ewc_lambda, config, regulariser)
     record = {"label": label, "method": method, "defences": list(defences),
               "ewc_lambda": ewc_lambda, "profile": profile.name,
+              "regulariser": regulariser if method in EWC_METHODS else None,
               "attacker": dataclasses.asdict(config), "tasks": tasks}
     write_json(ctx.run_dir / "attackers" / label / SEQUENCE_FILE, record)
     return record

@@ -24,6 +24,7 @@ from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, Aud
                                             clean_scores, score_task)
 from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
+from tfadvser.experiment.continual_report import untrained_predictions
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
 from tfadvser.runs import load_run
 from tfadvser.runtime.files import read_json, write_json
@@ -176,6 +177,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
             score(key, SPLITS, noise=True)
         if progress is not None:
             progress(len(tasks) + index + 1, len(tasks) + len(wanted))
+    # The continual-learning metrics' forward-transfer reference (continual_report.py).
+    results["untrained"] = untrained_predictions(sequences, data, defences, batches)
     results["seconds_by_stage"]["attackers"] = round(time.time() - t, 1)
 
     if baselines:

@@ -20,6 +20,7 @@ import numpy as np
 from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.evaluation.statistics import RESAMPLES, resolution
 from tfadvser.experiment.findings import markdown as findings_markdown
+from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
 from tfadvser.runtime.files import write_bytes, write_json, write_text
 
@@ -43,6 +44,8 @@ def _candidates(row: Row, sequences: list[dict], budget: str) -> list[tuple[dict
         if seq["attacker"].get("round_trip"):  # not the paper's attacker: reported apart
             continue
         if seq["attacker"].get("generator", "atrous") != "atrous":  # universal: apart
+            continue
+        if seq.get("regulariser") not in (None, "ewc"):  # continual_report.py's, not the paper's
             continue
         if Budget(**seq.get("budget", {})).key != budget:
             continue
@@ -347,6 +350,7 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
         write_bytes(figures / "uar_vs_snr.png", uar_against_snr_png(points, NAMES, clean))
         written["uar_snr"] = "figures/uar_vs_snr.png"
     report = render_report(results, rows, written, figure2, Path(run_dir))
+    report += "\n" + continual_report.write(out, results, run_dir)  # continual-learning comparison
     write_text(out / "report.md", report)
     write_text(out / "report.html", render_html(results, rows, audio, written, figure2, out))
     return {"dir": out, "figures": written, "rows": rows}

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 import keras_tuner as kt
 import tensorflow as tf
 
+from tfadvser.attack.continual import check as check_regulariser, strength_grid
 from tfadvser.attack.tasks import attacker_suffix, first_task_trained, generator_path, sweep_label
 from tfadvser.attack.training import train_attacker
 from tfadvser.config import LAMBDA_SEARCHES, AttackerConfig, Profile
@@ -90,10 +91,13 @@ class LambdaGridOracle(kt.Oracle):
         self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in _FINISHED]
 
 
-def tuning_dir(run_dir, sequence: Sequence[str], config: AttackerConfig) -> Path:
-    """`runs/NAME/tuning/<sequence><attacker suffix>/` (e.g. `cnn4-vgg16-resnet50-eps0.008-snr30`,
-    `-seedN` for seed N > 0; `tasks.attacker_suffix`): one lambda sweep's keras-tuner project."""
-    return Path(run_dir) / "tuning" / ("-".join(sequence) + attacker_suffix(config))
+def tuning_dir(run_dir, sequence: Sequence[str], config: AttackerConfig,
+               regulariser: str = "ewc") -> Path:
+    """`runs/NAME/tuning/[<regulariser>-]<sequence><attacker suffix>/` (e.g.
+    `cnn4-vgg16-resnet50-eps0.008-snr30`, `-seedN` for seed N > 0: `tasks.attacker_suffix`;
+    the regulariser named when it is not EWC): one lambda sweep's keras-tuner project."""
+    prefix = "" if regulariser == "ewc" else f"{regulariser}-"
+    return Path(run_dir) / "tuning" / (prefix + "-".join(sequence) + attacker_suffix(config))
 
 
 class LambdaTuner(kt.Tuner):
@@ -101,8 +105,9 @@ class LambdaTuner(kt.Tuner):
     and reports the mean adversarial dev UAR over the sequence's defences (minimised)."""
 
     def __init__(self, data_dir, run_dir, sequence: Sequence[str], profile: Profile, seed: int,
-                 **kwargs):
+                 regulariser: str = "ewc", **kwargs):
         super().__init__(**kwargs)
+        self.regulariser = regulariser
         self.data_dir, self.run_dir, self.sequence = data_dir, Path(run_dir), list(sequence)
         self.profile, self.seed = profile, seed
         data = load_data(data_dir)
@@ -115,7 +120,7 @@ class LambdaTuner(kt.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         lam = float(trial.hyperparameters.get("lambda"))
         record = train_attacker(self.data_dir, self.run_dir, "lifelong", self.sequence, self.profile,
-                                ewc_lambda=lam, verbose=0, seed=self.seed)
+                                ewc_lambda=lam, verbose=0, seed=self.seed, regulariser=self.regulariser)
         generator = self.generators.load(generator_path(self.run_dir, record["tasks"][-1]))
         perturbed = perturb(generator, self.dev)
         per_defence = {}
@@ -147,11 +152,13 @@ class LambdaTuner(kt.Tuner):
 
 def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
          lambdas: Optional[Sequence[float]] = None, search: str = "grid",
-         max_trials: Optional[int] = None, seed: int = 0) -> dict:
-    """Sweep lambda for one lifelong sequence; write and return `best.json`."""
+         max_trials: Optional[int] = None, seed: int = 0, regulariser: str = "ewc") -> dict:
+    """Sweep lambda (the `regulariser`'s strength, config.REGULARISERS) for one lifelong
+    sequence; write and return `best.json`."""
     if search not in LAMBDA_SEARCHES:
         raise TfadvserError(f"unknown search {search!r}; choose one of {', '.join(LAMBDA_SEARCHES)}")
-    lambdas = list(lambdas if lambdas is not None else profile.attacker.lambdas)
+    check_regulariser(regulariser)
+    lambdas = list(lambdas if lambdas is not None else strength_grid(regulariser, profile.attacker))
     if not lambdas or any(not (lam > 0 and math.isfinite(lam)) for lam in lambdas):
         raise TfadvserError(f"the lambda grid must hold positive numbers, got {lambdas}")
     if len(sequence) < 2:
@@ -170,8 +177,8 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         oracle = kt.oracles.RandomSearchOracle(objective=objective, hyperparameters=hp,
                                                max_trials=max_trials or len(lambdas), seed=seed)
     config = dataclasses.replace(profile.attacker, seed=seed)
-    out = tuning_dir(run_dir, sequence, config)
-    tuner = LambdaTuner(data_dir, run_dir, sequence, profile, seed, oracle=oracle,
+    out = tuning_dir(run_dir, sequence, config, regulariser)
+    tuner = LambdaTuner(data_dir, run_dir, sequence, profile, seed, regulariser, oracle=oracle,
                         directory=str(out.parent), project_name=out.name, overwrite=False)
     tuner.search()
     trials = []
@@ -190,7 +197,8 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         raise TfadvserError(f"every trial failed; see {out}")
     chosen = choose_lambda({t["lambda"]: t["metrics"][OBJECTIVE] for t in done})
     best = next(t for t in done if t["lambda"] == chosen)
-    result = {"sequence": list(sequence), "seed": seed, "sweep": sweep_label(sequence, config),
+    result = {"sequence": list(sequence), "seed": seed, "regulariser": regulariser,
+              "sweep": sweep_label(sequence, config, regulariser),
               "objective": OBJECTIVE, "direction": "min", "rule": "protocol.lambda_objective",
               "lambda": best["lambda"], "best_objective": best["metrics"][OBJECTIVE],
               "trials": sorted(trials, key=lambda t: t["lambda"])}

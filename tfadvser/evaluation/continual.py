@@ -1,0 +1,97 @@
+"""Continual-learning metrics on attack success, with bootstrap intervals over clips.
+
+A sequence trains an attacker on defences d_0, d_1, ..., d_{T-1} in order (task k on d_k).
+Its grid is the attack success a[k, j] of the attacker after task k on defence d_j:
+
+    a[k, j] = clean UAR of d_j - adversarial UAR of d_j under that attacker   (fractions)
+
+and from it, as Lopez-Paz & Ranzato 2017 (GEM, Sec. 4) with accuracy replaced by success:
+
+    average success  ACC = 1/T sum_j a[T-1, j]                 after the last task
+    backward transfer BWT = 1/(T-1) sum_{j<T-1} (a[T-1, j] - a[j, j])
+    forward transfer  FWT = 1/(T-1) sum_{j>=1} (a[j-1, j] - b[j])
+    forgetting        F   = 1/(T-1) sum_{j<T-1} (max_{j<=k<T-1} a[k, j] - a[T-1, j])
+                      (Chaudhry et al. 2018, over the attackers that had learnt d_j)
+
+GEM's reference b[j] is the success of a randomly initialised model; here it is the
+untrained generator of the sequence (its seeded initial weights, what task 0 starts
+from), scored like every attacker. Negative BWT and positive F mean forgetting.
+
+Intervals: percentile bootstrap over clips (`scipy.stats.bootstrap`, as
+`statistics.uar_interval`): a resample draws whole clips, with their true label and every
+defence's clean and adversarial predictions, so all cells of the grid move together.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import stats
+
+from tfadvser.evaluation.statistics import CONFIDENCE, RESAMPLES, uar_batch
+
+METRICS = ("average_success", "forgetting", "backward_transfer", "forward_transfer")
+
+
+def continual_metrics(success, baseline: Optional[Sequence[float]] = None) -> dict:
+    """The metrics of the module docstring from a success grid [..., T, T] (leading axes,
+    e.g. bootstrap resamples, are kept) and the baseline b [..., T] (None: no FWT).
+    Returns metric -> float (or array over the leading axes); BWT, FWT and forgetting are
+    None for T = 1. Raises ValueError for a grid that is not square."""
+    a = np.asarray(success, np.float64)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"the success grid must be [..., T, T], got shape {a.shape}")
+    t = a.shape[-1]
+    final = a[..., -1, :]
+    out = {"average_success": final.mean(axis=-1), "forgetting": None,
+           "backward_transfer": None, "forward_transfer": None}
+    if t > 1:
+        diagonal = np.diagonal(a, axis1=-2, axis2=-1)
+        out["backward_transfer"] = (final[..., :-1] - diagonal[..., :-1]).mean(axis=-1)
+        best = np.stack([a[..., j:t - 1, j].max(axis=-1) for j in range(t - 1)], axis=-1)
+        out["forgetting"] = (best - final[..., :-1]).mean(axis=-1)
+        if baseline is not None:
+            before = np.stack([a[..., j - 1, j] for j in range(1, t)], axis=-1)
+            out["forward_transfer"] = (before - np.asarray(baseline, np.float64)[..., 1:]).mean(axis=-1)
+    return {k: (float(v) if v is not None and np.ndim(v) == 0 else v) for k, v in out.items()}
+
+
+def continual_intervals(labels, clean: Sequence, adversarial: Sequence[Sequence], n_classes: int,
+                        baseline: Optional[Sequence] = None, confidence: float = CONFIDENCE,
+                        resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """Metric -> {"value", "ci": [low, high]} (None where undefined) from per-clip int
+    predictions [N]: `labels`, `clean[j]` of defence d_j, `adversarial[k][j]` of the attacker
+    after task k on d_j, and `baseline[j]` of the untrained generator on d_j (optional).
+    Deterministic for a seed; the value is that of all clips."""
+    y = np.asarray(labels, int)
+    c = np.asarray(clean, int)  # [T, N]
+    adv = np.asarray(adversarial, int)  # [T, T, N]
+    base = None if baseline is None else np.asarray(baseline, int)  # [T, N]
+    t = c.shape[0]
+
+    def grid(idx):
+        yy = y[idx]
+        clean_uar = np.stack([uar_batch(yy, c[j][idx], n_classes) for j in range(t)], axis=-1)
+        adv_uar = np.stack([np.stack([uar_batch(yy, adv[k, j][idx], n_classes) for j in range(t)], axis=-1)
+                            for k in range(t)], axis=-2)
+        success = clean_uar[..., None, :] - adv_uar
+        b = None if base is None else clean_uar - np.stack(
+            [uar_batch(yy, base[j][idx], n_classes) for j in range(t)], axis=-1)
+        return success, b
+
+    def statistic(idx, axis=-1):
+        values = continual_metrics(*grid(idx))
+        return np.stack([values[m] if values[m] is not None else np.full(np.shape(values["average_success"]), np.nan)
+                         for m in METRICS])
+
+    point = continual_metrics(*grid(np.arange(len(y))))
+    out = {m: {"value": point[m], "ci": None} for m in METRICS}
+    if len(y) >= 2:
+        result = stats.bootstrap((np.arange(len(y)),), statistic, vectorized=True,
+                                 n_resamples=resamples, confidence_level=confidence,
+                                 method="percentile", random_state=np.random.default_rng(seed))
+        low, high = result.confidence_interval
+        for i, m in enumerate(METRICS):
+            if point[m] is not None:
+                out[m]["ci"] = [float(low[i]), float(high[i])]
+    return out

@@ -1,0 +1,226 @@
+"""The report's continual-learning comparison: every multi-task, transfer and lifelong
+sequence (each regulariser its own method) with its attack success on every defence, the
+continual-learning metrics with 95 % intervals (`evaluation/continual.py`), and the time
+and peak memory its tasks took (task.json). Written as `evaluation/continual.json` and a
+report.md section.
+
+Attack success = clean UAR - adversarial UAR on the *test* split (fractions; higher is a
+stronger attacker). With several lambdas for one method, sequence, seed and budget, the
+row takes the lambda the one lambda rule chose (`protocol.lambda_objective`, as Table 1).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from tfadvser.attack.attacker import generator_for
+from tfadvser.config import AttackerConfig, Budget
+from tfadvser.evaluation.continual import METRICS, continual_intervals, continual_metrics
+from tfadvser.evaluation.scoring import perturb, predictions
+from tfadvser.experiment.protocol import CLOCKWISE, COUNTER, NAMES, lambda_objective
+from tfadvser.runtime.files import read_json, write_json
+
+METHODS = ("multi", "transfer", "lifelong")
+SEQUENTIAL = ("transfer", "lifelong")
+SPLIT = "test"
+_LABELS = {"average_success": "ACC", "forgetting": "F", "backward_transfer": "BWT",
+           "forward_transfer": "FWT"}
+
+
+def _compared(seq: dict) -> bool:
+    return (seq["method"] in METHODS and len(seq["defences"]) >= 2
+            and not seq["attacker"].get("round_trip"))
+
+
+def _config(attacker: dict) -> AttackerConfig:
+    return AttackerConfig(**{k: v for k, v in attacker.items() if k in AttackerConfig.__dataclass_fields__})
+
+
+def untrained_id(attacker: dict) -> str:
+    """Which untrained generator a sequence starts from: its architecture, budget and seed."""
+    config = _config(attacker)
+    return f"{config.generator}-width{config.width:g}-{config.budget.key}-seed{config.seed}"
+
+
+def untrained_predictions(sequences: list[dict], data, defences: dict, batches: dict) -> dict:
+    """Per-clip predictions of every defence under the untrained generator of each compared
+    sequence (FWT's reference: the seeded initial weights its first task starts from, as
+    `attack/training.py` builds them): id -> split -> defence -> [N] ints."""
+    out = {}
+    for seq in sequences:
+        ident = untrained_id(seq["attacker"])
+        if not _compared(seq) or ident in out:
+            continue
+        keras.utils.set_random_seed(seq["attacker"]["seed"])
+        generator = generator_for(_config(seq["attacker"]), data.shape, data)
+        out[ident] = {}
+        for split, split_batches in batches.items():
+            perturbed = perturb(generator, split_batches)
+            out[ident][split] = {d: predictions(m, perturbed).tolist() for d, m in defences.items()}
+    return out
+
+
+def _adv(results, key, defence, split) -> Optional[float]:
+    scored = results["tasks"].get(key, {}).get(split, {}).get("against", {}).get(defence)
+    return None if scored is None else scored["adversarial_uar"]
+
+
+def _success(results, key, defence, split=SPLIT) -> Optional[float]:
+    adv = _adv(results, key, defence, split)
+    return None if adv is None else results["defences"][defence][split]["uar"] - adv
+
+
+def _chosen(results, options: list[dict]) -> dict:
+    """The sequence of a group the one lambda rule chose (`evaluate.lambda_choices`, which
+    applies `protocol.lambda_objective`); the only one for methods without lambda."""
+    for seq in options:
+        choice = results.get("lambda_choice", {}).get(seq.get("sweep"), {}).get("lambda")
+        if choice is not None and float(seq["ewc_lambda"]) == choice:
+            return seq
+    return min(options, key=lambda seq: lambda_objective(
+        {d: _adv(results, seq["tasks"][-1]["key"], d, "dev") for d in seq["defences"]}))
+
+
+def _resources(run_dir: Path, seq: dict) -> dict:
+    seconds, peaks, scopes = 0.0, [], set()
+    for task in seq["tasks"]:
+        path = run_dir / task["path"] / "task.json"
+        if not path.exists():
+            return {"seconds": None, "peak_rss_mb": None}
+        record = read_json(path)
+        seconds += record.get("seconds", 0.0) + record.get("regulariser_seconds", 0.0)
+        if "peak_rss_mb" in record:
+            peaks.append(record["peak_rss_mb"])
+            scopes.add(record.get("peak_rss_scope"))
+    return {"seconds": round(seconds, 1), "peak_rss_mb": max(peaks) if peaks else None,
+            "peak_rss_scope": scopes.pop() if len(scopes) == 1 else None}
+
+
+def method_name(seq: dict) -> str:
+    """"Lifelong (SI)" etc.: the method, and the regulariser of a lifelong sequence."""
+    if seq["method"] != "lifelong":
+        return {"multi": "Multi-task", "transfer": "Transfer"}[seq["method"]]
+    return f"Lifelong ({(seq.get('regulariser') or 'ewc').upper()})"
+
+
+def continual_rows(results: dict, run_dir) -> list[dict]:
+    """One row per (method, regulariser, defence order, seed) with its chosen lambda: the
+    test success after the last task on every defence, the success grid over its own
+    defences, the continual-learning metrics (sequential methods; with intervals when
+    results hold per-clip predictions), and seconds and peak RSS over its tasks."""
+    run_dir = Path(run_dir)
+    groups = defaultdict(list)
+    for seq in results["sequences"]:
+        if _compared(seq) and all(t["key"] in results["tasks"] for t in seq["tasks"]):
+            groups[(method_name(seq), tuple(seq["defences"]), seq["attacker"]["seed"],
+                    Budget(**seq.get("budget", {})).key)].append(seq)
+    rows = []
+    for (name, defences, seed, budget), options in groups.items():
+        seq = _chosen(results, options)
+        row = {"method": name, "label": seq["label"], "defences": list(defences), "seed": seed,
+               "budget": budget,
+               "lambda": seq["ewc_lambda"] if seq["method"] == "lifelong" else None,
+               "success": {d: _success(results, seq["tasks"][-1]["key"], d) for d in results["defences"]},
+               **_resources(run_dir, seq)}
+        if seq["method"] in SEQUENTIAL:
+            keys = [t["key"] for t in seq["tasks"]]
+            grid = [[_success(results, k, d) for d in defences] for k in keys]
+            row["grid"] = grid
+            row["metrics"] = _metrics(results, seq, keys, defences, grid)
+        rows.append(row)
+    order = {m: i for i, m in enumerate(("Multi-task", "Transfer"))}
+    return sorted(rows, key=lambda r: (r["defences"] != list(CLOCKWISE), r["defences"] != list(COUNTER),
+                                       r["defences"], order.get(r["method"], 2), r["method"], r["seed"]))
+
+
+def _metrics(results, seq, keys, defences, grid) -> dict:
+    """The metrics with intervals from the per-clip predictions `evaluate_run` keeps."""
+    untrained = results.get("untrained", {}).get(untrained_id(seq["attacker"]))
+    try:
+        adversarial = [[results["tasks"][k][SPLIT]["against"][d]["predictions"] for d in defences]
+                       for k in keys]
+    except KeyError:
+        point = continual_metrics(grid)  # no per-clip data: no intervals, no FWT
+        return {m: {"value": point[m], "ci": None} for m in METRICS}
+    return continual_intervals(
+        results["truth"][SPLIT], [results["defences"][d][SPLIT]["predictions"] for d in defences],
+        adversarial, len(results["labels"]),
+        None if untrained is None else [untrained[SPLIT][d] for d in defences])
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _with_ci(metric: dict) -> str:
+    if metric["value"] is None:
+        return "n/a"
+    ci = metric["ci"]
+    return _pct(metric["value"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
+
+
+def markdown(rows: list[dict], results: dict) -> str:
+    """The report.md section."""
+    names = list(results["defences"])
+    lines = ["## Continual learning: methods compared on attack success", "",
+             "Attack success = clean UAR − adversarial UAR on test [%] (higher = stronger), of "
+             "the attacker after the last task, on every defence; then over the sequence's own "
+             "defences (`tfadvser/evaluation/continual.py`): ACC, the mean success after the last "
+             "task; F, forgetting (per earlier defence the drop from its best success after being "
+             "learnt to the final one, averaged; higher = more forgetting); BWT, backward transfer "
+             "(final minus just-learnt success, averaged over earlier defences); FWT, forward "
+             "transfer (success on a defence just before training on it, minus that of the "
+             "untrained generator). 95 % bootstrap intervals over test clips. Time: seconds of "
+             "its tasks (training plus the importance estimates before them); memory: the peak "
+             "RSS of the process during its most demanding task.", "",
+             "| Method | Sequence | λ | " + " | ".join(f"{NAMES.get(d, d)}" for d in names)
+             + " | ACC | F | BWT | FWT | time [s] | peak RSS [MiB] |",
+             "|---|---|---|" + "---|" * (len(names) + 6)]
+    for row in rows:
+        metrics = row.get("metrics", {})
+        cells = [_with_ci(metrics[m]) if m in metrics else "n/a" for m in METRICS]
+        lam = "" if row["lambda"] is None else f"{row['lambda']:g}"
+        sequence = " → ".join(NAMES.get(d, d) for d in row["defences"])
+        sequence += f" (seed {row['seed']})" if row["seed"] else ""
+        lines.append(f"| {row['method']} | {sequence} "
+                     f"| {lam} | " + " | ".join(_pct(row["success"][d]) for d in names) + " | "
+                     + " | ".join(cells) + f" | {row['seconds'] if row['seconds'] is not None else 'n/a'} | "
+                     f"{row['peak_rss_mb'] if row.get('peak_rss_mb') is not None else 'n/a'} |")
+    lines += [""] + _least_forgetting(rows) + [""]
+    return "\n".join(lines)
+
+
+def _least_forgetting(rows: list[dict]) -> list[str]:
+    """Per defence order, which sequential method forgets least, and whether its interval
+    separates it from the runner-up."""
+    out = []
+    by_order = defaultdict(list)
+    for row in rows:
+        value = row.get("metrics", {}).get("forgetting", {}).get("value")
+        if value is not None:
+            by_order[tuple(row["defences"])].append(row)
+    for order, candidates in by_order.items():
+        ranked = sorted(candidates, key=lambda r: r["metrics"]["forgetting"]["value"])
+        best = ranked[0]
+        text = (f"{' → '.join(NAMES.get(d, d) for d in order)}: least forgetting by "
+                f"{best['method']} (F = {_with_ci(best['metrics']['forgetting'])})")
+        if len(ranked) > 1:
+            second = ranked[1]
+            ci, other = best["metrics"]["forgetting"]["ci"], second["metrics"]["forgetting"]["ci"]
+            separated = ci is not None and other is not None and ci[1] < other[0]
+            text += (f"; next {second['method']} (F = {_with_ci(second['metrics']['forgetting'])}): "
+                     + ("the intervals do not overlap." if separated else
+                        "the intervals overlap, so the ranking is undecided."))
+        out.append(f"- {text}")
+    return out
+
+
+def write(out_dir, results: dict, run_dir) -> str:
+    """Write `continual.json` under `out_dir` and return the report.md section."""
+    rows = continual_rows(results, run_dir)
+    write_json(Path(out_dir) / "continual.json", {"split": SPLIT, "rows": rows})
+    return markdown(rows, results)
