@@ -264,7 +264,7 @@ def test_report_compares_the_methods_with_continual_metrics(two_defences, tiny_d
     assert m["backward_transfer"]["value"] == pytest.approx(si["grid"][1][0] - si["grid"][0][0])
     assert m["forgetting"]["value"] == pytest.approx(si["grid"][0][0] - si["grid"][1][0])
     # FWT's reference: the untrained generator the first task starts from, scored per clip
-    untrained = results["untrained"][f"atrous-width{SMOKE.attacker.width:g}{B.replace('-', '-', 1)}-seed0"]["test"]["vgg16"]
+    untrained = results["untrained"][f"atrous-width{SMOKE.attacker.width:g}-eps0.008-snr30-seed0"]["test"]["vgg16"]
     y = np.array(results["truth"]["test"])
     from tfadvser.evaluation.statistics import uar_batch
     baseline = clean["vgg16"] - float(uar_batch(y, np.array(untrained), len(results["labels"])))
