@@ -101,10 +101,12 @@ def _resources(run_dir: Path, seq: dict) -> dict:
 
 
 def method_name(seq: dict) -> str:
-    """"Lifelong (SI)" etc.: the method, and the regulariser of a lifelong sequence."""
+    """"Lifelong (SI)" etc.: the method, and the regulariser of a lifelong sequence; a
+    universal attacker (one perturbation for every clip) is marked "universal"."""
+    universal = ", universal" if seq["attacker"].get("generator", "atrous") == "universal" else ""
     if seq["method"] != "lifelong":
-        return {"multi": "Multi-task", "transfer": "Transfer"}[seq["method"]]
-    return f"Lifelong ({(seq.get('regulariser') or 'ewc').upper()})"
+        return {"multi": "Multi-task", "transfer": "Transfer"}[seq["method"]] + universal.replace(", ", " (") + (")" if universal else "")
+    return f"Lifelong ({(seq.get('regulariser') or 'ewc').upper()}{universal})"
 
 
 def continual_rows(results: dict, run_dir) -> list[dict]:
