@@ -37,13 +37,15 @@ def primary_budget(results: dict) -> Optional[str]:
     return budgets[0] if budgets else None
 
 
-def _candidates(row: Row, sequences: list[dict], budget: str) -> list[tuple[dict, dict]]:
-    """(sequence, task) pairs that hold this row's attacker under `budget`."""
+def _candidates(row: Row, sequences: list[dict], budget: str,
+                kind: str = "atrous") -> list[tuple[dict, dict]]:
+    """(sequence, task) pairs that hold this row's attacker under `budget`, with generator
+    `kind` (atrous or universal)."""
     found = []
     for seq in sequences:
         if seq["attacker"].get("round_trip"):  # not the paper's attacker: reported apart
             continue
-        if seq["attacker"].get("generator", "atrous") != "atrous":  # universal: apart
+        if seq["attacker"].get("generator", "atrous") != kind:
             continue
         if seq.get("regulariser") not in (None, "ewc"):  # continual_report.py's, not the paper's
             continue
@@ -72,20 +74,20 @@ def _adv(results: dict, key: str, defence: str, split: str) -> Optional[float]:
     return None if scored is None else scored["adversarial_uar"]
 
 
-def _by_lambda(row: Row, results: dict, budget: str) -> dict[float, dict[int, str]]:
+def _by_lambda(row: Row, results: dict, budget: str, kind: str = "atrous") -> dict[float, dict[int, str]]:
     """lambda -> seed -> task key (lambda 0 for rows without EWC)."""
     table = defaultdict(dict)
-    for seq, task in _candidates(row, results["sequences"], budget):
+    for seq, task in _candidates(row, results["sequences"], budget, kind):
         if task["key"] in results["tasks"]:
             table[float(task["ewc_lambda"])][seq["attacker"]["seed"]] = task["key"]
     return table
 
 
-def _chosen(row: Row, results: dict, budget: str) -> dict[int, str]:
+def _chosen(row: Row, results: dict, budget: str, kind: str = "atrous") -> dict[int, str]:
     """seed -> task key of a row: for lifelong rows, the lambda `protocol.lambda_objective`
     chose for the row's sweep (`evaluate.lambda_choices`)."""
     keys = {}
-    for seq, task in _candidates(row, results["sequences"], budget):
+    for seq, task in _candidates(row, results["sequences"], budget, kind):
         if task["key"] not in results["tasks"]:
             continue
         if row.method == "Lifelong":
@@ -104,9 +106,13 @@ def table1(results: dict, budget: Optional[str] = None) -> list[dict]:
     cells."""
     budget = budget or primary_budget(results)
     rows = []
-    for row in ROWS:
-        keys = _chosen(row, results, budget)
-        entry = {"method": row.method, "sequence": row.name, "defences": list(row.sequence),
+    # The paper's rows, then those of universal attackers (the paper's future work) where
+    # the run trained any, marked "(universal)".
+    universal = [(row, "universal") for row in ROWS if _chosen(row, results, budget, "universal")]
+    for row, kind in [(row, "atrous") for row in ROWS] + universal:
+        keys = _chosen(row, results, budget, kind)
+        entry = {"method": row.method + (" (universal)" if kind == "universal" else ""),
+                 "sequence": row.name, "defences": list(row.sequence),
                  "lambda": None, "seeds": 0, "cells": {}, "budget": budget}
         if keys:
             lam = next(
