@@ -197,17 +197,22 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
                  ["--method", "multi", "--defences", "cnn4,vgg16,resnet50"],
                  ["--method", "transfer", "--defences", "cnn4,vgg16,resnet50"],
                  ["--method", "lifelong", "--defences", "cnn4,vgg16,resnet50", "--lambda", "1e6"],
-                 ["--method", "single", "--defences", "cnn4", "--round-trip"]):
+                 ["--method", "single", "--defences", "cnn4", "--round-trip"],
+                 ["--method", "single", "--defences", "cnn4", "--perturbation", "paper"]):
         result = attack(tiny_data, defended_run, *args)
         assert result.exit_code == 0, result.output
+    # the paper's unbounded attacker: the label and key it always had, apart from the bounded one
+    paper = sequence(defended_run, "single-cnn4")
+    assert paper["attacker"]["perturbation"] == "paper"
+    assert paper["tasks"][0]["key"] != sequence(defended_run, "single-cnn4-eps0.008-snr30")["tasks"][0]["key"]
     # trained through the audio round trip: its own task and label, the paper's keys unchanged
-    through_audio = sequence(defended_run, "single-cnn4-roundtrip")
+    through_audio = sequence(defended_run, "single-cnn4-eps0.008-snr30-roundtrip")
     assert through_audio["attacker"]["round_trip"] is True
-    assert through_audio["tasks"][0]["key"] != sequence(defended_run, "single-cnn4")["tasks"][0]["key"]
-    single = sequence(defended_run, "single-cnn4")
-    transfer = sequence(defended_run, "transfer-cnn4-vgg16-resnet50")
-    lifelong = sequence(defended_run, "lifelong-cnn4-vgg16-resnet50-lambda1e+06")
-    multi = sequence(defended_run, "multi-cnn4-vgg16-resnet50")
+    assert through_audio["tasks"][0]["key"] != sequence(defended_run, "single-cnn4-eps0.008-snr30")["tasks"][0]["key"]
+    single = sequence(defended_run, "single-cnn4-eps0.008-snr30")
+    transfer = sequence(defended_run, "transfer-cnn4-vgg16-resnet50-eps0.008-snr30")
+    lifelong = sequence(defended_run, "lifelong-cnn4-vgg16-resnet50-lambda1e+06-eps0.008-snr30")
+    multi = sequence(defended_run, "multi-cnn4-vgg16-resnet50-eps0.008-snr30")
     # task 0 is one and the same training for single, transfer and lifelong
     assert single["tasks"][0]["key"] == transfer["tasks"][0]["key"] == lifelong["tasks"][0]["key"]
     assert transfer["tasks"][1]["key"] != lifelong["tasks"][1]["key"]
@@ -254,6 +259,32 @@ def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
     assert (out / "figures" / "fig2_spectrograms.png").exists()
     assert (out / "figures" / "fig3_lambda.png").exists()
     assert "| Lifelong | CNN-4 + VGG-16 | 1e+06 |" in (out / "table1.md").read_text()
+    # the lambda came from the one rule: the evaluation's dev results (no sweep was tuned)
+    assert results["lambda_choice"] == {"lifelong-cnn4-vgg16-resnet50-eps0.008-snr30": {
+        "lambda": 1e6, "source": "evaluation (dev)"}}
+    # matched noise and per-clip predictions beside every Table 1 cell
+    test = results["tasks"][key]["test"]["against"]["vgg16"]
+    assert len(test["predictions"]) == len(results["truth"]["test"]) == 7
+    assert set(test["matched_noise"]) >= {"adversarial_uar", "adversarial_uar_ci", "predictions"}
+    assert {"success_rate", "flip_rate", "error_rate"} <= set(test)
+    # baselines at the run's budget: noise, and PGD / MI-FGSM from every defence to every defence
+    base = results["baselines"]["eps0.008-snr30"]
+    assert base["label"] == "L∞ ≤ 0.008, SNR ≥ 30 dB"
+    for split in ("dev", "test"):
+        for method in ("pgd", "mi_fgsm"):
+            assert set(base[split][method]) == {"cnn4", "vgg16", "resnet50"}
+            assert all(set(row) == {"cnn4", "vgg16", "resnet50"} for row in base[split][method].values())
+            assert base[split]["sizes"][method]["cnn4"]["snr_db_min"] >= 30.0
+            assert base[split]["sizes"][method]["cnn4"]["linf"] <= 0.008 + 1e-6
+    assert set(base["curve"]["curves"]) >= {"noise at the budget", "PGD white-box", "PGD transferred"}
+    assert (out / "figures" / "budget_curve_eps0.008-snr30.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    for needle in ("## Table 1: adversarial UAR [%] (lower = stronger attack), L∞ ≤ 0.008, SNR ≥ 30 dB",
+                   "## Table 1: adversarial UAR [%] (lower = stronger attack), unbounded",
+                   "Each attacker against noise of its own size", "Baselines at the same budget",
+                   "| MI-FGSM from CNN-4 |", "The paper's findings, tested", "Attack rates on test",
+                   "single-task attackers transfer worst"):
+        assert needle in report, needle
 
 
 def test_evaluate_scores_the_table1_attackers_after_the_audio_round_trip(defended_run):
@@ -263,7 +294,7 @@ def test_evaluate_scores_the_table1_attackers_after_the_audio_round_trip(defende
     audio = results["audio"]
     assert audio["clips"] == 7 and audio["split"] == "test"  # the whole tiny test split
     keys = {k for r in results["table1"] for k in r.get("keys", [])}
-    through_audio = sequence(defended_run, "single-cnn4-roundtrip")["tasks"][0]["key"]
+    through_audio = sequence(defended_run, "single-cnn4-eps0.008-snr30-roundtrip")["tasks"][0]["key"]
     assert through_audio not in keys  # not one of Table 1's attackers, but scored through audio
     assert set(audio["tasks"]) == keys | {through_audio}
     entry = results["tasks"][sorted(keys)[0]]["audio"]
@@ -282,7 +313,7 @@ def test_evaluate_scores_the_table1_attackers_after_the_audio_round_trip(defende
             assert info.samplerate == 16000 and info.channels == 1 and info.frames > 16000
     report = (out / "report.md").read_text()
     for needle in ("Audio round trip", "waveform SNR [dB]", "PESQ", "STOI", "spec. → audio",
-                   "| single, trained through audio | single-cnn4-roundtrip |",
+                   "| single, trained through audio | single-cnn4-eps0.008-snr30-roundtrip |",
                    "figures/uar_vs_snr.png", "of which audio round trip"):
         assert needle in report
     assert (out / "figures" / "uar_vs_snr.png").stat().st_size > 1000
@@ -308,7 +339,7 @@ def test_html_report_in_a_headless_browser(defended_run, tmp_path):
 
 
 def test_export_from_a_run(defended_run, tiny_data, tmp_path):
-    label = "lifelong-cnn4-vgg16-resnet50-lambda1e+06"
+    label = "lifelong-cnn4-vgg16-resnet50-lambda1e+06-eps0.008-snr30"
     result = run("export", defended_run, "--attacker", f"{label}:1", "--name", "att", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     origin = json.loads((tmp_path / "att" / "1" / "assets" / "export.json").read_text())
@@ -328,7 +359,7 @@ def test_tune_sweeps_lambda_and_resumes(defended_run, tiny_data):
             "--profile", "smoke", "--lambdas", "1e4,1e7"]
     result = run(*args)
     assert result.exit_code == 0, result.output
-    best = json.loads((defended_run / "tuning" / "cnn4-vgg16" / "best.json").read_text())
+    best = json.loads((defended_run / "tuning" / "cnn4-vgg16-eps0.008-snr30" / "best.json").read_text())
     assert [t["lambda"] for t in best["trials"]] == [1e4, 1e7]
     assert best["direction"] == "min" and best["lambda"] in (1e4, 1e7)
     for trial in best["trials"]:
@@ -337,14 +368,14 @@ def test_tune_sweeps_lambda_and_resumes(defended_run, tiny_data):
             (metrics["dev_adversarial_uar_cnn4"] + metrics["dev_adversarial_uar_vgg16"]) / 2)
     assert min(t["metrics"]["mean_dev_adversarial_uar"] for t in best["trials"]) == best["best_objective"]
     # trials trained real lifelong sequences that share task 0 with single-task CNN-4
-    seq = sequence(defended_run, "lifelong-cnn4-vgg16-lambda10000")
-    assert seq["tasks"][0]["key"] == sequence(defended_run, "single-cnn4")["tasks"][0]["key"]
-    assert list((defended_run / "tuning" / "cnn4-vgg16" / "hparams").glob("trial_*/events.out.tfevents.*"))
+    seq = sequence(defended_run, "lifelong-cnn4-vgg16-lambda10000-eps0.008-snr30")
+    assert seq["tasks"][0]["key"] == sequence(defended_run, "single-cnn4-eps0.008-snr30")["tasks"][0]["key"]
+    assert list((defended_run / "tuning" / "cnn4-vgg16-eps0.008-snr30" / "hparams").glob("trial_*/events.out.tfevents.*"))
     stamp = (defended_run / seq["tasks"][1]["path"] / "task.json").stat().st_mtime_ns
     again = run(*args)
     assert again.exit_code == 0, again.output
     assert (defended_run / seq["tasks"][1]["path"] / "task.json").stat().st_mtime_ns == stamp
-    assert len(json.loads((defended_run / "tuning" / "cnn4-vgg16" / "best.json").read_text())["trials"]) == 2
+    assert len(json.loads((defended_run / "tuning" / "cnn4-vgg16-eps0.008-snr30" / "best.json").read_text())["trials"]) == 2
 
 
 def test_tune_bad_inputs(defended_run, tiny_data):
@@ -358,14 +389,14 @@ def test_tune_bad_inputs(defended_run, tiny_data):
 def test_an_existing_task_is_reused(defended_run, tiny_data):
     result = attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4")
     assert result.exit_code == 0
-    task_dir = defended_run / sequence(defended_run, "single-cnn4")["tasks"][0]["path"]
+    task_dir = defended_run / sequence(defended_run, "single-cnn4-eps0.008-snr30")["tasks"][0]["path"]
     stamp = (task_dir / "task.json").stat().st_mtime_ns
     assert attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4").exit_code == 0
     assert (task_dir / "task.json").stat().st_mtime_ns == stamp
     other_seed = attack(tiny_data, defended_run, "--method", "single", "--defences", "cnn4", "--seed", "1")
     assert other_seed.exit_code == 0
-    assert sequence(defended_run, "single-cnn4-seed1")["tasks"][0]["key"] != \
-        sequence(defended_run, "single-cnn4")["tasks"][0]["key"]
+    assert sequence(defended_run, "single-cnn4-eps0.008-snr30-seed1")["tasks"][0]["key"] != \
+        sequence(defended_run, "single-cnn4-eps0.008-snr30")["tasks"][0]["key"]
 
 
 def test_interrupted_task_resumes(defended_run, tiny_data, monkeypatch):

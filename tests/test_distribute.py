@@ -166,7 +166,7 @@ def test_two_workers_on_localhost_train_and_agree(tiny_data, tmp_path):
 
     _two_workers(["train", "attacker", "--method", "single", "--defences", "cnn4", *common], run)
     chief_gen, worker_gen = (
-        d / json.loads((d / "attackers/single-cnn4/sequence.json").read_text())["tasks"][0]["path"]
+        d / json.loads((d / "attackers/single-cnn4-eps0.008-snr30/sequence.json").read_text())["tasks"][0]["path"]
         / "generator.keras" for d in (run, worker))
     for a, b in zip(_weights(chief_gen), _weights(worker_gen), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

@@ -171,11 +171,11 @@ def cli_exported(tiny_data, tmp_path_factory):
         "--out", run_dir, "--quiet")
     cli("train", "attacker", "--data", tiny_data, "--defences", "cnn4", "--method", "single",
         "--profile", "smoke", "--out", run_dir, "--quiet")
-    assert cli("export", run_dir, "--attacker", "single-cnn4", "--name", "att", "--out", out
+    assert cli("export", run_dir, "--attacker", "single-cnn4-eps0.008-snr30", "--name", "att", "--out", out
                ).strip() == f"exported {out / 'att' / '1'}"
     cli("export", run_dir, "--defence", "cnn4", "--name", "def", "--out", out)
     metadata = load_data(tiny_data)
-    return (load_generator(run_dir, find_task(run_dir, "single-cnn4")),
+    return (load_generator(run_dir, find_task(run_dir, "single-cnn4-eps0.008-snr30")),
             load_defence(run_dir, "cnn4", metadata), metadata, out, out / "att" / "1", out / "def" / "1")
 
 

@@ -128,7 +128,7 @@ def tune_command(data, run_dir):
 def kill_during_second_trial(data, run_dir, timeout=600):
     process = subprocess.Popen(tune_command(data, run_dir), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    trial = run_dir / "tuning" / "cnn4-vgg16" / "trial_1"
+    trial = run_dir / "tuning" / "cnn4-vgg16-eps0.008-snr30" / "trial_1"
     start = time.time()
     try:
         while process.poll() is None and time.time() - start < timeout:
@@ -148,7 +148,7 @@ def generators(run_dir):
     """lambda -> weights of the attacker after the sweep's last task."""
     weights = {}
     for lam in GRID:
-        label = f"lifelong-cnn4-vgg16-lambda{lam:g}"
+        label = f"lifelong-cnn4-vgg16-lambda{lam:g}-eps0.008-snr30"
         record = json.loads((run_dir / "attackers" / label / "sequence.json").read_text())
         path = run_dir / record["tasks"][-1]["path"] / "generator.keras"
         weights[lam] = keras.saving.load_model(path, compile=False).get_weights()
@@ -175,8 +175,8 @@ def test_tune_killed_and_rerun_ends_as_an_uninterrupted_sweep(tiny_data, tmp_pat
         rerun = subprocess.run(tune_command(tiny_data, killed), env=env, capture_output=True, text=True)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
 
-    expected = json.loads((clean / "tuning" / "cnn4-vgg16" / "best.json").read_text())
-    resumed = json.loads((killed / "tuning" / "cnn4-vgg16" / "best.json").read_text())
+    expected = json.loads((clean / "tuning" / "cnn4-vgg16-eps0.008-snr30" / "best.json").read_text())
+    resumed = json.loads((killed / "tuning" / "cnn4-vgg16-eps0.008-snr30" / "best.json").read_text())
     assert [t["lambda"] for t in resumed["trials"]] == GRID
     assert [t["status"] for t in resumed["trials"]] == ["COMPLETED"] * 4
     assert [t["metrics"] for t in resumed["trials"]] == [t["metrics"] for t in expected["trials"]]

@@ -67,12 +67,28 @@ def _epsilon(budget: Budget) -> float:
     return budget.epsilon if budget.epsilon is not None else 1.0
 
 
+def _art():
+    """ART's evasion attacks and TF-2 classifier. On import ART attaches a handler to the
+    sys.stderr of that moment; under a CLI runner that stream is closed later, and every
+    ART log line would then crash the process. Its records go to the root logger instead."""
+    import logging
+
+    import art  # noqa: F401
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    logger = logging.getLogger("art")
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.StreamHandler):
+            logger.removeHandler(handler)
+    return ProjectedGradientDescent, TensorFlowV2Classifier
+
+
 def pgd(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD_STEPS,
         step_fraction: float = PGD_STEP_FRACTION, seed: int = 0) -> np.ndarray:
     """L-infinity PGD with a random start (ART's `ProjectedGradientDescent`), then the SNR
     floor: eta [B, ...] float32. y: int labels [B]. Deterministic for a seed."""
-    from art.attacks.evasion import ProjectedGradientDescent
-
+    ProjectedGradientDescent, _ = _art()
     x = np.asarray(x, np.float32)
     epsilon = _epsilon(budget)
     attack = ProjectedGradientDescent(
@@ -117,12 +133,27 @@ def _mi_fgsm(forward, x, y, epsilon, steps: int, decay: float):
     return eta
 
 
+_CLASSIFIERS: dict = {}  # (id(forward), input shape) -> (forward, classifier)
+
+
 def _classifier(forward: Callable, input_shape):
-    """ART's TensorFlow-2 classifier around `forward` (log-probabilities out). The loss is
-    cross-entropy: Keras's from-logits categorical cross-entropy on log-probabilities is
-    -log p_y (the log-sum-exp of log-probabilities is 0)."""
+    """ART's TensorFlow-2 classifier around `forward` (log-probabilities out), built once
+    per forward function (a new one per call would retrace ART's graph every batch). The
+    loss is cross-entropy: Keras's from-logits categorical cross-entropy on
+    log-probabilities is -log p_y (the log-sum-exp of log-probabilities is 0)."""
+    key = (id(forward), tuple(input_shape))
+    cached = _CLASSIFIERS.get(key)
+    if cached is not None and cached[0] is forward:
+        return cached[1]
+    classifier = _new_classifier(forward, input_shape)
+    _CLASSIFIERS[key] = (forward, classifier)  # holds forward, so its id stays its own
+    return classifier
+
+
+def _new_classifier(forward: Callable, input_shape):
     import keras
-    from art.estimators.classification import TensorFlowV2Classifier
+
+    _, TensorFlowV2Classifier = _art()
 
     @tf.autograph.experimental.do_not_convert
     def model(x, training=False):
