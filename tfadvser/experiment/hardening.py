@@ -41,11 +41,11 @@ def harden(data_dir, run_dir, base: str, profile: Profile, attacker: Optional[st
     config = profile.defence
     if attacker is not None:
         task = find_task(run_dir, attacker)
-        generator = inference(load_generator(run_dir, task))
+        generator = load_generator(run_dir, task)  # held here: `inference` keeps a weak reference
         source = {"attacker": task["key"]}
 
         def perturbation(model, x, y):
-            return generator(x)
+            return inference(generator)(x)
     else:
         if not pgd_epsilon > 0:
             raise TfadvserError(f"--pgd-epsilon must be positive, got {pgd_epsilon}")
