@@ -92,7 +92,7 @@ def attacker_step(width: float, batch: int, steps: int, repeats: int, precision:
     flops = 3 * 2 * (conv_macs(generator) + conv_macs(defence)) * batch
     return {"precision": precision, "width": width, "batch": batch, "seconds_per_step": seconds,
             "examples_per_second": batch / seconds, "gflops": flops / seconds / 1e9,
-            "loss": float(history["loss"][-1]), "fooling_rate": float(history["fooling_rate"][-1])}
+            "loss": float(history["loss"][-1]), "success_rate": float(history["success_rate"][-1])}
 
 
 def short_run(data_dir: str, width: float, steps: int, precision: str) -> dict:
@@ -121,7 +121,7 @@ def short_run(data_dir: str, width: float, steps: int, precision: str) -> dict:
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return {"precision": precision, "width": width, "steps": steps,
-            "loss": float(history["loss"][-1]), "fooling_rate": float(history["fooling_rate"][-1])}
+            "loss": float(history["loss"][-1]), "success_rate": float(history["success_rate"][-1])}
 
 
 def input_pipeline(data_dir: str, batch: int, repeats: int) -> float:
@@ -269,7 +269,7 @@ def render(r: dict) -> str:
                      "≥ 1.5 × float32", _met(bf16["examples_per_second"] >= 1.5 * consumption),
                      f"{bf16['examples_per_second'] / consumption:.2f} ×; short run ({a['steps']} "
                      f"steps, width {a['width']:g}, real data): loss {b['loss']:.3f} vs "
-                     f"{a['loss']:.3f}, fooling rate {b['fooling_rate']:.2f} vs {a['fooling_rate']:.2f}"))
+                     f"{a['loss']:.3f}, fooling rate {b['success_rate']:.2f} vs {a['success_rate']:.2f}"))
     pipe = r["input_pipeline_examples_per_second"]
     rows.append(("input pipeline (read, parse, standardise, batch)", f"{pipe:.0f} ex/s",
                  "≥ 10 × training consumption", _met(pipe >= 10 * consumption),

@@ -129,7 +129,7 @@ def test_training_step_leaves_defences_untouched():
     for a, b in zip(before, defence.weights):
         np.testing.assert_array_equal(a, b.numpy())
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(generator_before, generator.trainable_weights))
-    assert set(history.history) == {"loss", "cw", "mse", "ewc", "fooling_rate", "eta_mean", "eta_max"}
+    assert set(history.history) == {"loss", "cw", "mse", "ewc", "success_rate", "eta_mean", "eta_max"}
     assert history.history["ewc"] == [0.0, 0.0]
 
 

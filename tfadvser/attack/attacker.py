@@ -4,12 +4,15 @@ Generator (paper section 4.2, original-code-facts section 4): four 5x5 convoluti
 dilations 1/2/4/8 and 64/128/64/1 channels, "same" size, no bias, BatchNorm after each,
 ReLU after the first three and a sigmoid after the last. Its output is the perturbation
 eta in (0, 1), added to the standardised log-Mel: x' = x + eta. Nothing bounds eta except
-the MSE term, exactly as in the paper; every log reports its size.
+the MSE term, exactly as in the paper; every log reports its size. That is the "paper"
+perturbation; the product's default is a bounded one (epsilon * tanh and an SNR floor in
+place of the sigmoid, `attack/budget.py`), and a universal generator (one eta for every
+clip) can stand in for the atrous one.
 """
 from __future__ import annotations
 
 import types
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -19,31 +22,63 @@ from tfadvser.runtime import distribute
 from tfadvser.runtime.atrous import AtrousConv2D
 from tfadvser.defence.models import batch_norm, scaled_channels
 from tfadvser.runtime.inference import inference
+from tfadvser.attack.budget import BudgetHead, UniversalPerturbation
 from tfadvser.attack.ewc import EWCTerms
 from tfadvser.attack.losses import attack_loss
-from tfadvser.evaluation.metrics import fooling_rate
+from tfadvser.evaluation.metrics import success_rate
 
 GENERATOR_CHANNELS = (64, 128, 64, 1)
 GENERATOR_DILATIONS = (1, 2, 4, 8)
 
 
-def build_generator(width: float = 1.0, shape=(373, 64)) -> keras.Model:
-    """The atrous generator G: log_mel [B, *shape] -> eta [B, *shape] in (0, 1), float32.
-    Channels scaled by `width` (the output channel stays 1). At width 1.0: 413 314
-    trainable parameters (412 800 conv + 514 BN), as the original (facts section 4)."""
+def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "paper",
+                    epsilon: Optional[float] = None, snr_db: Optional[float] = None,
+                    mean=None, std=None, kind: str = "atrous") -> keras.Model:
+    """The generator G: log_mel [B, *shape] -> eta [B, *shape], float32.
+
+    kind "atrous": the paper's network, channels scaled by `width` (the output channel stays
+    1); at width 1.0, 413 314 trainable parameters (412 800 conv + 514 BN), as the original
+    (facts section 4). kind "universal": one trainable map for every clip
+    (`budget.UniversalPerturbation`, frames x n_mels parameters; `width` unused).
+    The output head (`budget.BudgetHead`): the paper's sigmoid, eta in (0, 1), or a bounded
+    eta (epsilon * tanh, then the per-clip SNR floor, which needs the data's `mean` and `std`
+    [n_mels]). Raises ValueError for an unknown kind or an SNR floor without statistics.
+    """
     inputs = keras.Input(shape=tuple(shape), name="log_mel")
-    x = layers.Reshape((*shape, 1))(inputs)
-    last = len(GENERATOR_CHANNELS)
-    for i, (channels, dilation) in enumerate(zip(GENERATOR_CHANNELS, GENERATOR_DILATIONS), start=1):
-        channels = channels if i == last else scaled_channels(channels, width)
-        x = AtrousConv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
-                         kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
-        x = batch_norm(f"atrous{i}_bn")(x)
-        # The output layer stays float32 under mixed precision: x' = x + eta is float32.
-        x = layers.Activation("sigmoid" if i == last else "relu", name=f"atrous{i}_act",
-                              dtype="float32" if i == last else None)(x)
-    eta = layers.Reshape(tuple(shape), name="eta", dtype="float32")(x)
-    return keras.Model(inputs, eta, name="atrous_generator")
+    bounded = perturbation == "bounded"
+    if kind == "universal":
+        z = UniversalPerturbation(name="universal")(inputs)
+        if not bounded:
+            eta = BudgetHead("paper", name="eta")([inputs, z])
+            return keras.Model(inputs, eta, name="universal_generator")
+    elif kind == "atrous":
+        x = layers.Reshape((*shape, 1))(inputs)
+        last = len(GENERATOR_CHANNELS)
+        for i, (channels, dilation) in enumerate(zip(GENERATOR_CHANNELS, GENERATOR_DILATIONS), start=1):
+            channels = channels if i == last else scaled_channels(channels, width)
+            x = AtrousConv2D(channels, 5, dilation_rate=dilation, padding="same", use_bias=False,
+                             kernel_initializer="he_uniform", name=f"atrous{i}_conv")(x)
+            x = batch_norm(f"atrous{i}_bn")(x)
+            if i < last:
+                x = layers.Activation("relu", name=f"atrous{i}_act")(x)
+            elif not bounded:
+                # The output layer stays float32 under mixed precision: x' = x + eta is float32.
+                x = layers.Activation("sigmoid", name=f"atrous{i}_act", dtype="float32")(x)
+        z = layers.Reshape(tuple(shape), name="eta" if not bounded else "z", dtype="float32")(x)
+        if not bounded:
+            return keras.Model(inputs, z, name="atrous_generator")
+    else:
+        raise ValueError(f"unknown generator kind {kind!r}")
+    eta = BudgetHead(perturbation, epsilon, snr_db, mean, std, name="eta")([inputs, z])
+    return keras.Model(inputs, eta, name=f"{kind}_generator")
+
+
+def generator_for(config, shape, data=None) -> keras.Model:
+    """`build_generator` as an AttackerConfig asks (`data`: a DataFolder, for the SNR floor's
+    statistics)."""
+    stats = {"mean": data.mean, "std": data.std} if data is not None else {}
+    return build_generator(config.width, shape, config.perturbation, config.epsilon,
+                           config.snr_db, kind=config.generator, **stats)
 
 
 class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
@@ -72,7 +107,7 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         for defence in self.defences:
             defence.trainable = False
         self.alpha, self.cw_reduction = alpha, cw_reduction
-        names = ("loss", "cw", "mse", "ewc", "fooling_rate", "eta_mean", "eta_max")
+        names = ("loss", "cw", "mse", "ewc", "success_rate", "eta_mean", "eta_max")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -150,14 +185,14 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
 
     def _track(self, x, y, eta, adv_log_probs, terms):
         clean_log_probs = [inference(d)(x) for d in self.defences]
-        rates = [fooling_rate(c, a, y) for c, a in zip(clean_log_probs, adv_log_probs)]
+        rates = [success_rate(c, a, y) for c, a in zip(clean_log_probs, adv_log_probs)]
         share = _share(x, distribute.global_batch_size(tf.shape(x)[0]))
         # Logged values are those of the global batch, identical on every replica: the
         # trackers then report what one device would.
         values = distribute.sum_over_replicas(
-            {**terms, "fooling_rate": tf.add_n(rates) / len(rates) * share,
+            {**terms, "success_rate": tf.add_n(rates) / len(rates) * share,
              "eta_mean": tf.reduce_mean(eta) * share})
-        values["eta_max"] = distribute.max_over_replicas(tf.reduce_max(eta))
+        values["eta_max"] = distribute.max_over_replicas(tf.reduce_max(tf.abs(eta)))
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
         return self.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})

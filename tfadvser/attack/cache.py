@@ -18,12 +18,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.attack.attacker import AdversarialAttacker, build_generator
+from tfadvser.attack.attacker import AdversarialAttacker, generator_for
 from tfadvser.config import AttackerConfig
 
 # Settings the compiled step or the optimizer depend on (the seed and step counts do not).
-_GRAPH_SETTINGS = ("width", "alpha", "cw_reduction", "lr_schedule", "learning_rate",
-                   "decay_every", "decay_rate", "round_trip")
+_GRAPH_SETTINGS = ("width", "cw_weight", "cw_reduction", "lr_schedule", "learning_rate",
+                   "decay_every", "decay_rate", "round_trip", "perturbation", "epsilon",
+                   "snr_db", "generator")
 _KEEP = 16  # attackers kept; a whole `reproduce` uses 9 defence/EWC combinations
 
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -41,18 +42,20 @@ def learning_rate(config: AttackerConfig):
 
 def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, shape,
                       start_weights: list[np.ndarray], ewc_lambda: float,
-                      ewc_terms: list, round_trip=None) -> AdversarialAttacker:
+                      ewc_terms: list, round_trip=None, data=None) -> AdversarialAttacker:
     """An attacker against `defences` whose generator holds `start_weights` (all its weights,
     BatchNorm statistics included), with a fresh Adam and the given EWC terms; compiled once
     per strategy, defences, number of EWC terms and graph settings. `round_trip`: an
-    `attack.round_trip.RoundTrip` when config.round_trip (then compiled without XLA)."""
+    `attack.round_trip.RoundTrip` when config.round_trip (then compiled without XLA).
+    `data`: the DataFolder whose statistics an SNR floor needs."""
     strategy = tf.distribute.get_strategy()
     key = (id(strategy), tuple(id(d) for d in defences), len(ewc_terms), tuple(shape),
            tuple(getattr(config, name) for name in _GRAPH_SETTINGS),
-           round_trip.key if config.round_trip and round_trip is not None else None)
+           round_trip.key if config.round_trip and round_trip is not None else None,
+           data.fingerprint if data is not None else None)
     if key not in _CACHE:
-        attacker = AdversarialAttacker(build_generator(config.width, shape), defences,
-                                       alpha=config.alpha, cw_reduction=config.cw_reduction,
+        attacker = AdversarialAttacker(generator_for(config, shape, data), defences,
+                                       alpha=config.cw_weight, cw_reduction=config.cw_reduction,
                                        ewc_lambda=ewc_lambda, ewc_terms=ewc_terms,
                                        round_trip=round_trip if config.round_trip else None)
         attacker.compile(optimizer=keras.optimizers.Adam(learning_rate(config)),

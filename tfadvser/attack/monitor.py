@@ -44,7 +44,7 @@ class AttackMonitor(keras.callbacks.Callback):
             for name in self.names:
                 result = attack_scores(labels_of(self.batches), self.clean(name),
                                        predictions(self.defences[name], perturbed), labels)
-                for metric in ("adversarial_uar", "clean_uar", "fooling_rate"):
+                for metric in ("adversarial_uar", "clean_uar", "success_rate"):
                     tf.summary.scalar(f"dev_subset/{name}/{metric}", result[metric], step=step)
             x_adv, _, eta = perturbed[0]
             image = spectrogram_strip(np.asarray(self.batches[0][0][0]), np.asarray(eta[0]),

@@ -24,6 +24,8 @@ from typing import Optional, Sequence
 
 import keras
 
+import tfadvser.attack.budget  # noqa: F401  (registers the layers saved generators hold)
+
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.config import AttackerConfig, Profile
 from tfadvser.data.folder import load_data
@@ -35,7 +37,7 @@ from tfadvser.runtime.files import read_json
 GENERATOR_FILE, TASK_FILE, SEQUENCE_FILE = "generator.keras", "task.json", "sequence.json"
 
 # Settings that change the trained weights of a task (the others only change logging).
-_WEIGHT_SETTINGS = ("width", "batch_size", "alpha", "cw_reduction", "lr_schedule",
+_WEIGHT_SETTINGS = ("width", "batch_size", "cw_reduction", "lr_schedule",
                     "learning_rate", "decay_every", "decay_rate", "seed")
 
 
@@ -45,13 +47,19 @@ def tasks_dir(run_dir) -> Path:
 
 
 def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
-                   seed: int, round_trip: bool = False) -> str:
-    """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000` (`-seedN` for seed
-    N>0, `-roundtrip` for an attacker trained through the audio round trip)."""
+                   config: AttackerConfig) -> str:
+    """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000-eps0.008-snr30`: the
+    budget's key for a bounded attacker (none for the paper's), `-universal` for a universal
+    one, `-seedN` for seed N>0, `-roundtrip` for one trained through the audio round trip."""
     label = f"{method}-{'-'.join(defences)}"
     if method in EWC_METHODS:
         label += f"-lambda{ewc_lambda:g}"
-    return label + (f"-seed{seed}" if seed else "") + ("-roundtrip" if round_trip else "")
+    if config.perturbation != "paper":
+        label += f"-{config.budget.key}"
+    if config.generator != "atrous":
+        label += f"-{config.generator}"
+    return (label + (f"-seed{config.seed}" if config.seed else "")
+            + ("-roundtrip" if config.round_trip else ""))
 
 
 def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:
@@ -73,7 +81,13 @@ def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: Att
     identity = {"parent": parent, "defences": list(stage.defences), "steps": stage.steps,
                 "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
                 "defence_models": {d: hashes[d] for d in stage.defences},
-                "attacker": {k: getattr(config, k) for k in _WEIGHT_SETTINGS}}
+                "attacker": {"alpha": config.cw_weight,
+                             **{k: getattr(config, k) for k in _WEIGHT_SETTINGS}}}
+    # Only when they differ from the paper's attacker: its keys stay as they were.
+    if config.perturbation != "paper":
+        identity["budget"] = {"perturbation": config.perturbation, **config.budget.to_dict()}
+    if config.generator != "atrous":
+        identity["generator"] = config.generator
     if config.round_trip:  # only when set: keys of the paper's attackers stay as they were
         identity["round_trip"] = True
     if stage.ewc:

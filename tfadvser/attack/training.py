@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser.attack import ewc
-from tfadvser.attack.attacker import build_generator
+from tfadvser.attack.attacker import generator_for
 from tfadvser.attack.cache import prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
@@ -66,7 +66,7 @@ class _Context:
         """The generator's trainable weights by path: what EWC terms are checked against."""
         if self._weight_names is None:
             self._weight_names = [w.path for w in
-                                  build_generator(self.config.width, self.shape).trainable_weights]
+                                  generator_for(self.config, self.shape, self.data).trainable_weights]
         return self._weight_names
 
     def monitor_clean(self, defence: str) -> np.ndarray:
@@ -99,10 +99,11 @@ class _Context:
             # The task's weights in the attacker compiled against its defences: the Fisher
             # step is traced once per generator, so once for every task that faces them.
             weights = keras.saving.load_model(task_dir / GENERATOR_FILE, compile=False).get_weights()
-            return prepared_attacker(defences, config, self.shape, weights, 0.0, []).generator
+            return prepared_attacker(defences, config, self.shape, weights, 0.0, [],
+                                     data=self.data).generator
 
         return ewc.task_term(task_dir, self.weight_names(), defences, generator_at_task,
-                             self.fisher_set, config.alpha, config.cw_reduction,
+                             self.fisher_set, config.cw_weight, config.cw_reduction,
                              config.fisher_mode, config.fisher_clips)
 
 
@@ -127,11 +128,11 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     if parent_dir is None:
-        start = build_generator(config.width, ctx.shape).get_weights()
+        start = generator_for(config, ctx.shape, ctx.data).get_weights()
     else:
         start = keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False).get_weights()
     attacker = prepared_attacker([ctx.defences[d] for d in stage.defences], config, ctx.shape,
-                                 start, ewc_lambda, ewc_terms, ctx.round_trip)
+                                 start, ewc_lambda, ewc_terms, ctx.round_trip, ctx.data)
     generator = attacker.generator
     per_epoch = _steps_per_epoch(stage.steps, config.monitor_every)
     logs = task_dir / "logs"
@@ -208,7 +209,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
                       "path": str(task_dir.relative_to(ctx.run_dir))})
         parent_key, parent_dir = key, task_dir
 
-    label = sequence_label(method, defences, ewc_lambda, config.seed, config.round_trip)
+    label = sequence_label(method, defences, ewc_lambda, config)
     record = {"label": label, "method": method, "defences": list(defences),
               "ewc_lambda": ewc_lambda, "profile": profile.name,
               "attacker": dataclasses.asdict(config), "tasks": tasks}

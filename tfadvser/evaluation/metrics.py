@@ -67,8 +67,10 @@ class UnweightedAverageRecall(keras.metrics.Metric):
         return {**super().get_config(), "n_classes": self.n_classes}
 
 
-def fooling_rate(clean_log_probs, adv_log_probs, labels) -> tf.Tensor:
-    """Share of clips the defence gets right on x whose prediction changes on x'."""
+def success_rate(clean_log_probs, adv_log_probs, labels) -> tf.Tensor:
+    """The attack success rate: the share of the clips the defence gets right on x that it
+    gets wrong on x' (0 when it gets none right). One of the three "fooling rates" in use;
+    `attack_rates` gives all three under their own names."""
     clean = tf.argmax(clean_log_probs, axis=-1, output_type=tf.int32)
     adv = tf.argmax(adv_log_probs, axis=-1, output_type=tf.int32)
     correct = tf.equal(clean, tf.cast(labels, tf.int32))
@@ -81,3 +83,53 @@ def recall_by_label(matrix: np.ndarray, labels) -> dict:
     """{label: recall}, None for a class with no examples (JSON has no NaN)."""
     return {label: (None if np.isnan(r) else float(r))
             for label, r in zip(labels, recall_per_class(matrix))}
+
+
+def mel_powers(x, eta, mean, std):
+    """(signal, noise) power of each clip on linear mel magnitudes, tensors [B].
+
+    x, eta: standardised log-Mel batches [B, frames, n_mels] (clean input and perturbation);
+    mean, std: the per-mel-bin standardisation statistics [n_mels] of the training split.
+    Both spectrograms are de-standardised and exponentiated (the features are the natural
+    log of mel magnitudes plus 1e-8, which is left in: it is below any signal): with
+    M = exp(x * std + mean), signal = sum M^2 and noise = sum (M * (exp(eta * std) - 1))^2,
+    with `expm1` so that a 40 dB perturbation is not lost to rounding. Both powers are
+    relative to the clip's loudest bin (its log-magnitude is subtracted before the
+    exponential, which leaves their ratio as it is and keeps any input from overflowing).
+    Works in x's dtype.
+    """
+    x = tf.convert_to_tensor(x)
+    eta = tf.cast(eta, x.dtype)
+    mean, std = tf.cast(mean, x.dtype), tf.cast(std, x.dtype)
+    axes = tf.range(1, tf.rank(x))
+    log_magnitude = x * std + mean
+    magnitude = tf.exp(log_magnitude - tf.reduce_max(log_magnitude, axis=axes, keepdims=True))
+    signal = tf.reduce_sum(tf.square(magnitude), axis=axes)
+    noise = tf.reduce_sum(tf.square(magnitude * tf.math.expm1(eta * std)), axis=axes)
+    return signal, noise
+
+
+def mel_snr_db(x, eta, mean, std) -> np.ndarray:
+    """Per-clip SNR in dB of perturbation eta on clean x, on linear mel magnitudes
+    (`mel_powers`), as float64 numpy [B]; +inf for eta = 0. The measure of every SNR the
+    project reports and of the SNR floor of a bounded attacker."""
+    signal, noise = mel_powers(np.asarray(x, np.float64), np.asarray(eta, np.float64),
+                               np.asarray(mean, np.float64), np.asarray(std, np.float64))
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(signal.numpy() / noise.numpy())
+
+
+def attack_rates(y, clean, adv) -> dict:
+    """The three rates the field calls "fooling rate", under unambiguous names, from int
+    arrays [N] of true labels and clean and adversarial predictions (fractions):
+
+    - success_rate: of the clips the defence gets right clean, the share it gets wrong under
+      attack (0.0 when it gets none right): what the attack changed, on clips it could;
+    - flip_rate: of all clips, the share whose prediction changes (right or wrong before);
+    - error_rate: of all clips, the share predicted wrong under attack (1 - accuracy).
+    """
+    y, clean, adv = (np.asarray(a, int) for a in (y, clean, adv))
+    correct = clean == y
+    return {"success_rate": float(np.mean(adv[correct] != y[correct])) if correct.any() else 0.0,
+            "flip_rate": float(np.mean(adv != clean)),
+            "error_rate": float(np.mean(adv != y))}

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 
 from tfadvser.runtime.inference import inference
-from tfadvser.evaluation.metrics import confusion_matrix, recall_by_label, uar_from_confusion
+from tfadvser.evaluation.metrics import (confusion_matrix, mel_snr_db, recall_by_label,
+                                         uar_from_confusion)
 from tfadvser.evaluation.statistics import uar_interval
 
 # The batch size of every inference pass (defence scoring, attacker evaluation, the lambda
@@ -57,12 +58,7 @@ def perturbation_sizes(perturbed: Iterable, mean: Optional[np.ndarray] = None,
         l2.append(np.sqrt(np.square(flat).sum(axis=1)))
         linf.append(np.abs(flat).max(axis=1))
         if mean is not None:
-            x = np.asarray(x_adv, np.float64) - eta
-            clean = np.exp(x * std + mean)
-            noisy = np.exp((x + eta) * std + mean)
-            signal = np.square(clean).reshape(len(eta), -1).sum(axis=1)
-            noise = np.square(noisy - clean).reshape(len(eta), -1).sum(axis=1)
-            snr.append(10.0 * np.log10(signal / np.maximum(noise, 1e-300)))
+            snr.append(mel_snr_db(np.asarray(x_adv, np.float64) - eta, eta, mean, std))
     sizes = {"eta_mean": eta_mean, "mse": mse, "l2": l2, "linf": linf}
     if snr:
         sizes["snr_db"] = snr
@@ -94,7 +90,7 @@ def attack_scores(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, labels) -> 
         "clean_uar": uar_from_confusion(confusion_matrix(y, clean, len(labels))),
         "adversarial_uar": adversarial["uar"],
         "adversarial_uar_ci": adversarial["uar_ci"],
-        "fooling_rate": float(np.mean(adv[correct] != clean[correct])) if correct.any() else 0.0,
+        "success_rate": float(np.mean(adv[correct] != clean[correct])) if correct.any() else 0.0,
         "adversarial_recall": adversarial["recall"],
         "clips": adversarial["clips"],
     }

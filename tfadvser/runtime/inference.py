@@ -43,7 +43,9 @@ class _Forward:
 
 class GeneratorSlot:
     """Attackers loaded one after another into one model, traced once: the attackers of a
-    run share an architecture, and a graph per attacker would cost more than it saves."""
+    run mostly share an architecture, and a graph per attacker would cost more than it
+    saves. A generator whose configuration differs (another budget, a universal one) gets
+    a model of its own."""
 
     def __init__(self):
         self.model: Optional[keras.Model] = None
@@ -51,8 +53,7 @@ class GeneratorSlot:
     def load(self, path) -> keras.Model:
         """The attacker saved at `path`, in the slot's model (whose `inference` is traced once)."""
         loaded = keras.saving.load_model(path, compile=False)
-        if self.model is None or ([w.shape for w in self.model.weights]
-                                  != [w.shape for w in loaded.weights]):
+        if self.model is None or self.model.get_config() != loaded.get_config():
             self.model = loaded
         else:
             self.model.set_weights(loaded.get_weights())

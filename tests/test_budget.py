@@ -1,0 +1,111 @@
+"""The perturbation budget and the baselines of the same size: bounds that hold for any
+input, hand-computed projections, noise norms, PGD and MI-FGSM on a hand-computable model."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadvser.attack.attacker import build_generator
+from tfadvser.attack.baselines import budget_noise, matched_noise, mi_fgsm, pgd
+from tfadvser.attack.budget import project, snr_scale
+from tfadvser.config import AttackerConfig, Budget
+from tfadvser.evaluation.metrics import attack_rates, mel_snr_db
+
+
+def test_snr_scale_matches_a_hand_computation():
+    # One bin, M = exp(0 * 1 + 0) = 1, eta = 0.5: noise = expm1(s * 0.5)^2 <= 10^-2 at 20 dB,
+    # so s * 0.5 <= ln(1.1): s = 2 ln(1.1) = 0.190620; the 1e-3 dB margin (budget.MARGIN_DB)
+    # makes it 2 ln(1 + 10^(-20.001/20)) = 0.190599.
+    x, eta = np.zeros((1, 1, 1), np.float32), np.full((1, 1, 1), 0.5, np.float32)
+    s = float(snr_scale(x, eta, np.zeros(1), np.ones(1), 20.0)[0])
+    assert s == pytest.approx(0.190599, abs=2e-6)
+    assert s <= 2 * math.log(1.1)
+    # Already quieter than the floor: untouched.
+    assert float(snr_scale(x, eta * 1e-3, np.zeros(1), np.ones(1), 20.0)[0]) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["atrous", "universal"])
+@pytest.mark.parametrize("scale", [0.0, 1.0, 30.0])
+def test_a_bounded_generator_stays_within_its_budget_for_any_input(kind, scale):
+    rng = np.random.default_rng(int(scale) + 7)
+    mean, std = rng.uniform(-13, -8, 16), rng.uniform(1.4, 4.1, 16)
+    generator = build_generator(0.0625, (37, 16), "bounded", 0.05, 30.0, mean, std, kind=kind)
+    if kind == "universal":  # a saturated universal map: tanh at +-1 everywhere
+        generator.get_layer("universal").z.assign(rng.normal(size=(37, 16)).astype("float32") * 50)
+    x = (rng.normal(size=(5, 37, 16)) * scale).astype("float32")
+    x[0] = 0.0
+    eta = generator(x).numpy()
+    assert np.abs(eta).max() <= 0.05 + 1e-7
+    assert mel_snr_db(x, eta, mean, std).min() >= 30.0
+
+
+def test_project_clips_to_epsilon_and_leaves_the_unbounded_budget_alone():
+    eta = np.array([[[0.3, -0.02, -1.0]]], np.float32)
+    x = np.zeros_like(eta)
+    np.testing.assert_allclose(project(x, eta, Budget(0.1, None), None, None).numpy(),
+                               [[[0.1, -0.02, -0.1]]])
+    np.testing.assert_array_equal(project(x, eta, Budget(None, None), None, None).numpy(), eta)
+
+
+def test_config_budget_and_alpha_follow_the_perturbation():
+    assert AttackerConfig().budget == Budget(0.008, 30.0)
+    assert AttackerConfig().cw_weight == 1.0
+    paper = AttackerConfig(perturbation="paper")
+    assert paper.budget == Budget(None, None) and paper.cw_weight == 0.02
+    assert Budget(0.008, 30.0).label == "L∞ ≤ 0.008, SNR ≥ 30 dB"
+    assert Budget(0.008, 30.0).key == "eps0.008-snr30"
+    with pytest.raises(ValueError, match="needs an epsilon"):
+        AttackerConfig(epsilon=None, snr_db=None)
+
+
+def test_matched_noise_keeps_each_clips_l2_and_linf():
+    eta = np.array([[[0.0, 0.5], [-2.0, 1.0]], [[0.1, 0.1], [0.1, -0.3]]], np.float32)
+    noise = matched_noise(eta, seed=3)
+    np.testing.assert_allclose(np.linalg.norm(noise.reshape(2, -1), axis=1),
+                               [math.sqrt(5.25), math.sqrt(0.12)], rtol=1e-6)
+    np.testing.assert_array_equal(np.abs(noise).max(axis=(1, 2)), np.float32([2.0, 0.3]))
+    np.testing.assert_array_equal(np.sort(np.abs(noise[0]).ravel()), [0.0, 0.5, 1.0, 2.0])
+    assert not np.array_equal(noise, eta)  # moved and re-signed (seed 3)
+
+
+def test_noise_at_the_budget_fills_the_ball_down_to_the_snr_floor():
+    rng = np.random.default_rng(0)
+    mean, std = rng.uniform(-13, -8, 16), rng.uniform(1.4, 4.1, 16)
+    x = rng.normal(size=(4, 37, 16)).astype("float32")
+    loose = budget_noise(x, Budget(0.01, None), mean, std, seed=0)
+    np.testing.assert_array_equal(np.abs(loose), 0.01)  # every bin at +-epsilon
+    tight = budget_noise(x, Budget(0.01, 40.0), mean, std, seed=0)
+    np.testing.assert_allclose(mel_snr_db(x, tight, mean, std), 40.0, atol=0.01)
+
+
+def _linear():
+    # logits = W^T vec(x): class 0 reads bins 0 and 3 (weight 1 and 0.5), class 1 bin 1,
+    # class 2 bin 2 with weight -1; bins 4 and 5 are read by nobody.
+    w = np.zeros((6, 3), np.float32)
+    w[0, 0], w[3, 0], w[1, 1], w[2, 2] = 1.0, 0.5, 1.0, -1.0
+    return lambda x: tf.nn.log_softmax(tf.reshape(x, (-1, 6)) @ w)
+
+
+# Cross-entropy ascent on that model: push the true class's bins down and the others' up.
+_HAND = np.array([[[-0.1, 0.1, -0.1], [-0.1, 0.0, 0.0]],    # true class 0
+                  [[0.1, -0.1, -0.1], [0.1, 0.0, 0.0]]])   # true class 1
+
+
+def test_pgd_and_mi_fgsm_match_a_hand_computation():
+    x, y = np.zeros((2, 2, 3), np.float32), np.array([0, 1])
+    budget = Budget(0.1, None)
+    eta = pgd(_linear(), x, y, budget, None, None, seed=0)
+    read = np.array([[1, 1, 1], [1, 0, 0]], bool)  # bins with a gradient
+    np.testing.assert_allclose(eta[:, read], _HAND[:, read], atol=1e-6)
+    assert np.abs(eta).max() <= 0.1 + 1e-7  # the random start stays in the ball
+    for decay in (0.0, 1.0):
+        np.testing.assert_allclose(mi_fgsm(_linear(), x, y, budget, None, None, decay=decay),
+                                   _HAND, atol=1e-6)
+
+
+def test_attack_rates_name_three_different_things():
+    y = np.array([0, 0, 1, 1, 2])
+    clean = np.array([0, 0, 1, 0, 2])  # 4 right, clip 3 wrong
+    adv = np.array([1, 0, 1, 2, 1])    # clips 0, 4 made wrong; clip 3 changes but stays wrong
+    assert attack_rates(y, clean, adv) == {"success_rate": 0.5, "flip_rate": 0.6, "error_rate": 0.6}
