@@ -3,6 +3,9 @@ training (`tfadvser train defence --adversarial`), on a smoke run: CNN-4 and one
 import json
 import warnings
 
+# ART configures a logging StreamHandler on sys.stderr when first imported: imported inside
+# CliRunner, that handler would keep CliRunner's stream, closed after the command.
+import art  # noqa: F401
 import keras
 import numpy as np
 import pytest
@@ -200,7 +203,8 @@ def test_adapter_and_output_kinds():
 def test_adversarial_training_adds_a_hardened_defence(attacked_run, tiny_data):
     args = ("train", "defence", "--adversarial", "--data", tiny_data, "--model", "cnn4",
             "--profile", "smoke", "--out", attacked_run, "--steps", "2", "--quiet")
-    result = run(*args, "--attacker", "single-cnn4")
+    (label,) = [p.name for p in (attacked_run / "attackers").iterdir() if p.name.startswith("single-")]
+    result = run(*args, "--attacker", label)
     assert result.exit_code == 0, result.output
     (hardened,) = [p for p in (attacked_run / "defences").iterdir() if p.name.startswith("cnn4-adv-")]
     record = json.loads((hardened / "results.json").read_text())
@@ -208,7 +212,7 @@ def test_adversarial_training_adds_a_hardened_defence(attacked_run, tiny_data):
     assert record["hardening"]["ratio"] == 0.5 and record["hardening"]["steps"] == 2
     assert "attacker" in record["hardening"]["source"] and record["weights_sha256"]
     assert base["test"]["clips"] == record["test"]["clips"]
-    again = run(*args, "--attacker", "single-cnn4")
+    again = run(*args, "--attacker", label)
     assert "already hardened with this recipe, reused" in again.output
     assert run(*args).exit_code == 1  # neither source
     result = run("evaluate", attacked_run, "--audio-clips", "0")
@@ -222,3 +226,21 @@ def test_adversarial_training_adds_a_hardened_defence(attacked_run, tiny_data):
     with pytest.raises(TfadvserError, match="cannot harden 'user'"):
         from tfadvser.defence.hardening import fine_tune
         fine_tune(attacked_run, "user", load_data(tiny_data), None, {"ratio": 0.5})
+
+
+def test_pgd_hardening_and_white_box_robustness(attacked_run, tiny_data):
+    from tfadvser.experiment.hardening import pgd_robustness
+
+    result = run("train", "defence", "--adversarial", "--data", tiny_data, "--model", "cnn4",
+                 "--profile", "smoke", "--out", attacked_run, "--steps", "2",
+                 "--pgd-epsilon", "0.5", "--pgd-steps", "3", "--adversarial-ratio", "1.0")
+    assert result.exit_code == 0, result.output
+    (name,) = [line.split(":")[0] for line in result.output.splitlines() if "test UAR" in line]
+    record = json.loads((attacked_run / "defences" / name / "results.json").read_text())
+    assert record["hardening"]["source"] == {"pgd": {"epsilon": 0.5, "steps": 3}}
+    assert record["hardening"]["ratio"] == 1.0
+    scores = pgd_robustness(tiny_data, attacked_run, ["cnn4", name], epsilon=1.0, steps=3)
+    for defence, expected in (("cnn4", json.loads(
+            (attacked_run / "defences" / "cnn4" / "results.json").read_text())), (name, record)):
+        assert scores[defence]["clean_uar"] == pytest.approx(expected["test"]["uar"])
+        assert scores[defence]["adversarial_uar"] <= scores[defence]["clean_uar"]

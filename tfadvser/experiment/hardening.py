@@ -8,12 +8,19 @@ fine-tuning itself is `defence/hardening.py`.
 """
 from __future__ import annotations
 
-from typing import Optional
+import time
+from typing import Optional, Sequence
 
+import numpy as np
+
+from tfadvser.attack.baselines import pgd
 from tfadvser.attack.tasks import find_task, load_generator
-from tfadvser.config import Profile
+from tfadvser.config import Budget, Profile
+from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.defence.hardening import fine_tune
+from tfadvser.defence.training import load_defence
+from tfadvser.evaluation.scoring import EVAL_BATCH, attack_scores, labels_of, predictions
 from tfadvser.errors import TfadvserError
 from tfadvser.runs import bind_run
 from tfadvser.runtime.inference import inference
@@ -49,12 +56,13 @@ def harden(data_dir, run_dir, base: str, profile: Profile, attacker: Optional[st
     else:
         if not pgd_epsilon > 0:
             raise TfadvserError(f"--pgd-epsilon must be positive, got {pgd_epsilon}")
-        from tfadvser.attack.baselines import pgd
-
         source = {"pgd": {"epsilon": pgd_epsilon, "steps": pgd_steps}}
+        budget, calls = Budget(epsilon=pgd_epsilon), iter(range(10**9))
 
         def perturbation(model, x, y):
-            return pgd(inference(model), x, y, pgd_epsilon, steps=pgd_steps, seed=seed)
+            # A new random start per batch, reproducible from the recipe's seed.
+            return pgd(inference(model), x, y, budget, data.mean, data.std, steps=pgd_steps,
+                       seed=seed * 100003 + next(calls))
     recipe = {"source": source, "ratio": ratio, "steps": steps or config.steps_per_epoch,
               "batch_size": config.batch_size,
               "learning_rate": learning_rate or config.learning_rate / 10, "seed": seed}
@@ -63,3 +71,28 @@ def harden(data_dir, run_dir, base: str, profile: Profile, attacker: Optional[st
     log(f"{results['model']}: dev UAR {results['dev']['uar']:.3f}, test UAR "
         f"{results['test']['uar']:.3f}, {results['seconds']:.0f} s")
     return results
+
+
+def pgd_robustness(data_dir, run_dir, names: Sequence[str], epsilon: float,
+                   steps: int = PGD_STEPS, split: str = "test", seed: int = 0) -> dict:
+    """White-box L-inf PGD (`attack.baselines.pgd`, budget `epsilon`, `steps` iterations)
+    against each of the run's defences `names` on `split`: per defence the
+    `scoring.attack_scores` of its own PGD examples and the seconds it took. The number a
+    hardened defence is judged by, next to its unhardened base."""
+    data = load_data(data_dir)
+    batches = list(make_dataset(data, split, EVAL_BATCH))
+    y = labels_of(batches)
+    budget = Budget(epsilon=epsilon)
+    out = {}
+    for name in names:
+        started = time.time()
+        model = load_defence(run_dir, name, data)
+        forward = inference(model)
+        adversarial = [(np.asarray(x) + pgd(forward, x, labels, budget, data.mean, data.std,
+                                            steps=steps, seed=seed + i), labels)
+                       for i, (x, labels) in enumerate(batches)]
+        out[name] = {**attack_scores(y, predictions(model, batches), predictions(model, adversarial),
+                                     list(data.labels)),
+                     "epsilon": epsilon, "steps": steps, "split": split,
+                     "seconds": round(time.time() - started, 1)}
+    return out
