@@ -5,7 +5,7 @@ import warnings
 
 # ART configures a logging StreamHandler on sys.stderr when first imported: imported inside
 # CliRunner, that handler would keep CliRunner's stream, closed after the command.
-import art  # noqa: F401
+import importlib
 import keras
 import numpy as np
 import pytest
@@ -23,6 +23,8 @@ from tfadvser.defence.training import train_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import classification_scores
 from tfadvser_cli.main import main
+
+importlib.import_module("art")
 
 SMOKE = PROFILES["smoke"]
 
