@@ -25,17 +25,45 @@ def train_group():
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder, e.g. runs/NAME; the model goes to OUT/defences/<model>/.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@click.option("--adversarial", is_flag=True,
+              help="Harden the trained MODEL: fine-tune it on clean clips mixed with clips "
+                   "perturbed by --attacker or by PGD at --pgd-epsilon; saved as a new defence "
+                   "OUT/defences/MODEL-adv-<hash>/ that evaluation scores every attacker against.")
+@click.option("--attacker", default=None, help="With --adversarial: a trained attacker of OUT, "
+              "LABEL[:TASK] (e.g. single-cnn4) or a task key.")
+@click.option("--pgd-epsilon", type=float, default=None,
+              help="With --adversarial: L-inf PGD budget on the standardised log-Mel, e.g. 0.01.")
+@click.option("--pgd-steps", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--adversarial-ratio", type=click.FloatRange(0.0, 1.0), default=0.5,
+              show_default=True, help="Share of each batch that is perturbed.")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Fine-tuning steps (default: the profile's defence steps per epoch).")
+@click.option("--learning-rate", type=float, default=None,
+              help="Fine-tuning Adam step size (default: a tenth of the profile's).")
 @strategy_option
 @user_errors
-def train_defence_command(data_dir, model, profile, run_dir, quiet, strategy):
+def train_defence_command(data_dir, model, profile, run_dir, quiet, adversarial, attacker,
+                          pgd_epsilon, pgd_steps, adversarial_ratio, steps, learning_rate,
+                          strategy):
     """Train CNN-4, VGG-16 and/or ResNet-50 on prepared log-Mel data.
 
     Keeps the epoch with the best dev UAR, reports dev and test UAR, and resumes an
     interrupted run. A finished defence with the same settings is reused, not retrained.
+    With --adversarial, fine-tunes a trained one against the run's attacks instead.
     """
     from tfadvser.config import get_profile
     from tfadvser.defence.training import train_defences
 
+    if adversarial:
+        from tfadvser.experiment.hardening import harden
+
+        for name in DEFENCE_NAMES if model == "all" else (model,):
+            harden(data_dir, run_dir, name, get_profile(profile), attacker=attacker,
+                   pgd_epsilon=pgd_epsilon, pgd_steps=pgd_steps, ratio=adversarial_ratio,
+                   steps=steps, learning_rate=learning_rate, log=click.echo)
+        return
+    if attacker is not None or pgd_epsilon is not None:
+        raise click.UsageError("--attacker and --pgd-epsilon need --adversarial")
     with strategy_scope(strategy):
         train_defences(data_dir, DEFENCE_NAMES if model == "all" else (model,),
                        get_profile(profile), run_dir, verbose=2 if quiet else 1, log=click.echo)

@@ -52,10 +52,12 @@ def _sizes(x: np.ndarray, eta: np.ndarray, mean, std) -> dict:
 
 def score_budget(budget: Budget, batches: list, truth: np.ndarray, clean: Mapping[str, np.ndarray],
                  defences: Mapping[str, object], labels, mean, std,
-                 methods: Sequence[str] = ("pgd", "mi_fgsm")) -> dict:
+                 methods: Sequence[str] = ("pgd", "mi_fgsm"),
+                 sources: Optional[Sequence[str]] = None) -> dict:
     """One split's baselines at `budget`: {"noise": {target: scores}, "pgd": {source:
     {target: scores}}, "mi_fgsm": ..., "sizes": {...}, "seconds": ...}. `batches`: (x, y)
-    batches of the split; `clean`: each defence's clean predictions [N]."""
+    batches of the split; `clean`: each defence's clean predictions [N]; `sources`: the
+    defences white-box attacks are crafted on (default: all)."""
     started = time.time()
     out: dict = {"sizes": {}, "seconds": {}}
     t = time.time()
@@ -71,8 +73,8 @@ def score_budget(budget: Budget, batches: list, truth: np.ndarray, clean: Mappin
         t = time.time()
         attack = WHITE_BOX[method]
         out[method], out["sizes"][method] = {}, {}
-        for source, model in defences.items():
-            forward = inference(model)
+        for source in (sources if sources is not None else list(defences)):
+            forward = inference(defences[source])
             etas = [attack(forward, np.asarray(x), np.asarray(y), budget, mean, std)
                     for x, y in batches]
             perturbed = [(np.asarray(x) + eta, y) for eta, (x, y) in zip(etas, batches)]

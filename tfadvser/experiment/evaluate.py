@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.audio import UnreadableAudio
 from tfadvser.data.folder import load_data
+from tfadvser.defence.external import VictimSpec
+from tfadvser.defence.hardening import hardened_defences
 from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence, weights_digest
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, AudioSubset,
@@ -26,6 +28,7 @@ from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
 from tfadvser.experiment.continual_report import untrained_predictions
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
+from tfadvser.experiment.victims import WaveformSplits, victims_for_run
 from tfadvser.runs import load_run
 from tfadvser.runtime.files import read_json, write_json
 from tfadvser.experiment.baseline_scores import scores_with_predictions
@@ -67,7 +70,8 @@ def lambda_choices(run_dir: Path, sequences: list[dict], dev_uar) -> dict:
 
 def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
                  audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
-                 baselines: bool = True) -> dict:
+                 baselines: bool = True, victims: Sequence[VictimSpec] = (),
+                 trust_code: bool = False) -> dict:
     """Score all defences clean and the run's attackers adversarially; return the results.
 
     Every task is scored on dev (the lambda rule's split). On test, and against noise
@@ -78,6 +82,13 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     its budget curve on test (`baseline_scores.py`). Then the attackers of Table 1's rows go
     through the audio round trip (`evaluation/round_trip.py`) on `audio_clips` seeded test
     clips (0: skipped), each writing `listen` clips' WAVs under evaluation/audio/<task key>/.
+
+    The defences are the run's own, its hardened ones (`defence/hardening.py`) and the
+    external `victims` (`defence/external.py`; Keras safe mode unless `trust_code`), each a
+    column of results["defences"] and of every task's "against" (external ones marked
+    "kind": "external"; waveform victims are scored on the perturbation rendered as audio,
+    `experiment/victims.py`). White-box baselines are crafted on the run's own defences and
+    scored on all.
     """
     from tfadvser.attack.tasks import sweep_label
     from tfadvser.config import AttackerConfig
@@ -92,6 +103,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
                             f"{data.fingerprint[:12]} vs {run['fingerprint'][:12]})")
     labels = list(data.labels)
     names = [d for d in DEFENCE_NAMES if (defence_dir(run_dir, d) / RESULTS_FILE).exists()]
+    own = list(names)  # white-box baselines are crafted on these
+    names += hardened_defences(run_dir)
     if not names:
         raise TfadvserError(f"{run_dir} has no trained defences: run `tfadvser train defence "
                             f"--model all --out {run_dir} ...` first")
@@ -103,20 +116,35 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         seq["budget"] = _budget_of(seq["attacker"]).to_dict()
         if seq["method"] == "lifelong":
             fields = {f: v for f, v in seq["attacker"].items() if f in AttackerConfig.__dataclass_fields__}
-            seq["sweep"] = sweep_label(seq["defences"], AttackerConfig(**fields))
+            seq["sweep"] = sweep_label(seq["defences"], AttackerConfig(**fields),
+                                       seq.get("regulariser") or "ewc")
     defences = {d: load_defence(run_dir, d, data) for d in names}
+    external = victims_for_run(victims, data, names, trust_code)
+    waveform = {n: v for n, v in external.items() if v.is_waveform}
+    defences.update({n: v for n, v in external.items() if not v.is_waveform})
+    names = list(defences)
     batches = {s: list(make_dataset(data, s, EVAL_BATCH)) for s in SPLITS}
     truth = {s: labels_of(batches[s]) for s in SPLITS}
     clean = {d: {s: predictions(defences[d], batches[s]) for s in SPLITS} for d in names}
+    audio_splits = WaveformSplits(data, SPLITS, truth) if waveform else None
+    clean.update({d: {s: audio_splits.predictions(v, s) for s in SPLITS} for d, v in waveform.items()})
 
     results = {"run": run, "data_dir": str(data_dir), "labels": labels, "defences": {}, "tasks": {},
                "sequences": sequences, "missing": [], "seconds_by_stage": {},
                "truth": {s: truth[s].tolist() for s in SPLITS},
                "splits": {s: {"clips": int(len(truth[s])),
                               "speakers": len(data.record["speakers"][s])} for s in SPLITS}}
-    for d in names:
-        results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE),
-                                  "weights_sha256": weights_digest(defences[d])}
+    for d in names + list(waveform):
+        if d in external:
+            results["defences"][d] = {"training": {}, "kind": "external",
+                                      "victim": {**external[d].spec.to_dict(),
+                                                 "output_used": external[d].output_kind},
+                                      "weights_sha256": external[d].digest}
+        else:
+            results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE),
+                                      "weights_sha256": weights_digest(defences[d])}
+            if d not in DEFENCE_NAMES:
+                results["defences"][d]["kind"] = "hardened"
         for s in SPLITS:
             results["defences"][d][s] = {**classification_scores(truth[s], clean[d][s], labels),
                                          "predictions": clean[d][s].tolist()}
@@ -141,6 +169,11 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
                        for d in names}
             entry[s] = {"perturbation": perturbation_sizes(perturbed, data.mean, data.std),
                         "against": against}
+            if waveform:
+                eta = np.concatenate([np.asarray(batch[2]) for batch in perturbed])
+                against.update({d: scores_with_predictions(truth[s], clean[d][s],
+                                                           audio_splits.predictions(v, s, eta), labels)
+                                for d, v in waveform.items()})
             if noise:
                 noisy = [(x_adv - eta + matched_noise(eta, i), y)
                          for i, (x_adv, y, eta) in enumerate(perturbed)]
@@ -183,7 +216,7 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
 
     if baselines:
         t = time.time()
-        _baselines(results, data, batches, truth, clean, defences, labels, generators, run_dir)
+        _baselines(results, data, batches, truth, clean, defences, own, labels, generators, run_dir)
         results["seconds_by_stage"]["baselines"] = round(time.time() - t, 1)
     if audio_clips > 0:
         t = time.time()
@@ -195,7 +228,7 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     return results
 
 
-def _baselines(results: dict, data, batches, truth, clean, defences, labels, generators,
+def _baselines(results: dict, data, batches, truth, clean, defences, sources, labels, generators,
                run_dir: Path) -> None:
     """results["baselines"][budget key]: each bounded budget's noise, PGD and MI-FGSM on
     both splits and its budget curve on CURVE_CLIPS seeded test clips."""
@@ -208,7 +241,7 @@ def _baselines(results: dict, data, batches, truth, clean, defences, labels, gen
         entry = {"budget": budget.to_dict(), "label": budget.label}
         for s in SPLITS:
             entry[s] = score_budget(budget, batches[s], truth[s], {d: clean[d][s] for d in defences},
-                                    defences, labels, data.mean, data.std)
+                                    defences, labels, data.mean, data.std, sources=sources)
         x = np.concatenate([np.asarray(b[0]) for b in batches["test"]])
         pick = np.sort(np.random.default_rng(0).permutation(len(x))[:CURVE_CLIPS])
         rows = [r for r in table1(results, budget.key) if r.get("keys")]
@@ -219,7 +252,8 @@ def _baselines(results: dict, data, batches, truth, clean, defences, labels, gen
             generator = generators.load(run_dir / results["tasks"][row["keys"][0]]["path"] / GENERATOR_FILE)
             forward = inference(generator)
             attacker, name = (lambda xs: forward(xs)), f"{row['method']} {row['sequence']}"
-        entry["curve"] = budget_curve(budget, x[pick], truth["test"][pick], defences, labels,
+        entry["curve"] = budget_curve(budget, x[pick], truth["test"][pick],
+                                      {d: defences[d] for d in sources}, labels,
                                       data.mean, data.std, attacker, name)
         results["baselines"][budget.key] = entry
 
@@ -268,7 +302,8 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
     generator = load_generator(run_dir, results["tasks"][key])
     data = load_data(data_dir)
     labels = data.labels
-    defences = {d: load_defence(run_dir, d, data) for d in results["defences"]}
+    defences = {d: load_defence(run_dir, d, data) for d, v in results["defences"].items()
+                if v.get("kind") != "external"}
     batches = list(make_dataset(data, "test", EVAL_BATCH))
     y = labels_of(batches)
     clean = {d: predictions(m, batches) for d, m in defences.items()}
@@ -280,7 +315,7 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
     complete = fooled[best] == len(defences)
     x = np.concatenate([np.asarray(b[0]) for b in batches])[best]
     eta = np.concatenate([np.asarray(b[2]) for b in perturbed])[best]
-    predicted = ", ".join(f"{NAMES[d]}: {labels[clean[d][best]]} → {labels[adv[d][best]]}"
+    predicted = ", ".join(f"{NAMES.get(d, d)}: {labels[clean[d][best]]} → {labels[adv[d][best]]}"
                           for d in defences)
     note = ("every defence right on the real clip and wrong on the fake one" if complete else
             f"no test clip fools all defences; this one fools {fooled[best]} of {len(defences)} "
@@ -293,14 +328,16 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
 
 def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
                         audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
-                        baselines: bool = True) -> dict:
+                        baselines: bool = True, victims: Sequence[VictimSpec] = (),
+                        trust_code: bool = False) -> dict:
     """`evaluate_run`, Fig. 2 and every output of `report.write_outputs` (Table 1 as .md and
     .csv, figures, report.md) under `run_dir/evaluation/`; returns what `write_outputs`
     returns plus `results`."""
     from tfadvser.experiment.report import table1, write_outputs
 
     results = evaluate_run(run_dir, data_dir, progress=progress, audio_clips=audio_clips,
-                           listen=listen, baselines=baselines)
+                           listen=listen, baselines=baselines, victims=victims,
+                           trust_code=trust_code)
     data_dir = data_dir or results["data_dir"]
     written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
     return {**written, "results": results}

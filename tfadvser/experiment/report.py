@@ -22,6 +22,7 @@ from tfadvser.evaluation.statistics import RESAMPLES, resolution
 from tfadvser.experiment.findings import markdown as findings_markdown
 from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
+from tfadvser.experiment.robustness_report import robustness_section
 from tfadvser.runtime.files import write_bytes, write_json, write_text
 
 def budgets_in(results: dict) -> list[str]:
@@ -154,11 +155,17 @@ def _cell(cell: Optional[dict]) -> str:
     return text
 
 
+def _columns(results: dict) -> list[str]:
+    """Table 1's defence columns: the paper's in its order, then hardened and external ones."""
+    return ([d for d in DEFENCE_NAMES if d in results["defences"]]
+            + [d for d in results["defences"] if d not in DEFENCE_NAMES])
+
+
 def table1_markdown(rows: list[dict], results: dict) -> str:
     """Table 1 as a markdown table in percent, the clean UARs (with 95 % intervals) first."""
-    names = [d for d in DEFENCE_NAMES if d in results["defences"]]
+    names = _columns(results)
     header = "| Method | Sequence | λ | " + " | ".join(
-        f"{NAMES[d]} {s}" for d in names for s in ("dev", "test")) + " |"
+        f"{NAMES.get(d, d)} {s}" for d in names for s in ("dev", "test")) + " |"
     lines = [header, "|" + "---|" * (3 + 2 * len(names))]
     lines.append("| Clean (no attack) | | | " + " | ".join(
         _ci(results['defences'][d][s]) for d in names for s in ("dev", "test")) + " |")
@@ -171,7 +178,7 @@ def table1_markdown(rows: list[dict], results: dict) -> str:
 
 def table1_csv(rows: list[dict], results: dict) -> str:
     """Table 1 as CSV: fractions, one mean and one std column per defence and split."""
-    names = [d for d in DEFENCE_NAMES if d in results["defences"]]
+    names = _columns(results)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["method", "sequence", "lambda", "seeds"] + [f"{d}_{s}_uar" for d in names for s in ("dev", "test")]
@@ -276,7 +283,8 @@ def _audio_section(results: dict, rows: list[dict]) -> list[str]:
              "features and scored again. Cells: adversarial UAR [%] in the spectrogram domain → "
              "after the round trip (95 % interval of the latter with one seed). Clean UAR on the "
              "re-extracted clean audio: " + ", ".join(
-                 f"{NAMES.get(d, d)} {_ci(audio['clean'][d]['audio'])}" for d in names) + ".", "",
+                 f"{NAMES.get(d, d)} {_ci(audio['clean'][d]['audio'])}" for d in names
+                 if d in audio["clean"]) + ".", "",
              "| Method | Sequence | " + " | ".join(f"{NAMES.get(d, d)} spec. → audio" for d in names)
              + " | waveform SNR [dB] | PESQ | STOI | kept | error [nats] | clipped |",
              "|---|---|" + "---|" * (len(names) + 6)]
@@ -352,7 +360,7 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
         write_json(out / "results.json", results)
         points = [{"snr_db": a["waveform_snr_db"],
                    "against": {d: v for d, v in a["against"].items() if "audio" in v}} for a in audio]
-        clean = {d: results["audio"]["clean"][d]["audio"]["uar"] for d in results["defences"]}
+        clean = {d: c["audio"]["uar"] for d, c in results["audio"]["clean"].items()}
         write_bytes(figures / "uar_vs_snr.png", uar_against_snr_png(points, NAMES, clean))
         written["uar_snr"] = "figures/uar_vs_snr.png"
     report = render_report(results, rows, written, figure2, Path(run_dir))
@@ -373,7 +381,8 @@ def _tensorboard_image(log_dir: Path, tag: str, png: bytes) -> None:
 def _time_table(results: dict, run_dir: Path) -> list[str]:
     lines = ["| stage | seconds |", "|---|---|"]
     for d, info in results["defences"].items():
-        lines.append(f"| defence {d} | {info['training']['seconds']} |")
+        if "seconds" in info["training"]:  # external victims were not trained here
+            lines.append(f"| defence {d} | {info['training']['seconds']} |")
     seen = set()
     for seq in results["sequences"]:
         for task in seq["tasks"]:
@@ -415,6 +424,7 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
     lines += _rates_section(results, rows)
     lines += _resolution(results, rows) + _defences(results, figures)
     lines += _audio_section(results, rows)
+    lines += robustness_section(results, rows)
     if "uar_snr" in figures:
         lines += [f"![adversarial UAR against waveform SNR]({figures['uar_snr']})", "",
                   "Adversarial test UAR against waveform SNR, per Table 1 attacker and defence: "
@@ -430,11 +440,11 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
     lines += ["", "## Lifelong grids: adversarial dev / test UAR [%] after task k against each defence", ""]
     for grid in results["lifelong_grids"]:
         names = list(results["defences"])
-        lines += [f"**{grid['label']}**", "", "| after task | " + " | ".join(NAMES[d] for d in names) + " |",
+        lines += [f"**{grid['label']}**", "", "| after task | " + " | ".join(NAMES.get(d, d) for d in names) + " |",
                   "|---|" + "---|" * len(names)]
         for step in grid["after_task"]:
             cells = [f"{_pct(step['dev'][d])} / {_pct(step['test'][d])}" for d in names]
-            lines.append(f"| {step['task']} ({'+'.join(NAMES[d] for d in step['trained_on'])}) | "
+            lines.append(f"| {step['task']} ({'+'.join(NAMES.get(d, d) for d in step['trained_on'])}) | "
                          + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Figures", ""]

@@ -1,0 +1,114 @@
+"""report.md's robustness section: every defence's clean UAR and adversarial UAR under the
+run's attackers and baselines, and each hardened defence beside the defence it was made
+from (before / after adversarial training, `defence/hardening.py`).
+
+Reads only `evaluate_run` results: the Table 1 rows' attackers (their task keys, mean over
+seeds), and the baselines of each budget when the results hold them (results["baselines"]:
+budget key -> {"label", "test": {"noise": {defence: scores}, "pgd" / "mi_fgsm": {source:
+{defence: scores}}}}, `experiment/baseline_scores.py`).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from tfadvser.experiment.protocol import NAMES
+
+
+def _test_uar(results: dict, entry: dict, defence: str) -> Optional[float]:
+    scored = entry.get("test", {}).get("against", {}).get(defence)
+    return None if scored is None else scored["adversarial_uar"]
+
+
+def attack_rows(results: dict, rows: list[dict]) -> list[dict]:
+    """One row per attack (Table 1 attackers with a trained task, then baselines): its
+    label and, per defence, the adversarial test UAR (mean over seeds) or None."""
+    out = []
+    for row in rows:
+        keys = [k for k in row.get("keys", []) if k in results["tasks"]]
+        if not keys:
+            continue
+        cells = {}
+        for d in results["defences"]:
+            values = [v for v in (_test_uar(results, results["tasks"][k], d) for k in keys)
+                      if v is not None]
+            cells[d] = float(np.mean(values)) if values else None
+        out.append({"attack": f"{row['method']} {row['sequence']}", "uar": cells})
+    for entry in results.get("baselines", {}).values():
+        test = entry.get("test", {})
+        scored = [(f"noise at the budget ({entry['label']})", test.get("noise", {}))]
+        for method, title in (("pgd", "PGD"), ("mi_fgsm", "MI-FGSM")):
+            scored += [(f"{title} from {NAMES.get(source, source)} ({entry['label']})", targets)
+                       for source, targets in test.get(method, {}).items()]
+        for label, targets in scored:
+            out.append({"attack": label, "uar": {d: targets[d]["adversarial_uar"] if d in targets else None
+                                                 for d in results["defences"]}})
+    return out
+
+
+def hardening_pairs(results: dict, attacks: list[dict]) -> list[dict]:
+    """Per hardened defence: its base, recipe, clean test UAR before and after, and the
+    mean adversarial test UAR over the attacks scored against both, before and after."""
+    pairs = []
+    for name, info in results["defences"].items():
+        if info.get("kind") != "hardened":
+            continue
+        base = info["training"].get("base")
+        if base not in results["defences"]:
+            continue
+        both = [a["uar"] for a in attacks
+                if a["uar"].get(base) is not None and a["uar"].get(name) is not None]
+        pairs.append({
+            "hardened": name, "base": base, "recipe": info["training"].get("hardening", {}),
+            "clean_before": results["defences"][base]["test"]["uar"],
+            "clean_after": info["test"]["uar"], "attacks": len(both),
+            "adversarial_before": float(np.mean([u[base] for u in both])) if both else None,
+            "adversarial_after": float(np.mean([u[name] for u in both])) if both else None})
+    return pairs
+
+
+def _pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def robustness_section(results: dict, rows: list[dict]) -> list[str]:
+    """The section's markdown lines (module doc)."""
+    names = list(results["defences"])
+    attacks = attack_rows(results, rows)
+    label = {d: NAMES.get(d, d) + (" (external)" if results["defences"][d].get("kind") == "external"
+                                   else "") for d in names}
+    lines = ["## Robustness: clean and adversarial test UAR [%] per defence", "",
+             "Every defence of the run, hardened ones (`train defence --adversarial`) and "
+             "external victims (`evaluate --victim`) included, under each attack "
+             "(Table 1's attackers, mean over seeds, then the baselines). Lower adversarial "
+             "UAR = less robust.", "",
+             "| attack | " + " | ".join(label[d] for d in names) + " |",
+             "|---|" + "---|" * len(names),
+             "| none (clean) | " + " | ".join(_pct(results["defences"][d]["test"]["uar"])
+                                            for d in names) + " |"]
+    for attack in attacks:
+        lines.append(f"| {attack['attack']} | " + " | ".join(_pct(attack["uar"].get(d))
+                                                           for d in names) + " |")
+    pairs = hardening_pairs(results, attacks)
+    if pairs:
+        lines += ["", "Adversarial training, before → after (test UAR [%]; adversarial: mean over "
+                  "the attacks above that were scored against both):", "",
+                  "| hardened defence | from | perturbations | ratio | steps | clean | adversarial |",
+                  "|---|---|---|---|---|---|---|"]
+        for p in pairs:
+            recipe = p["recipe"]
+            lines.append(f"| {p['hardened']} | {NAMES.get(p['base'], p['base'])} | "
+                         f"{_source(recipe.get('source', {}))} | {recipe.get('ratio', 'n/a')} | "
+                         f"{recipe.get('steps', 'n/a')} | {_pct(p['clean_before'])} → "
+                         f"{_pct(p['clean_after'])} | {_pct(p['adversarial_before'])} → "
+                         f"{_pct(p['adversarial_after'])} ({p['attacks']} attacks) |")
+    return lines + [""]
+
+
+def _source(source: dict) -> str:
+    if "pgd" in source:
+        return f"PGD ε {source['pgd']['epsilon']:g}, {source['pgd']['steps']} steps"
+    if "attacker" in source:
+        return f"attacker task {source['attacker'][:8]}"
+    return "n/a"
