@@ -324,9 +324,15 @@ PROFILES = {
                      # The EWC Fisher on 256 training clips, not all (the original): at the
                      # built-in corpus's 900-1 100 training clips a full pass per lambda trial
                      # would cost more than training the tasks themselves.
+                     # Two lambdas four decades apart: under the budget the C&W term carries
+                     # alpha = 1, not 0.02, so its Fisher is ~2 500x the paper's and the
+                     # paper's grid (1e4-1e7) would all but freeze the attacker; where the
+                     # penalty's gradient matches the C&W one is estimated at lambda ~ 1-10
+                     # (not measured: the sweep itself measures it).
                      AttackerConfig(width=0.125, learning_rate=1e-2, decay_every=100,
                                     first_steps=150, later_steps=30, multi_steps=150,
-                                    monitor_every=30, monitor_clips=48, fisher_clips=256)),
+                                    monitor_every=30, monitor_clips=48, fisher_clips=256,
+                                    default_lambda=100.0, lambdas=(1.0, 1e4))),
     "smoke": Profile("smoke", "tiny networks and a few steps: for tests",
                      DefenceConfig(width=0.0625, batch_size=4, decay_every=10,
                                    steps=4, steps_per_epoch=2),

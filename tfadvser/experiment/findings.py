@@ -192,34 +192,36 @@ def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> lis
 
 
 def _baseline_lines(results: dict, base: dict, names: list[str]) -> list[str]:
-    lines = [f"## Baselines at the same budget ({base['label']})", "",
-             "Adversarial UAR [%] with 95 % intervals, dev / test. *Noise at the budget*: ±ε "
+    lines = [f"## Baselines at the same budget ({base['label']}, test)", "",
+             "Adversarial UAR [%] with 95 % intervals on test. *Noise at the budget*: ±ε "
              "random signs on every bin, scaled onto the SNR floor. *PGD* (ART 1.20.1, "
              "L∞, random start, 10 steps of ε/4) and *MI-FGSM* (μ = 1, 10 steps of ε/10) "
              "crafted white-box on the row's defence and scored on each column's: the diagonal "
              "is the white-box upper bound, the rest are the transfer baselines a black-box "
              "attacker must beat.", "",
-             "| perturbation | " + " | ".join(NAMES.get(d, d) for d in names) + " | mean SNR [dB] (test) |",
+             "| perturbation | " + " | ".join(NAMES.get(d, d) for d in names) + " | mean SNR [dB] |",
              "|---|" + "---|" * (len(names) + 1)]
+    test = base["test"]
 
-    def cell(dev, test):
-        return " / ".join(f"{100 * s['adversarial_uar']:.1f} [{100 * s['adversarial_uar_ci'][0]:.1f}, "
-                          f"{100 * s['adversarial_uar_ci'][1]:.1f}]" for s in (dev, test))
+    def cell(scored):
+        if scored is None:
+            return "n/a"
+        low, high = scored["adversarial_uar_ci"]
+        return f"{100 * scored['adversarial_uar']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
-    lines.append("| clean | " + " | ".join(
-        f"{100 * results['defences'][d]['dev']['uar']:.1f} / {100 * results['defences'][d]['test']['uar']:.1f}"
-        for d in names) + " | |")
-    lines.append("| noise at the budget | " + " | ".join(
-        cell(base["dev"]["noise"][d], base["test"]["noise"][d]) for d in names)
-        + f" | {base['test']['sizes']['noise']['snr_db']:.1f} |")
+    lines.append("| clean | " + " | ".join(_clean(results, d) for d in names) + " | |")
+    lines.append("| noise at the budget | " + " | ".join(cell(test["noise"].get(d)) for d in names)
+                 + f" | {test['sizes']['noise']['snr_db']:.1f} |")
     for method, title in (("pgd", "PGD"), ("mi_fgsm", "MI-FGSM")):
-        for source in names:
-            if source not in base["test"].get(method, {}):
-                continue
-            lines.append(f"| {title} from {NAMES.get(source, source)} | " + " | ".join(
-                cell(base["dev"][method][source][d], base["test"][method][source][d]) for d in names)
-                + f" | {base['test']['sizes'][method][source]['snr_db']:.1f} |")
-    seconds = {k: v for s in ("dev", "test") for k, v in base[s]["seconds"].items()}
-    lines += ["", "Cost: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
-              + " (last split).", ""]
+        for source, targets in test.get(method, {}).items():
+            lines.append(f"| {title} from {NAMES.get(source, source)} | "
+                         + " | ".join(cell(targets.get(d)) for d in names)
+                         + f" | {test['sizes'][method][source]['snr_db']:.1f} |")
+    lines += ["", "Cost: " + ", ".join(f"{k} {v:.0f} s" for k, v in test["seconds"].items()) + ".", ""]
     return lines
+
+
+def _clean(results: dict, defence: str) -> str:
+    scored = results["defences"][defence]["test"]
+    low, high = scored["uar_ci"]
+    return f"{100 * scored['uar']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
