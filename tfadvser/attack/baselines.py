@@ -68,19 +68,24 @@ def _epsilon(budget: Budget) -> float:
 
 
 def _art():
-    """ART's evasion attacks and TF-2 classifier. On import ART attaches a handler to the
-    sys.stderr of that moment; under a CLI runner that stream is closed later, and every
-    ART log line would then crash the process. Its records go to the root logger instead."""
+    """ART's PGD and TF-2 classifier. ART's package `__init__` runs `logging.config.dictConfig`,
+    which flushes and closes every logging handler of the process (pytest's capture, a CLI
+    runner's streams: later log lines then fail with "I/O operation on closed file") and
+    hooks a stderr handler to the "tests" logger. Imported here with that call suppressed;
+    ART's own logger gets the NullHandler it asked for."""
     import logging
+    import logging.config
 
-    import art  # noqa: F401
-    from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    logger = logging.getLogger("art")
-    for handler in list(logger.handlers):
-        if isinstance(handler, logging.StreamHandler):
-            logger.removeHandler(handler)
+    configure = logging.config.dictConfig
+    logging.config.dictConfig = lambda config: None
+    try:
+        from art.attacks.evasion import ProjectedGradientDescent
+        from art.estimators.classification import TensorFlowV2Classifier
+    finally:
+        logging.config.dictConfig = configure
+    art_logger = logging.getLogger("art")
+    if not art_logger.handlers:
+        art_logger.addHandler(logging.NullHandler())
     return ProjectedGradientDescent, TensorFlowV2Classifier
 
 
