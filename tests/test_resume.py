@@ -185,3 +185,82 @@ def test_tune_killed_and_rerun_ends_as_an_uninterrupted_sweep(tiny_data, tmp_pat
     for lam in GRID:
         for a, b in zip(ours[lam], theirs[lam]):
             np.testing.assert_array_equal(a, b)
+
+
+# --- a failed trial in the same process: the next one is not poisoned by it ---------------
+
+def test_dilated_gradient_probe_raises_its_own_error(monkeypatch):
+    """The probe runs in a thread of its own; an error there reaches the caller as itself,
+    not as `IndexError: list index out of range` from an empty result."""
+    from tfadvser.runtime import atrous
+
+    def broken():
+        raise RuntimeError("probe broke")
+
+    monkeypatch.setattr(atrous, "_probe", broken)
+    with pytest.raises(RuntimeError, match="probe broke"):
+        atrous.native_dilated_gradients.__wrapped__()
+    monkeypatch.setattr(atrous, "_probe", lambda: True)
+    assert atrous.native_dilated_gradients.__wrapped__() is True
+
+
+@pytest.fixture(scope="module")
+def first_task_run(tiny_data, tmp_path_factory):
+    """CNN-4 and VGG-16 trained, and the single-task CNN-4 attacker (task 0 of cnn4,vgg16)."""
+    from tfadvser.attack.training import train_attacker
+    from tfadvser.defence.training import train_defence
+
+    run_dir = tmp_path_factory.mktemp("first_task") / "run"
+    for name in ("cnn4", "vgg16"):
+        train_defence(tiny_data, name, SMOKE, run_dir, verbose=0)
+    train_attacker(tiny_data, run_dir, "single", ["cnn4"], SMOKE, verbose=0)
+    return run_dir
+
+
+def test_lifelong_task_failed_while_tracing_reruns_in_the_same_process(first_task_run, tiny_data,
+                                                                        tmp_path, monkeypatch):
+    """A lambda trial whose task 1 raised while its train step was being traced, then rerun
+    in the same process (keras-tuner's next trial, a notebook): the rerun trains the attacker
+    an uninterrupted run trains. It used to fail with TensorBoard's "'Function' object has no
+    attribute '_concrete_variable_creation_fn'": the compiled attacker with the half-traced
+    step stayed in attack.cache and served the rerun."""
+    import tensorflow as tf
+
+    from tfadvser.attack import attacker as attacker_module
+    from tfadvser.attack.training import train_attacker
+
+    clean, failed = tmp_path / "clean", tmp_path / "failed"
+    shutil.copytree(first_task_run, clean)
+    shutil.copytree(first_task_run, failed)
+    expected = train_attacker(tiny_data, clean, "lifelong", ["cnn4", "vgg16"], SMOKE,
+                              ewc_lambda=1e4, verbose=0)
+
+    real, armed = attacker_module.inference, [True]
+
+    def fails_once_in_a_trace(model):
+        forward = real(model)
+
+        def call(x):
+            if armed and not tf.executing_eagerly():
+                armed.clear()
+                raise IndexError("list index out of range")
+            return forward(x)
+        return call
+
+    monkeypatch.setattr(attacker_module, "inference", fails_once_in_a_trace)
+    with pytest.raises(IndexError):
+        train_attacker(tiny_data, failed, "lifelong", ["cnn4", "vgg16"], SMOKE, ewc_lambda=1e4,
+                       verbose=0)
+    assert not armed
+    # A distinct compiled attacker for each run directory (the defences are other objects),
+    # so the rerun below meets the attacker whose trace failed, as in one `reproduce`.
+    record = train_attacker(tiny_data, failed, "lifelong", ["cnn4", "vgg16"], SMOKE,
+                            ewc_lambda=1e4, verbose=0)
+    assert [t["key"] for t in record["tasks"]] == [t["key"] for t in expected["tasks"]]
+    ours = keras.saving.load_model(failed / record["tasks"][-1]["path"] / "generator.keras",
+                                   compile=False).get_weights()
+    theirs = keras.saving.load_model(clean / expected["tasks"][-1]["path"] / "generator.keras",
+                                     compile=False).get_weights()
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfadvser.attack import ewc
 from tfadvser.attack.attacker import build_generator
-from tfadvser.attack.cache import prepared_attacker
+from tfadvser.attack.cache import discard, prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
 from tfadvser.attack.round_trip import RoundTrip, with_waveforms
@@ -140,14 +140,18 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     # The generator of a compiled attacker (attack.cache): traced once for all its tasks.
     monitor = AttackMonitor(generator, ctx.monitor_batches, ctx.defences, ctx.monitor_clean,
                             ctx.data.n_classes, sequence_defences, logs, clip=ctx.monitor_clip)
-    history = attacker.fit(
-        # A resumed task skips the batches its finished epochs consumed (runtime/backup.py).
-        ctx.train_set(repeat=True, audio=config.round_trip).skip(
-            resumed_epoch(task_dir / "backup") * per_epoch),
-        epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
-        verbose=ctx.verbose,
-        # The backup comes last: a kill before it redoes the whole epoch.
-        callbacks=[keras.callbacks.TensorBoard(str(logs)), monitor, EpochBackup(task_dir / "backup")])
+    try:
+        history = attacker.fit(
+            # A resumed task skips the batches its finished epochs consumed (runtime/backup.py).
+            ctx.train_set(repeat=True, audio=config.round_trip).skip(
+                resumed_epoch(task_dir / "backup") * per_epoch),
+            epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
+            verbose=ctx.verbose,
+            # The backup comes last: a kill before it redoes the whole epoch.
+            callbacks=[keras.callbacks.TensorBoard(str(logs)), monitor, EpochBackup(task_dir / "backup")])
+    except BaseException:
+        discard(attacker)  # its compiled step may be half-built: a retry compiles a new one
+        raise
     save_model(generator, task_dir / GENERATOR_FILE)
     final = {name: float(values[-1]) for name, values in history.history.items()}
     write_json(task_dir / TASK_FILE, {**identity, "key": key, "final_train_metrics": final,
