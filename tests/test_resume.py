@@ -264,3 +264,102 @@ def test_lifelong_task_failed_while_tracing_reruns_in_the_same_process(first_tas
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
+
+
+# --- failed lambdas: retried by a rerun, up to two failed attempts -------------------------
+
+class ScriptedTuner(kt.Tuner):
+    """`LambdaTuner`'s interface, with a scripted objective instead of training: `fails`
+    maps a lambda to how many of its runs (over every `tune` call) raise."""
+
+    objective = {1e4: 0.5, 1e5: 0.25, 1e7: 0.75}
+    fails: dict = {}
+    runs: list = []
+
+    def __init__(self, data_dir, run_dir, sequence, profile, seed, **kwargs):
+        super().__init__(**kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        lam = trial.hyperparameters.get("lambda")
+        ScriptedTuner.runs.append(lam)
+        if ScriptedTuner.runs.count(lam) <= ScriptedTuner.fails.get(lam, 0):
+            raise RuntimeError(f"bad process state at lambda {lam:g}")
+        return {OBJECTIVE: self.objective[lam]}
+
+    def save_model(self, trial_id, model, step=0):
+        pass
+
+    def load_model(self, trial):
+        return None
+
+
+@pytest.fixture
+def scripted_tune(monkeypatch, tmp_path):
+    """`tuning.tune` over the grid 1e4, 1e5, 1e7 with ScriptedTuner; returns
+    call(fails) -> (best.json or the TfadvserError, lambdas run by this call)."""
+    from tfadvser.errors import TfadvserError
+    from tfadvser.experiment import tuning
+
+    monkeypatch.setattr(tuning, "LambdaTuner", ScriptedTuner)
+    monkeypatch.setattr(tuning, "first_task_trained", lambda *args: True)
+    monkeypatch.setattr(ScriptedTuner, "runs", [])
+
+    def call(fails):
+        monkeypatch.setattr(ScriptedTuner, "fails", fails)
+        before = len(ScriptedTuner.runs)
+        try:
+            result = tuning.tune(tmp_path / "data", tmp_path / "run", ["cnn4", "vgg16"], SMOKE,
+                                 lambdas=[1e4, 1e5, 1e7])
+        except TfadvserError as exc:
+            result = exc
+        return result, ScriptedTuner.runs[before:]
+    return call
+
+
+def summary(best):
+    return [(t["lambda"], t["status"], t.get("attempts"), t.get("error")) for t in best["trials"]]
+
+
+def test_a_lambda_that_failed_once_is_run_again_by_the_rerun(scripted_tune, tmp_path):
+    best, ran = scripted_tune({1e5: 1})
+    assert ran == [1e4, 1e5, 1e7]  # not retried by the run that saw it fail
+    assert (best["lambda"], best["best_objective"]) == (1e4, 0.5)
+    assert summary(best) == [(1e4, "COMPLETED", None, None),
+                             (1e5, "FAILED", 1, "RuntimeError: bad process state at lambda 100000"),
+                             (1e7, "COMPLETED", None, None)]
+    best, ran = scripted_tune({1e5: 1})
+    assert ran == [1e5]
+    assert (best["lambda"], best["best_objective"]) == (1e5, 0.25)
+    assert summary(best) == [(1e4, "COMPLETED", None, None), (1e5, "COMPLETED", None, None),
+                             (1e7, "COMPLETED", None, None)]
+    saved = json.loads((tmp_path / "run" / "tuning" / "cnn4-vgg16" / "best.json").read_text())
+    assert saved["lambda"] == 1e5
+    assert scripted_tune({1e5: 1})[1] == []
+
+
+def test_a_lambda_that_always_fails_is_given_up_after_two_attempts(scripted_tune, tmp_path):
+    error = "RuntimeError: bad process state at lambda 100000"
+    for attempts, expected_runs in ((1, [1e4, 1e5, 1e7]), (2, [1e5]), (2, [])):
+        best, ran = scripted_tune({1e5: 99})
+        assert ran == expected_runs
+        assert (best["lambda"], best["best_objective"]) == (1e4, 0.5)
+        assert summary(best) == [(1e4, "COMPLETED", None, None), (1e5, "FAILED", attempts, error),
+                                 (1e7, "COMPLETED", None, None)]
+    saved = json.loads((tmp_path / "run" / "tuning" / "cnn4-vgg16" / "best.json").read_text())
+    assert summary(saved)[1] == (1e5, "FAILED", 2, error)
+
+
+def test_a_sweep_whose_every_lambda_fails_stops_with_each_error(scripted_tune, tmp_path):
+    folder = tmp_path / "run" / "tuning" / "cnn4-vgg16"
+    always = {1e4: 99, 1e5: 99, 1e7: 99}
+    for attempts, expected_runs, advice in ((1, [1e4, 1e5, 1e7], "rerun to retry"),
+                                            (2, [1e4, 1e5, 1e7], "see the trial folders there"),
+                                            (2, [], "see the trial folders there")):
+        error, ran = scripted_tune(always)
+        assert ran == expected_runs
+        assert str(error) == (
+            f"every trial of {folder} failed ("
+            + "; ".join(f"lambda {lam}: RuntimeError: bad process state at lambda {lam} "
+                        f"({attempts} of 2 attempts)" for lam in ("10000", "100000", "1e+07"))
+            + f"); {advice}")
+    assert not (folder / "best.json").exists()
