@@ -363,3 +363,21 @@ def test_a_sweep_whose_every_lambda_fails_stops_with_each_error(scripted_tune, t
                         f"({attempts} of 2 attempts)" for lam in ("10000", "100000", "1e+07"))
             + f"); {advice}")
     assert not (folder / "best.json").exists()
+
+
+def test_fisher_batches_do_not_depend_on_what_the_process_did_before(first_task_run, tiny_data):
+    """The Fisher of a task is estimated on the same batches whether the process trained a
+    task first (an uninterrupted reproduce) or starts with it (a rerun after a kill): the
+    kill-and-rerun reproduce test found task 1's Fisher, and so task 2, differing."""
+    import tensorflow as tf
+
+    from tfadvser.attack.training import _Context
+
+    config = SMOKE.attacker
+    ctx = _Context(tiny_data, first_task_run, SMOKE, config, ["cnn4", "vgg16"], verbose=0)
+    orders = []
+    for global_seed in (config.seed, 1234, None):
+        tf.random.set_seed(global_seed)
+        orders.append([tuple(np.asarray(y)) for _, y in ctx.fisher_set()])
+    assert orders[0] == orders[1] == orders[2]
+    assert sum(len(batch) for batch in orders[0]) == 14  # the whole training split

@@ -85,6 +85,10 @@ class _Context:
 
     def fisher_set(self):
         """The training split, or its first `fisher_clips` clips (in the seeded order)."""
+        # The shuffle's order follows TensorFlow's global seed as well as its own: set it as
+        # `_train_task` does, or a process that starts with this Fisher (a rerun after a
+        # kill, a lone `tune`) would estimate it on other batches.
+        keras.utils.set_random_seed(self.config.seed)
         data = self.train_set(repeat=False)
         if self.config.fisher_clips is None:
             return data
