@@ -83,3 +83,13 @@ def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, s
     # start every later task there.
     attacker._initial_epoch = None
     return attacker
+
+
+def discard(attacker: AdversarialAttacker) -> None:
+    """Forget `attacker` (after its `fit` raised): the next task against its defences
+    compiles a new one. An exception while the train step is first traced (or a Ctrl-C in
+    a notebook) leaves Keras's train function half-initialised; reused, it fails every later
+    task of the process (TensorBoard's graph writer looks for the variable-creation trace
+    that never finished)."""
+    for key in [key for key, entry in _CACHE.items() if entry[0] is attacker]:
+        del _CACHE[key]

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfadvser.attack import continual, ewc
 from tfadvser.attack.attacker import generator_for
-from tfadvser.attack.cache import prepared_attacker
+from tfadvser.attack.cache import discard, prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
 from tfadvser.attack.round_trip import RoundTrip, with_waveforms
@@ -85,6 +85,10 @@ class _Context:
 
     def fisher_set(self):
         """The training split, or its first `fisher_clips` clips (in the seeded order)."""
+        # The shuffle's order follows TensorFlow's global seed as well as its own: set it as
+        # `_train_task` does, or a process that starts with this Fisher (a rerun after a
+        # kill, a lone `tune`) would estimate it on other batches.
+        keras.utils.set_random_seed(self.config.seed)
         data = self.train_set(repeat=False)
         if self.config.fisher_clips is None:
             return data
@@ -151,15 +155,19 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     # SI's path integral (attack/continual.py), outside the compiled step.
     extra = ([continual.PathIntegral(task_dir, ctx.weight_names(), resumed_epoch(task_dir / "backup"))]
              if path_integral else [])
-    history = attacker.fit(
-        # A resumed task skips the batches its finished epochs consumed (runtime/backup.py).
-        ctx.train_set(repeat=True, audio=config.round_trip).skip(
-            resumed_epoch(task_dir / "backup") * per_epoch),
-        epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
-        verbose=ctx.verbose,
-        # The backup comes last: a kill before it redoes the whole epoch.
-        callbacks=[keras.callbacks.TensorBoard(str(logs)), monitor, *extra,
-                   EpochBackup(task_dir / "backup")])
+    try:
+        history = attacker.fit(
+            # A resumed task skips the batches its finished epochs consumed (runtime/backup.py).
+            ctx.train_set(repeat=True, audio=config.round_trip).skip(
+                resumed_epoch(task_dir / "backup") * per_epoch),
+            epochs=stage.steps // per_epoch, steps_per_epoch=per_epoch,
+            verbose=ctx.verbose,
+            # The backup comes last: a kill before it redoes the whole epoch.
+            callbacks=[keras.callbacks.TensorBoard(str(logs)), monitor, *extra,
+                       EpochBackup(task_dir / "backup")])
+    except BaseException:
+        discard(attacker)  # its compiled step may be half-built: a retry compiles a new one
+        raise
     save_model(generator, task_dir / GENERATOR_FILE)
     final = {name: float(values[-1]) for name, values in history.history.items()}
     write_json(task_dir / TASK_FILE, {**identity, "key": key, "final_train_metrics": final,

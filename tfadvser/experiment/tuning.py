@@ -8,12 +8,14 @@ by what they depend on, so the first task is trained once for all trials.
 
 Everything lives under `runs/NAME/tuning/<sequence>/`: keras-tuner's trial records (a rerun
 resumes the search), TensorBoard HParams logs, and `best.json` with the chosen lambda and
-every trial's per-defence dev UAR.
+every trial's per-defence dev UAR. A lambda whose trial failed is tried again by the next
+rerun, up to `MAX_ATTEMPTS` failed trials; `best.json` lists it with its error and attempts.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -36,7 +38,9 @@ from tfadvser.runtime.files import write_json
 from tfadvser.runtime.inference import GeneratorSlot
 
 OBJECTIVE = "mean_dev_adversarial_uar"
-_FINISHED = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
+_COMPLETED, _FAILED = kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED
+_FINISHED = (_COMPLETED, _FAILED)
+MAX_ATTEMPTS = 2  # failed trials of one lambda, over reruns, before it is given up
 
 
 class LambdaGridOracle(kt.Oracle):
@@ -48,10 +52,17 @@ class LambdaGridOracle(kt.Oracle):
     is derived from the trials on disk: the first lambda that has no finished trial, none
     running and none queued for a retry (keras-tuner re-runs a killed trial itself). A rerun
     with another grid runs the values that are new.
+
+    A lambda whose trials all failed is run again by a later `tune` (not by the one that saw
+    it fail: the process may be what failed) until it has failed `MAX_ATTEMPTS` times.
     """
 
     def __init__(self, lambdas: Sequence[float], objective, **kwargs):
         self.lambdas = sorted({float(lam) for lam in lambdas})
+        self.failed_here: set[float] = set()  # lambdas whose trial failed in this process
+        # Failures are counted per lambda here; keras-tuner's count of consecutive failed
+        # trials (which survives reruns) would stop the search with a RuntimeError.
+        kwargs.setdefault("max_consecutive_failed_trials", None)
         super().__init__(objective=objective, hyperparameters=self._space(),
                          max_trials=len(self.lambdas), **kwargs)
 
@@ -60,11 +71,23 @@ class LambdaGridOracle(kt.Oracle):
         hp.Choice("lambda", self.lambdas)
         return hp
 
+    def failures(self) -> Counter:
+        """lambda -> its failed trials, over every run of this project."""
+        return Counter(t.hyperparameters.values.get("lambda") for t in self.trials.values()
+                       if t.status == _FAILED)
+
     def pending(self) -> list[float]:
         waiting = set(self._retry_queue) | {t.trial_id for t in self.ongoing_trials.values()}
         claimed = {trial.hyperparameters.values.get("lambda") for trial in self.trials.values()
-                   if trial.status in _FINISHED or trial.trial_id in waiting}
-        return [lam for lam in self.lambdas if lam not in claimed]
+                   if trial.status == _COMPLETED or trial.trial_id in waiting}
+        claimed |= {lam for lam, n in self.failures().items() if n >= MAX_ATTEMPTS}
+        return [lam for lam in self.lambdas if lam not in claimed | self.failed_here]
+
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        ended = self.trials[trial.trial_id]
+        if ended.status == _FAILED:
+            self.failed_here.add(ended.hyperparameters.values.get("lambda"))
 
     def populate_space(self, trial_id):
         pending = self.pending()
@@ -154,7 +177,10 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
          lambdas: Optional[Sequence[float]] = None, search: str = "grid",
          max_trials: Optional[int] = None, seed: int = 0, regulariser: str = "ewc") -> dict:
     """Sweep lambda (the `regulariser`'s strength, config.REGULARISERS) for one lifelong
-    sequence; write and return `best.json`."""
+    sequence; write and return `best.json`.
+
+    Raises TfadvserError for a bad grid or search, an untrained first task, a grid the
+    search stopped short of, or when no trial completed (naming each lambda's error)."""
     if search not in LAMBDA_SEARCHES:
         raise TfadvserError(f"unknown search {search!r}; choose one of {', '.join(LAMBDA_SEARCHES)}")
     check_regulariser(regulariser)
@@ -186,15 +212,25 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
         trials.append({"trial": trial.trial_id, "lambda": trial.hyperparameters.values.get("lambda"),
                        "status": trial.status, "metrics": metrics})
+        if trial.status == _FAILED:
+            trials[-1]["error"] = _last_line(trial.message)
     if search == "grid":
         trials = _one_per_lambda(trials, oracle.lambdas)
         missing = [lam for lam in oracle.lambdas if lam not in {t["lambda"] for t in trials}]
         if missing:
             raise TfadvserError(f"the search stopped without lambda {', '.join(f'{m:g}' for m in missing)}; "
                                 f"rerun to resume it ({out})")
+        for trial in trials:
+            if trial["status"] == _FAILED:
+                trial["attempts"] = oracle.failures()[trial["lambda"]]
     done = [t for t in trials if t["metrics"].get(OBJECTIVE) is not None]
     if not done:
-        raise TfadvserError(f"every trial failed; see {out}")
+        failed = "; ".join(f"lambda {t['lambda']:g}: {t.get('error', 'no result')}"
+                           + (f" ({t['attempts']} of {MAX_ATTEMPTS} attempts)" if "attempts" in t else "")
+                           for t in sorted(trials, key=lambda t: t["lambda"]))
+        retry = (search == "grid" and any(t.get("attempts", MAX_ATTEMPTS) < MAX_ATTEMPTS for t in trials))
+        raise TfadvserError(f"every trial of {out} failed ({failed}); "
+                            + ("rerun to retry" if retry else "see the trial folders there"))
     chosen = choose_lambda({t["lambda"]: t["metrics"][OBJECTIVE] for t in done})
     best = next(t for t in done if t["lambda"] == chosen)
     result = {"sequence": list(sequence), "seed": seed, "regulariser": regulariser,
@@ -204,6 +240,12 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
               "trials": sorted(trials, key=lambda t: t["lambda"])}
     write_json(out / "best.json", result)
     return result
+
+
+def _last_line(message) -> str:
+    """The last line of a failed trial's message (keras-tuner stores the traceback)."""
+    lines = [line for line in str(message or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no message"
 
 
 def _one_per_lambda(trials: list[dict], lambdas: Sequence[float]) -> list[dict]:

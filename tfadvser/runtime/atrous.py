@@ -24,10 +24,20 @@ def native_dilated_gradients() -> bool:
     """Whether this process's default device can differentiate a dilated Conv2D op."""
     # Probed in a thread of its own: eager there even when first asked while a function is
     # being traced (where `tf.init_scope` would run eagerly but stop the gradient tape).
+    # An error in the probe is raised here, as itself (not as an empty result).
     result = []
-    thread = threading.Thread(target=lambda: result.append(_probe()))
+
+    def probe():
+        try:
+            result.append(_probe())
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            result.append(exc)
+
+    thread = threading.Thread(target=probe)
     thread.start()
     thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
     return result[0]
 
 
