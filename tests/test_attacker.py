@@ -439,8 +439,10 @@ def test_a_reused_attacker_trains_like_a_new_one(defended_run, tiny_data):
     from tfadvser.attack import cache as attacker_cache
 
     def train_and_collect():
+        # The paper's attacker: its MSE term gives the tiny run's Fisher a gradient even
+        # where the near-chance smoke defences leave no C&W margin to push on.
         record = train_attacker(tiny_data, defended_run, "lifelong", ["cnn4", "vgg16"], SMOKE,
-                                ewc_lambda=1e6, verbose=0, seed=7)
+                                ewc_lambda=1e6, verbose=0, seed=7, perturbation="paper")
         dirs = [defended_run / task["path"] for task in record["tasks"]]
         weights = [keras.saving.load_model(d / "generator.keras", compile=False).get_weights()
                    for d in dirs]
