@@ -109,3 +109,15 @@ def test_attack_rates_name_three_different_things():
     clean = np.array([0, 0, 1, 0, 2])  # 4 right, clip 3 wrong
     adv = np.array([1, 0, 1, 2, 1])    # clips 0, 4 made wrong; clip 3 changes but stays wrong
     assert attack_rates(y, clean, adv) == {"success_rate": 0.5, "flip_rate": 0.6, "error_rate": 0.6}
+
+
+def test_the_one_lambda_rule():
+    from tfadvser.experiment.protocol import choose_lambda, lambda_objective
+
+    # mean adversarial dev UAR over the sequence's defences (None left out)
+    assert lambda_objective({"cnn4": 0.25, "vgg16": 0.5, "resnet50": None}) == 0.375
+    assert lambda_objective({}) == math.inf
+    # the lowest objective wins; on a tie the smaller lambda
+    assert choose_lambda({1.0: 0.40, 1e4: 0.35, 1e2: 0.35}) == 1e2
+    with pytest.raises(ValueError):
+        choose_lambda({})
