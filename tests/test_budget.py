@@ -121,3 +121,38 @@ def test_the_one_lambda_rule():
     assert choose_lambda({1.0: 0.40, 1e4: 0.35, 1e2: 0.35}) == 1e2
     with pytest.raises(ValueError):
         choose_lambda({})
+
+
+def test_findings_are_judged_on_paired_differences():
+    """A hand-made run: 40 test clips of 2 classes; the single-task attacker fools nothing
+    on the unseen defences, the 3-defence attackers fool clips 0-19 there."""
+    from tfadvser.experiment.findings import paper_findings
+
+    y = [0, 1] * 20
+    wrong = [1 - c for c in y]
+    half = wrong[:20] + y[20:]  # clips 0-19 wrong
+
+    def task(predictions):
+        return {"test": {"against": {d: {"predictions": p} for d, p in predictions.items()}}}
+
+    results = {"truth": {"test": y}, "sequences": [], "tasks": {
+        "single": task({"cnn4": wrong, "vgg16": y, "resnet50": y}),
+        "multi": task({"cnn4": half, "vgg16": half, "resnet50": half}),
+        "transfer": task({"cnn4": y, "vgg16": half, "resnet50": half}),
+        "lifelong": task({"cnn4": half, "vgg16": half, "resnet50": half})}}
+    rows = [{"method": "Single-task", "sequence": "CNN-4", "keys": ["single"]},
+            {"method": "Multi-task", "sequence": "CNN-4 + VGG-16 + ResNet-50", "keys": ["multi"]},
+            {"method": "Transfer", "sequence": "CNN-4 + VGG-16 + ResNet-50", "keys": ["transfer"]},
+            {"method": "Lifelong", "sequence": "CNN-4 + VGG-16 + ResNet-50", "keys": ["lifelong"]}]
+    found = {(f["finding"], f["order"]): f for f in paper_findings(results, rows, "unbounded")}
+    clockwise = "CNN-4 → VGG-16 → ResNet-50"
+    one = found[(1, clockwise)]
+    assert one["verdict"] == "holds"
+    # UAR on VGG-16 and ResNet-50: single-task 1.0, the others 0.5: a difference of 0.5
+    assert [p["difference"] for p in one["parts"]] == [0.5, 0.5, 0.5]
+    assert found[(2, clockwise)]["verdict"] == "undecided"  # multi ties lifelong exactly
+    # lifelong leaves CNN-4 at 0.5, transfer at 1.0 (it forgot CNN-4)
+    three = found[(3, clockwise)]
+    assert three["verdict"] == "holds" and three["parts"][0]["difference"] == 0.5
+    assert found[(4, clockwise)]["verdict"] == "not measured"  # no lambda sweep here
+    assert found[(1, "ResNet-50 → VGG-16 → CNN-4")]["verdict"] == "not measured"
