@@ -110,6 +110,12 @@ def paper_findings(results: dict, rows: list[dict], budget: str) -> list[dict]:
     return out
 
 
+def attack_table_head(names: list[str]) -> list[str]:
+    """The head of a markdown table with a row per attacker and a column per defence."""
+    return ["| Method | Sequence | " + " | ".join(NAMES.get(d, d) for d in names) + " |",
+            "|---|---|" + "---|" * len(names)]
+
+
 def noise_comparisons(results: dict, rows: list[dict]) -> list[dict]:
     """Per Table 1 row (seed 0) and defence: the attacker's adversarial UAR on test, that of
     noise matched to its perturbation (same per-clip L2 and L-infinity), and the paired
@@ -150,9 +156,7 @@ def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> lis
              "positions with random signs (the same per-clip L2 and L∞, no structure). Cells: "
              "adversarial UAR [%] attacker / noise, then the paired difference noise − attacker "
              "in UAR points with its 95 % interval (bootstrap over clips, stratified by class); "
-             "**bold** where the attacker beats its noise.", "",
-             "| Method | Sequence | " + " | ".join(NAMES.get(d, d) for d in names) + " |",
-             "|---|---|" + "---|" * len(names)]
+             "**bold** where the attacker beats its noise.", "", *attack_table_head(names)]
     for item in noise_comparisons(results, rows):
         cells = []
         for d in names:

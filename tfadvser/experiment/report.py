@@ -19,7 +19,7 @@ import numpy as np
 
 from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.evaluation.statistics import RESAMPLES, resolution
-from tfadvser.experiment.findings import markdown as findings_markdown
+from tfadvser.experiment.findings import attack_table_head, markdown as findings_markdown
 from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
 from tfadvser.experiment.robustness_report import robustness_section
@@ -489,9 +489,7 @@ def _rates_section(results: dict, rows: list[dict]) -> list[str]:
              "name. *success*: of the clips the defence gets right clean, the share it gets "
              "wrong under attack; *flip*: of all clips, the share whose prediction changes; "
              "*error*: of all clips, the share predicted wrong under attack (1 − accuracy). "
-             "Cells: success / flip / error.", "",
-             "| Method | Sequence | " + " | ".join(NAMES.get(d, d) for d in names) + " |",
-             "|---|---|" + "---|" * len(names)]
+             "Cells: success / flip / error.", "", *attack_table_head(names)]
     for row in rows:
         if not row.get("keys"):
             continue
