@@ -82,9 +82,10 @@ def _numbers(run_dir):
     # By sequence and position, not by key: a key hashes the defences' model files, whose
     # zip timestamps differ between two runs even when the weights are equal.
     where = {t["key"]: (seq["label"], t["index"]) for seq in results["sequences"] for t in seq["tasks"]}
+    # (the intermediate tasks of lambdas the rule did not choose are scored on dev only)
     tasks = {where[key]: {s: {d: a["adversarial_uar"] for d, a in t[s]["against"].items()}
-                          for s in ("dev", "test")} for key, t in results["tasks"].items()}
-    sizes = {where[key]: t["test"]["perturbation"] for key, t in results["tasks"].items()}
+                          for s in ("dev", "test") if s in t} for key, t in results["tasks"].items()}
+    sizes = {where[key]: t.get("test", t["dev"])["perturbation"] for key, t in results["tasks"].items()}
     table = [(r["method"], r["sequence"], r["lambda"], r["cells"], r["seeds"])
              for r in results["table1"]]
     return clean, tasks, sizes, table
