@@ -273,6 +273,12 @@ class Budget:
         return self.epsilon is not None or self.snr_db is not None
 
     @property
+    def cap(self) -> float:
+        """The L-infinity scale of a bounded perturbation: epsilon, or 1 (one standard
+        deviation of each mel bin) when only an SNR floor bounds it."""
+        return self.epsilon if self.epsilon is not None else 1.0
+
+    @property
     def label(self) -> str:
         """As every table heading prints it, e.g. "L∞ ≤ 0.008, SNR ≥ 30 dB"."""
         if not self.bounded:

@@ -56,15 +56,14 @@ def budget_noise(x, budget: Budget, mean, std, seed: int) -> np.ndarray:
     if not budget.bounded:
         raise ValueError("noise at the budget needs a bounded budget")
     rng = np.random.default_rng(seed)
-    size = budget.epsilon if budget.epsilon is not None else 1.0
-    signs = rng.choice(np.array([-size, size], np.float32), size=np.shape(x))
+    signs = rng.choice(np.array([-budget.cap, budget.cap], np.float32), size=np.shape(x))
     return project(np.asarray(x, np.float32), signs, budget, mean, std).numpy()
 
 
 def _epsilon(budget: Budget) -> float:
     if not budget.bounded:
         raise ValueError("white-box baselines need a bounded budget")
-    return budget.epsilon if budget.epsilon is not None else 1.0
+    return budget.cap
 
 
 def _art():

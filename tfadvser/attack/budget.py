@@ -94,7 +94,7 @@ class BudgetHead(layers.Layer):
             return tf.sigmoid(z)
         # epsilon * tanh is the L-infinity bound; without one, tanh still keeps eta within
         # one standard deviation of each mel bin before the SNR floor scales it.
-        eta = (self.epsilon if self.epsilon is not None else 1.0) * tf.tanh(z)
+        eta = self.budget.cap * tf.tanh(z)
         if self.snr_db is None:
             return eta
         return project(tf.cast(x, tf.float32), eta, Budget(None, self.snr_db),

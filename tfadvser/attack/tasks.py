@@ -130,6 +130,14 @@ def first_task_trained(data_dir, run_dir, defences: Sequence[str], profile: Prof
     return (tasks_dir(run_dir) / key / TASK_FILE).exists()
 
 
+def recorded_config(attacker: dict) -> AttackerConfig:
+    """The AttackerConfig a sequence record's `attacker` settings describe. Records written
+    before the budget existed hold no `perturbation`: theirs was the paper's."""
+    fields = {k: v for k, v in attacker.items() if k in AttackerConfig.__dataclass_fields__}
+    fields.setdefault("perturbation", "paper")
+    return AttackerConfig(**fields)
+
+
 def sequences_of(run_dir) -> list[dict]:
     """Every sequence record of a run (`attackers/<label>/sequence.json`), by label."""
     return [read_json(p) for p in sorted(Path(run_dir).glob(f"attackers/*/{SEQUENCE_FILE}"))]

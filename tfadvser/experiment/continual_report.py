@@ -18,7 +18,8 @@ import keras
 import numpy as np
 
 from tfadvser.attack.attacker import generator_for
-from tfadvser.config import AttackerConfig, Budget
+from tfadvser.attack.tasks import recorded_config
+from tfadvser.config import Budget
 from tfadvser.evaluation.continual import METRICS, continual_intervals, continual_metrics
 from tfadvser.evaluation.scoring import perturb, predictions
 from tfadvser.experiment.protocol import CLOCKWISE, COUNTER, NAMES, lambda_objective
@@ -36,13 +37,9 @@ def _compared(seq: dict) -> bool:
             and not seq["attacker"].get("round_trip"))
 
 
-def _config(attacker: dict) -> AttackerConfig:
-    return AttackerConfig(**{k: v for k, v in attacker.items() if k in AttackerConfig.__dataclass_fields__})
-
-
 def untrained_id(attacker: dict) -> str:
     """Which untrained generator a sequence starts from: its architecture, budget and seed."""
-    config = _config(attacker)
+    config = recorded_config(attacker)
     return f"{config.generator}-width{config.width:g}-{config.budget.key}-seed{config.seed}"
 
 
@@ -56,7 +53,7 @@ def untrained_predictions(sequences: list[dict], data, defences: dict, batches: 
         if not _compared(seq) or ident in out:
             continue
         keras.utils.set_random_seed(seq["attacker"]["seed"])
-        generator = generator_for(_config(seq["attacker"]), data.shape, data)
+        generator = generator_for(recorded_config(seq["attacker"]), data.shape, data)
         out[ident] = {}
         for split, split_batches in batches.items():
             perturbed = perturb(generator, split_batches)

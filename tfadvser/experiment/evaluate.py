@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tfadvser.attack.tasks import GENERATOR_FILE, load_generator, sequences_of
+from tfadvser.attack.tasks import (GENERATOR_FILE, load_generator, recorded_config, sequences_of,
+                                   sweep_label)
 from tfadvser.attack.baselines import matched_noise
 from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.data.dataset import make_dataset
@@ -36,14 +37,6 @@ from tfadvser.runtime.inference import GeneratorSlot, inference
 from tfadvser.runtime.versions import library_versions
 
 SPLITS = ("dev", "test")
-
-
-def _budget_of(attacker: dict) -> Budget:
-    """The budget of a sequence record's attacker settings (records older than the budget
-    held only the paper's perturbation)."""
-    if attacker.get("perturbation", "paper") == "paper":
-        return Budget(None, None)
-    return Budget(attacker.get("epsilon"), attacker.get("snr_db"))
 
 
 def lambda_choices(run_dir: Path, sequences: list[dict], dev_uar) -> dict:
@@ -90,9 +83,6 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     `experiment/victims.py`). White-box baselines are crafted on the run's own defences and
     scored on all.
     """
-    from tfadvser.attack.tasks import sweep_label
-    from tfadvser.config import AttackerConfig
-
     started = time.time()
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -113,11 +103,10 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         raise TfadvserError(f"{run_dir} has no trained attackers: run `tfadvser train attacker "
                             f"... --out {run_dir}` or `tfadvser reproduce` first")
     for seq in sequences:
-        seq["budget"] = _budget_of(seq["attacker"]).to_dict()
+        config = recorded_config(seq["attacker"])
+        seq["budget"] = config.budget.to_dict()
         if seq["method"] == "lifelong":
-            fields = {f: v for f, v in seq["attacker"].items() if f in AttackerConfig.__dataclass_fields__}
-            seq["sweep"] = sweep_label(seq["defences"], AttackerConfig(**fields),
-                                       seq.get("regulariser") or "ewc")
+            seq["sweep"] = sweep_label(seq["defences"], config, seq.get("regulariser") or "ewc")
     defences = {d: load_defence(run_dir, d, data) for d in names}
     external = victims_for_run(victims, data, names, trust_code)
     waveform = {n: v for n, v in external.items() if v.is_waveform}
