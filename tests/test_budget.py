@@ -155,4 +155,23 @@ def test_findings_are_judged_on_paired_differences():
     three = found[(3, clockwise)]
     assert three["verdict"] == "holds" and three["parts"][0]["difference"] == 0.5
     assert found[(4, clockwise)]["verdict"] == "not measured"  # no lambda sweep here
-    assert found[(1, "ResNet-50 → VGG-16 → CNN-4")]["verdict"] == "not measured"
+    # the counter-clockwise order was not trained: no findings for it (not "undecided")
+    assert {order for _, order in found} == {clockwise}
+
+
+def test_the_training_plan_of_each_choice_of_orders():
+    from tfadvser.experiment.protocol import training_plan
+
+    one = training_plan(("clockwise",))
+    assert one.first_tasks == (("single", ("cnn4",)),)
+    assert one.transfer == (("transfer", ("cnn4", "vgg16", "resnet50")),)
+    assert one.lifelong == (("cnn4", "vgg16", "resnet50"),)
+    assert one.multi == (("multi", ("cnn4", "vgg16")), ("multi", ("cnn4", "vgg16", "resnet50")))
+    both = training_plan(("counter", "clockwise"))  # the paper's order whatever the order given
+    assert both.first_tasks == (("single", ("cnn4",)), ("single", ("resnet50",)))
+    assert both.lifelong == (("cnn4", "vgg16", "resnet50"), ("resnet50", "vgg16", "cnn4"))
+    assert both.multi == (("multi", ("cnn4", "vgg16")), ("multi", ("resnet50", "vgg16")),
+                          ("multi", ("cnn4", "vgg16", "resnet50")))
+    for bad in ((), ("sideways",)):
+        with pytest.raises(ValueError):
+            training_plan(bad)

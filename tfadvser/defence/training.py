@@ -15,7 +15,6 @@ Output of one defence, `runs/NAME/defences/<model>/`:
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -165,9 +164,9 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
     run_dir = distribute.worker_run_dir(run_dir)
     data = load_data(data_dir)
     bind_run(run_dir, data, profile)
-    config = profile.defence
+    config = profile.defence.for_model(name)
     out = defence_dir(run_dir, name)
-    record = {"model": name, "profile": profile.name, "defence": dataclasses.asdict(config),
+    record = {"model": name, "profile": profile.name, "defence": config.record(),
               "data_fingerprint": data.fingerprint, "labels": list(data.labels),
               "feature_config": data.feature_config.to_dict()}
     if (out / RESULTS_FILE).exists():

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 import keras
-import numpy as np
 
 from tfadvser.attack.attacker import generator_for
 from tfadvser.attack.tasks import recorded_config

@@ -67,10 +67,10 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
                  trust_code: bool = False) -> dict:
     """Score all defences clean and the run's attackers adversarially; return the results.
 
-    Every task is scored on dev (the lambda rule's split). On test, and against noise
-    matched to its own perturbation (`attack.baselines.matched_noise`, on both splits),
-    every task except the non-chosen lambdas' intermediate tasks (the lambda each lifelong
-    sweep chose: `lambda_choices`). Per-clip predictions are kept for paired comparisons.
+    Every task is scored on dev (the lambda rule's split). On test, and there also against
+    noise matched to its own perturbation (`attack.baselines.matched_noise`; the findings'
+    comparison), every task except the non-chosen lambdas' intermediate tasks (the lambda
+    each lifelong sweep chose: `lambda_choices`). Per-clip predictions are kept for paired comparisons.
     With `baselines`, each bounded budget of the run gets its baselines and its budget curve
     on test (`baseline_scores.py`). Then the attackers of Table 1's rows go
     through the audio round trip (`evaluation/round_trip.py`) on `audio_clips` seeded test
@@ -141,7 +141,7 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     tasks = {t["key"]: (t, seq) for seq in sequences for t in seq["tasks"]}
     generators = GeneratorSlot()
 
-    def score(key: str, splits, noise: bool) -> None:
+    def score(key: str, s: str, noise: bool) -> None:
         task, seq = tasks[key]
         path = run_dir / task["path"] / GENERATOR_FILE
         if not path.exists():
@@ -151,32 +151,31 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         generator = generators.load(path)
         entry = results["tasks"].setdefault(key, {"defences_trained": task["defences"],
                                                   "path": task["path"], "budget": seq["budget"]})
-        for s in splits:
-            perturbed = perturb(generator, batches[s])
-            against = {d: scores_with_predictions(truth[s], clean[d][s],
-                                                  predictions(defences[d], perturbed), labels)
-                       for d in names}
-            entry[s] = {"perturbation": perturbation_sizes(perturbed, data.mean, data.std),
-                        "against": against}
-            if waveform:
-                eta = np.concatenate([np.asarray(batch[2]) for batch in perturbed])
-                against.update({d: scores_with_predictions(truth[s], clean[d][s],
-                                                           audio_splits.predictions(v, s, eta), labels)
-                                for d, v in waveform.items()})
-            if noise:
-                noisy = [(x_adv - eta + matched_noise(eta, i), y)
-                         for i, (x_adv, y, eta) in enumerate(perturbed)]
-                for d in names:
-                    matched = scores_with_predictions(truth[s], clean[d][s],
-                                                      predictions(defences[d], noisy), labels)
-                    against[d]["matched_noise"] = {k: matched[k] for k in (
-                        "adversarial_uar", "adversarial_uar_ci", "success_rate", "flip_rate",
-                        "error_rate", "predictions")}
+        perturbed = perturb(generator, batches[s])
+        against = {d: scores_with_predictions(truth[s], clean[d][s],
+                                              predictions(defences[d], perturbed), labels)
+                   for d in names}
+        entry[s] = {"perturbation": perturbation_sizes(perturbed, data.mean, data.std),
+                    "against": against}
+        if waveform:
+            eta = np.concatenate([np.asarray(batch[2]) for batch in perturbed])
+            against.update({d: scores_with_predictions(truth[s], clean[d][s],
+                                                       audio_splits.predictions(v, s, eta), labels)
+                            for d, v in waveform.items()})
+        if noise:
+            noisy = [(x_adv - eta + matched_noise(eta, i), y)
+                     for i, (x_adv, y, eta) in enumerate(perturbed)]
+            for d in names:
+                matched = scores_with_predictions(truth[s], clean[d][s],
+                                                  predictions(defences[d], noisy), labels)
+                against[d]["matched_noise"] = {k: matched[k] for k in (
+                    "adversarial_uar", "adversarial_uar_ci", "success_rate", "flip_rate",
+                    "error_rate", "predictions")}
 
     # Dev for every task: the lambda rule reads it.
     t = time.time()
     for index, key in enumerate(sorted(tasks)):
-        score(key, ("dev",), noise=False)
+        score(key, "dev", noise=False)
         if progress is not None:
             progress(index + 1, 2 * len(tasks))
 
@@ -185,7 +184,7 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         return entry["dev"]["against"][defence]["adversarial_uar"] if entry and defence in names else None
 
     results["lambda_choice"] = lambda_choices(run_dir, sequences, dev_uar)
-    # Test and matched noise: all but the intermediate tasks of lambdas not chosen (their
+    # Test, with matched noise: all but the intermediate tasks of lambdas not chosen (their
     # last tasks stay: the "larger lambda" finding compares lambdas on test).
     wanted = set()
     for seq in sequences:
@@ -196,11 +195,13 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
             wanted.add(seq["tasks"][-1]["key"])
     for index, key in enumerate(sorted(wanted)):
         if key in results["tasks"]:
-            score(key, SPLITS, noise=True)
+            score(key, "test", noise=True)
         if progress is not None:
             progress(len(tasks) + index + 1, len(tasks) + len(wanted))
-    # The continual-learning metrics' forward-transfer reference (continual_report.py).
-    results["untrained"] = untrained_predictions(sequences, data, defences, batches)
+    # The continual-learning metrics' forward-transfer reference (continual_report.py), on
+    # the split those metrics use.
+    results["untrained"] = untrained_predictions(sequences, data, defences,
+                                                 {"test": batches["test"]})
     results["seconds_by_stage"]["attackers"] = round(time.time() - t, 1)
 
     if baselines:

@@ -80,6 +80,8 @@ def paper_findings(results: dict, rows: list[dict], budget: str) -> list[dict]:
         multi = _row_key(rows, "Multi-task", CLOCKWISE)
         transfer = _row_key(rows, "Transfer", order)
         lifelong = _row_key(rows, "Lifelong", order)
+        if single is None and transfer is None and lifelong is None:
+            continue  # an order the run did not train (`reproduce --orders`)
         unseen = order[1:]
         parts = [_compare(results, other, single, unseen, f"{method} beats single-task on {', '.join(NAMES[d] for d in unseen)}")
                  for method, other in (("multi-task", multi), ("transfer", transfer), ("lifelong", lifelong))]

@@ -45,7 +45,7 @@ def harden(data_dir, run_dir, base: str, profile: Profile, attacker: Optional[st
                             "--attacker LABEL[:TASK] or --pgd-epsilon EPS")
     data = load_data(data_dir)
     bind_run(run_dir, data, profile)
-    config = profile.defence
+    config = profile.defence.for_model(base)
     if attacker is not None:
         task = find_task(run_dir, attacker)
         generator = load_generator(run_dir, task)  # held here: `inference` keeps a weak reference

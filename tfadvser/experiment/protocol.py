@@ -55,14 +55,35 @@ ROWS = (
 )
 
 
-# The single-task attackers are the first tasks of the transfer and lifelong sequences
-# (clockwise starts at CNN-4, counter-clockwise at ResNet-50), so `reproduce` trains them
-# first, then the transfer sequences, the lambda sweeps of the lifelong ones, and multi-task.
-FIRST_TASKS = (("single", ("cnn4",)), ("single", ("resnet50",)))
-TRANSFER_SEQUENCES = (("transfer", CLOCKWISE), ("transfer", COUNTER))
-LIFELONG_SEQUENCES = (CLOCKWISE, COUNTER)
-MULTI_TASK_SEQUENCES = (("multi", ("cnn4", "vgg16")), ("multi", ("resnet50", "vgg16")),
-                        ("multi", CLOCKWISE))
+# config.ORDERS by name.
+ORDER_SEQUENCES = {"clockwise": CLOCKWISE, "counter": COUNTER}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What `reproduce` trains for some defence orders, in its order: the single-task
+    attackers (the first tasks of the transfer and lifelong sequences: clockwise starts at
+    CNN-4, counter-clockwise at ResNet-50), the transfer sequences, the lifelong sequences
+    (each a lambda sweep) and the multi-task attackers (the 3-defence one serves both orders:
+    multi-task learning has no order)."""
+
+    first_tasks: tuple
+    transfer: tuple
+    lifelong: tuple
+    multi: tuple
+
+
+def training_plan(orders) -> Plan:
+    """The `Plan` for `orders` (names of config.ORDERS, e.g. ("clockwise",)). Raises
+    ValueError for an unknown or empty list."""
+    unknown = [o for o in orders if o not in ORDER_SEQUENCES]
+    if unknown or not orders:
+        raise ValueError(f"orders must be a non-empty subset of {list(ORDER_SEQUENCES)}, got {list(orders)}")
+    sequences = [ORDER_SEQUENCES[o] for o in ORDER_SEQUENCES if o in orders]
+    return Plan(first_tasks=tuple(("single", seq[:1]) for seq in sequences),
+                transfer=tuple(("transfer", seq) for seq in sequences),
+                lifelong=tuple(sequences),
+                multi=tuple(("multi", seq[:2]) for seq in sequences) + (("multi", CLOCKWISE),))
 
 # Which attacker Fig. 2 shows: the paper shows its lifelong attacker; fall back in order.
 FIGURE2_ROWS = (("Lifelong", "CNN-4 + VGG-16 + ResNet-50"), ("Lifelong", "ResNet-50 + VGG-16 + CNN-4"),

@@ -170,9 +170,16 @@ def table1_markdown(rows: list[dict], results: dict) -> str:
     lines.append("| Clean (no attack) | | | " + " | ".join(
         _ci(results['defences'][d][s]) for d in names for s in ("dev", "test")) + " |")
     for row in rows:
+        if not row["cells"]:
+            continue
         lam = f"{row['lambda']:g}" if row["lambda"] is not None else ""
         cells = [_cell(row["cells"].get(f"{d}/{s}")) for d in names for s in ("dev", "test")]
         lines.append(f"| {row['method']} | {row['sequence']} | {lam} | " + " | ".join(cells) + " |")
+    missing = [f"{r['method']} {r['sequence']}" for r in rows if not r["cells"]]
+    if missing:
+        # The small profile trains one defence order (config.Profile.orders).
+        lines += ["", "Rows without a trained attacker in this run: " + "; ".join(missing)
+                  + " (`tfadvser reproduce --orders both` trains both defence orders)."]
     return "\n".join(lines) + "\n"
 
 

@@ -19,8 +19,7 @@ from tfadvser.defence.training import train_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.round_trip import AUDIO_CLIPS
 from tfadvser.experiment.evaluate import evaluate_and_report
-from tfadvser.experiment.protocol import (FIRST_TASKS, LIFELONG_SEQUENCES, MULTI_TASK_SEQUENCES,
-                                          TRANSFER_SEQUENCES)
+from tfadvser.experiment.protocol import training_plan
 from tfadvser.experiment.tuning import tune
 from tfadvser.runtime import distribute
 
@@ -28,16 +27,21 @@ from tfadvser.runtime import distribute
 def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
               lambdas: Optional[Sequence[float]] = None, verbose: int = 0,
               log: Callable[[str], None] = print, baselines: bool = True,
-              audio_clips: int = AUDIO_CLIPS) -> dict:
-    """Train and evaluate the whole protocol (`protocol.py`) under the current tf.distribute
-    strategy; log one line per stage. Returns `evaluate_and_report`'s outputs with `report`,
-    the path of report.md. Raises TfadvserError for `seeds` < 1 or a lambda grid that is
-    empty or holds a non-positive value."""
+              audio_clips: int = AUDIO_CLIPS, orders: Optional[Sequence[str]] = None) -> dict:
+    """Train and evaluate the whole protocol (`protocol.py`) for `orders` (config.ORDERS;
+    default the profile's) under the current tf.distribute strategy; log one line per
+    stage. Returns `evaluate_and_report`'s outputs with `report`, the path of report.md.
+    Raises TfadvserError for `seeds` < 1, a lambda grid that is empty or holds a
+    non-positive value, or an unknown order."""
     if seeds < 1:
         raise TfadvserError(f"--seeds must be at least 1, got {seeds}")
     lambdas = tuple(lambdas or profile.attacker.lambdas)
     if not lambdas or any(not lam > 0 for lam in lambdas):
         raise TfadvserError(f"the lambda grid must hold positive values, got {list(lambdas)}")
+    try:
+        plan = training_plan(tuple(orders or profile.orders))
+    except ValueError as exc:
+        raise TfadvserError(str(exc)) from None
     started = time.time()
     run_dir = distribute.worker_run_dir(run_dir)
     for name in DEFENCE_NAMES:
@@ -45,14 +49,14 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
         results = train_defence(data_dir, name, profile, run_dir, verbose=verbose)
         log(f"defence {name}: test UAR {results['test']['uar']:.3f} ({time.time() - t:.0f} s)")
     for seed in range(seeds):
-        for method, defences in FIRST_TASKS + TRANSFER_SEQUENCES:
+        for method, defences in plan.first_tasks + plan.transfer:
             _train(data_dir, run_dir, method, defences, profile, seed, verbose, log)
-        for sequence in LIFELONG_SEQUENCES:
+        for sequence in plan.lifelong:
             t = time.time()
             best = tune(data_dir, run_dir, sequence, profile, lambdas=lambdas, seed=seed)
             log(f"lambda sweep (seed {seed}) {'-'.join(sequence)}: best {best['lambda']:g} "
                 f"({time.time() - t:.0f} s)")
-        for method, defences in MULTI_TASK_SEQUENCES:
+        for method, defences in plan.multi:
             _train(data_dir, run_dir, method, defences, profile, seed, verbose, log)
     t = time.time()
     written = evaluate_and_report(run_dir, data_dir, baselines=baselines, audio_clips=audio_clips)
