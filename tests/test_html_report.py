@@ -2,14 +2,13 @@
 the audio section. Fast: a hand-written report.md, a PNG and WAVs written here."""
 import base64
 import re
-from html import unescape
 
 import matplotlib.image
 import numpy as np
 import pytest
 import soundfile
 
-from browser import check_page, chromium_path, is_blank
+from browser import check_page, chromium_path, html_headings, is_blank, markdown_headings
 from tfadvser.errors import TfadvserError
 from tfadvser.experiment.html_report import render_html
 
@@ -23,6 +22,7 @@ Data: `tfrecords/tiny`. Raw <script>alert(1)</script> stays text.
 |---|---|---|---|
 | Clean (no attack) | | | 61.3 [55.8, 66.9] |
 | Lifelong | CNN-4 → VGG-16 | 1e+06 | n/a |
+| Multi-task | all three | | **12.5** |
 
 ![Fig. 2](figures/fig2.png)
 
@@ -80,6 +80,7 @@ def test_markdown_tables_and_images_become_self_contained_html(tmp_path):
     assert "<th>Method</th>\n<th>Sequence</th>\n<th class=\"n\">λ</th>\n<th class=\"n\">CNN-4 dev</th>" in html
     assert "<td>Clean (no attack)</td>\n<td></td>\n<td class=\"n\"></td>\n<td class=\"n\">61.3 [55.8, 66.9]</td>" in html
     assert "<td>Lifelong</td>\n<td>CNN-4 → VGG-16</td>\n<td class=\"n\">1e+06</td>\n<td class=\"n\">n/a</td>" in html
+    assert "<td class=\"n\"><strong>12.5</strong></td>" in html
     # the image, embedded byte for byte
     assert f'<img src="data:image/png;base64,{_b64(png)}" alt="Fig. 2" />' in html
     assert "figures/" not in html
@@ -119,21 +120,6 @@ def test_an_image_that_is_not_a_file_of_the_evaluation_is_refused(tmp_path, src)
 def test_players_need_the_audio_section(tmp_path):
     with pytest.raises(ValueError, match="no '## Audio round trip' section"):
         render_html("# r\n\n## Table 1\n", tmp_path, _audio_rows(tmp_path))
-
-
-def markdown_headings(markdown: str) -> list[str]:
-    """The text of report.md's `##` headings (outside code fences), inline code unquoted."""
-    headings, fenced = [], False
-    for line in markdown.splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-        elif not fenced and line.startswith("## "):
-            headings.append(line[3:].strip().replace("`", ""))
-    return headings
-
-
-def html_headings(html: str) -> list[str]:
-    return [unescape(re.sub(r"<[^>]+>", "", h)).strip() for h in re.findall(r"<h2>(.*?)</h2>", html, re.S)]
 
 
 def test_heading_helpers():

@@ -51,8 +51,8 @@ pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; font-size: 0.85em; 
 # CommonMark with GFM pipe tables; "html": False escapes any raw HTML in the markdown.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
-# A table cell that holds a number ("61.3 [55.8, 66.9]", "-4.2", "7/7", "n/a").
-_NUMBER = re.compile(r"^\s*(n/a|[-−+]?\d)")
+# A table cell that holds a number ("61.3 [55.8, 66.9]", "-4.2", "7/7", "n/a", "**0.0**").
+_NUMBER = re.compile(r"^\s*[*_]*(n/a|[-−+]?\d)")
 
 
 def _data_uri(path: Path, mime: str) -> str:
