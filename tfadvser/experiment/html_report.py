@@ -8,7 +8,7 @@ HTML and has one home; nothing here knows what a table holds. On top of the mark
 - columns of numbers are right-aligned;
 - audio players for example clips (clean once, then adversarial and perturbation-only per
   attacker row, as in `report.audio_rows`) close the audio round-trip section; the WAVs
-  are embedded too (`HTML_LISTEN` clips: the size is in the README).
+  are embedded too (`HTML_LISTEN` clips, for the page's size).
 
 So the single file can be mailed or opened anywhere, with no network and no script: raw
 HTML in the markdown is escaped, not passed through.
@@ -28,9 +28,12 @@ from markdown_it.token import Token
 
 from tfadvser.errors import TfadvserError
 
-# Example clips with players: the same clips for every attacker row, the clean clip shown
-# once. Each clip costs about 170 KB of page per player (4 s of 16-bit 16 kHz WAV in
-# base64); the WAVs on disk under evaluation/audio/ have more clips.
+# Example clips with players, embedded: the same clips for every attacker row, the clean
+# clip shown once. A 4 s clip (16-bit, 16 kHz; the main job's clips are 1.5-6 s) costs
+# 171 KB of page per player. Measured for 13 attacker rows of 4 s clips on a smoke run's
+# report.md (0.8 MB with its 7 figures): 5.5 MB with one clip (tests/browser.check_page,
+# two headless Chromium loads, 8.5 s on 2 cores), 14.7 MB with three (18 s), 148 MB with
+# 32. So one clip is embedded; the others stay WAV files under evaluation/audio/.
 HTML_LISTEN = 1
 
 # The `##` heading (its start) of report.md's audio round-trip section, where the players go.
@@ -120,7 +123,8 @@ def _players(out_dir: Path, audio: list[dict]) -> str:
     and the perturbation alone."""
     parts = ["<h3>Listen</h3>",
              '<p class="note">Per attacker: clean clip, adversarial clip (rendered, as scored) '
-             "and the perturbation alone (adversarial − clean), at their true levels.</p>"]
+             "and the perturbation alone (adversarial − clean), at their true levels. More "
+             "clips per attacker are WAV files under <code>evaluation/audio/&lt;task key&gt;/</code>.</p>"]
     first = next((item for item in audio if item["listen"]), None)
     if first is None:
         return "\n".join(parts + ['<p class="note">No clips were written (`evaluate --listen 0`).</p>'])
