@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "tqdm==4.66.5",
     "pesq==0.0.4",
     "pystoi==0.4.1",
+    # report.html is rendered from report.md (experiment/html_report.py): CommonMark + tables.
+    "markdown-it-py==4.3.0",
     # PGD baseline (attack/baselines.py); its TensorFlow MI-FGSM path is disabled upstream.
     "adversarial-robustness-toolbox==1.20.1",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 import shutil
 import subprocess
 import tempfile
@@ -100,3 +101,19 @@ def is_blank(png: Path) -> bool:
 
     pixels = matplotlib.image.imread(str(png))
     return pixels.reshape(-1, pixels.shape[-1]).std(axis=0).max() < 1e-3
+
+
+def markdown_headings(markdown: str) -> list[str]:
+    """The text of report.md's `##` headings (outside code fences), inline code unquoted."""
+    headings, fenced = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("## "):
+            headings.append(line[3:].strip().replace("`", ""))
+    return headings
+
+
+def html_headings(html: str) -> list[str]:
+    """The text of the page's <h2> headings, tags dropped and entities decoded."""
+    return [unescape(re.sub(r"<[^>]+>", "", h)).strip() for h in re.findall(r"<h2>(.*?)</h2>", html, re.S)]

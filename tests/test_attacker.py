@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from tfadvser.errors import TfadvserError
 from tfadvser.attack.methods import METHODS, Stage
 from tfadvser_cli.main import main
 
-from browser import check_page, chromium_path, is_blank
+from browser import check_page, chromium_path, html_headings, is_blank, markdown_headings
 
 SMOKE = PROFILES["smoke"]
 
@@ -328,6 +329,10 @@ def test_html_report_in_a_headless_browser(defended_run, tmp_path):
     page = defended_run / "evaluation" / "report.html"
     html = page.read_text()
     assert "<audio" in html and "http:" not in html and "https:" not in html  # self-contained
+    assert not re.search(r'(src|href)="(?!data:)', html)
+    # rendered from report.md: every section of it, in its order
+    headings = markdown_headings((defended_run / "evaluation" / "report.md").read_text())
+    assert len(headings) >= 10 and html_headings(html) == headings
     checked = check_page(page, tmp_path / "report.png")
     assert checked["errors"] == [] and checked["console"] == []
     assert len(checked["images"]) >= 5 and all(i["ok"] for i in checked["images"])

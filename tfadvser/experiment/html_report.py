@@ -1,105 +1,116 @@
-"""report.html: the evaluation as one self-contained page to look at and listen to.
+"""report.html: report.md as one self-contained page to look at and listen to.
 
-Tables (Table 1 and the audio round trip, with 95 % intervals where the evaluation has
-them), every figure and audio players for example clips (clean, adversarial,
-perturbation-only) are embedded as data: URIs, so the single file can be mailed or opened
-anywhere, with no network and no script. Text is escaped with `html.escape`.
+The page is rendered from the markdown report itself (`report.py` writes report.md) with
+markdown-it-py (CommonMark plus pipe tables), so every section of report.md appears in the
+HTML and has one home; nothing here knows what a table holds. On top of the markdown:
+
+- every image (`![..](figures/x.png)`, relative to evaluation/) is embedded as a data: URI;
+- columns of numbers are right-aligned;
+- audio players for example clips (clean once, then adversarial and perturbation-only per
+  attacker row, as in `report.audio_rows`) close the audio round-trip section; the WAVs
+  are embedded too (`HTML_LISTEN` clips, for the page's size).
+
+So the single file can be mailed or opened anywhere, with no network and no script: raw
+HTML in the markdown is escaped, not passed through.
 """
 from __future__ import annotations
 
 import base64
-import json
+import mimetypes
+import re
 from html import escape
 from pathlib import Path
-from typing import Optional
+from typing import Sequence
+from urllib.parse import unquote, urlsplit
 
-from tfadvser.experiment.protocol import NAMES
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
-# Example clips with players: the same clips for every attacker row, the clean clip shown
-# once, so the page stays a few MB (the WAVs on disk under evaluation/audio/ have more).
+from tfadvser.errors import TfadvserError
+
+# Example clips with players, embedded: the same clips for every attacker row, the clean
+# clip shown once. A 4 s clip (16-bit, 16 kHz; the main job's clips are 1.5-6 s) costs
+# 171 KB of page per player. Measured for 13 attacker rows of 4 s clips on a smoke run's
+# report.md (0.8 MB with its 7 figures): 5.5 MB with one clip (tests/browser.check_page,
+# two headless Chromium loads, 8.5 s on 2 cores), 14.7 MB with three (18 s), 148 MB with
+# 32. So one clip is embedded; the others stay WAV files under evaluation/audio/.
 HTML_LISTEN = 1
+
+# The `##` heading (its start) of report.md's audio round-trip section, where the players go.
+AUDIO_SECTION = "Audio round trip"
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f2f2f2; } td.l, th.l { text-align: left; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption, .note { font-size: 0.85em; color: #555; max-width: 60em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f2f2f2; } td.n, th.n { text-align: right; }
+img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; font-size: 0.85em; }
+.note { font-size: 0.85em; color: #555; max-width: 60em; }
 .clips { display: grid; grid-template-columns: repeat(3, minmax(12em, 1fr)); gap: 0.4em 1em; }
 .clips div { font-size: 0.8em; } audio { width: 100%; }
 """
+
+# CommonMark with GFM pipe tables; "html": False escapes any raw HTML in the markdown.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+# A table cell that holds a number ("61.3 [55.8, 66.9]", "-4.2", "7/7", "n/a", "**0.0**").
+_NUMBER = re.compile(r"^\s*[*_]*(n/a|[-−+]?\d)")
 
 
 def _data_uri(path: Path, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
+def _embed_images(tokens: Sequence[Token], out_dir: Path) -> None:
+    """Replace every image's src (a path relative to `out_dir`) by a data: URI.
+
+    Raises TfadvserError naming the image when it is not a file under `out_dir` (an
+    absolute path, a URL, or missing): the page must not reference anything."""
+    root = Path(out_dir).resolve()
+    for token in tokens:
+        for child in token.children or []:
+            if child.type != "image":
+                continue
+            src = str(child.attrGet("src") or "")
+            parts = urlsplit(src)
+            path = (root / unquote(parts.path)).resolve()
+            if parts.scheme or parts.netloc or not path.is_relative_to(root) or not path.is_file():
+                raise TfadvserError(f"{root / 'report.md'}: image '{src}' is not a file under {root}")
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            child.attrSet("src", _data_uri(path, mime))
 
 
-def _ci(ci) -> str:
-    return "" if not ci else f" <small>[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]</small>"
+def _align_numbers(tokens: Sequence[Token]) -> None:
+    """Mark with class "n" (right-aligned) the header and cells of every table column whose
+    non-empty body cells all hold numbers."""
+    columns: dict[int, list[tuple[Token, str]]] = {}
+    column = 0
+    for index, token in enumerate(tokens):
+        if token.type == "table_open":
+            columns = {}
+        elif token.type == "tr_open":
+            column = 0
+        elif token.type in ("th_open", "td_open"):
+            columns.setdefault(column, []).append((token, tokens[index + 1].content))
+            column += 1
+        elif token.type == "table_close":
+            for cells in columns.values():
+                body = [text for cell, text in cells if cell.type == "td_open" and text.strip()]
+                if body and all(_NUMBER.match(text) for text in body):
+                    for cell, _ in cells:
+                        cell.attrJoin("class", "n")
 
 
-def _table(header: list[str], body: list[list[str]], left: int = 2) -> str:
-    """An HTML table; cells are HTML already (escape text before); the first `left`
-    columns are left-aligned."""
-    cls = lambda i: ' class="l"' if i < left else ""
-    head = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(header))
-    rows = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
-                   for r in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def _figure(out_dir: Path, relative: str, caption: str) -> str:
-    return (f'<figure><img src="{_data_uri(out_dir / relative, "image/png")}" '
-            f'alt="{escape(caption, quote=True)}"><figcaption>{escape(caption)}</figcaption></figure>')
-
-
-def _table1(results: dict, rows: list[dict]) -> str:
-    names = list(results["defences"])
-    header = ["Method", "Sequence", "λ"] + [f"{escape(NAMES.get(d, d))} {s}" for d in names
-                                           for s in ("dev", "test")]
-    body = [["Clean (no attack)", "", ""] + [_pct(results["defences"][d][s]["uar"])
-                                             + _ci(results["defences"][d][s].get("uar_ci"))
-                                             for d in names for s in ("dev", "test")]]
-    for row in rows:
-        cells = []
-        for d in names:
-            for s in ("dev", "test"):
-                cell = row["cells"].get(f"{d}/{s}")
-                if cell is None:
-                    cells.append("n/a")
-                elif cell["n"] > 1:
-                    cells.append(f"{_pct(cell['mean'])} ± {_pct(cell['std'])}")
-                else:
-                    scored = results["tasks"][row["keys"][0]][s]["against"][d]
-                    cells.append(_pct(cell["mean"]) + _ci(scored.get("adversarial_uar_ci")))
-        lam = f"{row['lambda']:g}" if row["lambda"] is not None else ""
-        body.append([escape(row["method"]), escape(row["sequence"]), lam] + cells)
-    return _table(header, body, left=3)
-
-
-def _audio_table(results: dict, audio: list[dict]) -> str:
-    names = list(results["defences"])
-    header = ["Method", "Sequence"] + [f"{escape(NAMES.get(d, d))} spectrogram → audio" for d in names] + [
-        "waveform SNR [dB]", "PESQ", "STOI", "kept", "error [nats]", "clipped clips"]
-    body = []
-    for item in audio:
-        cells = []
-        for d in names:
-            a = item["against"].get(d, {})
-            cells.append("n/a" if "audio" not in a else
-                         f"{_pct(a['spectrogram'])}{_ci(a.get('spectrogram_ci'))} → "
-                         f"<b>{_pct(a['audio'])}</b>{_ci(a.get('audio_ci'))}")
-        fmt = lambda v, n: "n/a" if v is None else f"{v:.{n}f}"
-        body.append([escape(item["method"]), escape(item["sequence"])] + cells + [
-            fmt(item["waveform_snr_db"], 1), fmt(item["pesq_wb"], 2), fmt(item["stoi"], 2),
-            fmt(item["kept"], 2), fmt(item["round_trip_error"], 2),
-            f"{item['clipped_clips']}/{item['clips'] * item['seeds']}"])
-    return _table(header, body)
+def _section_end(tokens: Sequence[Token], heading: str) -> int:
+    """Index of the token that ends the `##` section whose heading starts with `heading`
+    (the next `#` or `##` heading, or the end). Raises ValueError when there is none."""
+    start = next((i for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2"
+                  and tokens[i + 1].content.startswith(heading)), None)
+    if start is None:
+        raise ValueError(f"report.md has no '## {heading}' section for the audio players")
+    return next((i for i in range(start + 1, len(tokens))
+                 if tokens[i].type == "heading_open" and tokens[i].tag in ("h1", "h2")), len(tokens))
 
 
 def _player(path: Path, label: str) -> str:
@@ -110,12 +121,15 @@ def _player(path: Path, label: str) -> str:
 def _players(out_dir: Path, audio: list[dict]) -> str:
     """Per example clip: the clean clip once, then per attacker row its adversarial clip
     and the perturbation alone."""
-    parts = []
+    parts = ["<h3>Listen</h3>",
+             '<p class="note">Per attacker: clean clip, adversarial clip (rendered, as scored) '
+             "and the perturbation alone (adversarial − clean), at their true levels. More "
+             "clips per attacker are WAV files under <code>evaluation/audio/&lt;task key&gt;/</code>.</p>"]
     first = next((item for item in audio if item["listen"]), None)
     if first is None:
-        return '<p class="note">No clips were written (`evaluate --listen 0`).</p>'
+        return "\n".join(parts + ['<p class="note">No clips were written (`evaluate --listen 0`).</p>'])
     for index, clip in enumerate(first["listen"][:HTML_LISTEN]):
-        parts.append(f"<h3>{escape(clip['clip'])}</h3><div class=\"clips\">"
+        parts.append(f"<h4>{escape(clip['clip'])}</h4><div class=\"clips\">"
                      + _player(out_dir / clip["dir"] / clip["clean"], "clean") + "</div>")
         for item in audio:
             if len(item["listen"]) <= index:
@@ -127,64 +141,26 @@ def _players(out_dir: Path, audio: list[dict]) -> str:
                          + _player(out_dir / mine["dir"] / mine["adversarial"], "adversarial")
                          + _player(out_dir / mine["dir"] / mine["perturbation"], "perturbation")
                          + "</div>")
-    return "\n".join(parts)
+    return "\n".join(parts) + "\n"
 
 
-def render_html(results: dict, rows: list[dict], audio: list[dict], figures: dict,
-                figure2: Optional[dict], out_dir: Path) -> str:
-    """The page (module doc). `audio`: `report.audio_rows`; `figures`: name -> path relative
-    to `out_dir` (evaluation/) of the PNGs written; WAVs are read from `out_dir` too."""
-    run = results["run"]
-    title = f"tfadvser report: {Path(out_dir).parent.name or 'run'}"
-    parts = [f"<h1>{escape(title)}</h1>",
-             f"<p>Data <code>{escape(results['data_dir'])}</code> (fingerprint "
-             f"<code>{escape(run['fingerprint'][:16])}</code>), profile <code>{escape(run['profile'])}</code>, "
-             f"labels {escape(', '.join(results['labels']))}; chance "
-             f"{100 / len(results['labels']):.1f} %.</p>",
-             "<h2>Table 1: adversarial UAR [%] (lower = stronger attack)</h2>",
-             '<p class="note">Rows follow the paper\'s Table 1; brackets are 95 % bootstrap '
-             "intervals over clips (single seed); ± is the std over seeds.</p>",
-             _table1(results, rows)]
-    if results.get("audio"):
-        info = results["audio"]
-        parts += ["<h2>Audio round trip</h2>",
-                  f'<p class="note">{info["clips"]} seeded test clips per attacker, rendered as '
-                  "audio (STFT gain from the mel bands with the clean phase, overlap-add inverse), "
-                  "clipped to [-1, 1], re-extracted with the prepare features and scored again. "
-                  "Cells: adversarial UAR [%] in the spectrogram domain → after the round trip "
-                  "(bold). Clean UAR on the re-extracted clean audio: "
-                  + escape(", ".join(f"{NAMES.get(d, d)} {_pct(c['audio']['uar'])}"
-                                     for d, c in info["clean"].items())) + ". Short clips are "
-                  "tiled to 373 frames, and audio carries only one copy of their frames.</p>",
-                  _audio_table(results, audio)]
-        if "uar_snr" in figures:
-            parts.append(_figure(out_dir, figures["uar_snr"],
-                                 "Adversarial test UAR against waveform SNR per attacker and "
-                                 "defence: hollow = spectrogram domain, filled = after the audio "
-                                 "round trip; dashed = clean UAR on the clean audio."))
-        parts += ["<h2>Listen</h2>",
-                  '<p class="note">Per attacker: clean clip, adversarial clip (rendered, as scored) '
-                  "and the perturbation alone (adversarial − clean), at their true levels.</p>",
-                  _players(out_dir, audio)]
-    parts.append("<h2>Figures</h2>")
-    if "fig2" in figures and figure2 is not None:
-        parts.append(_figure(out_dir, figures["fig2"], figure2["caption"]))
-    if "fig3" in figures:
-        parts.append(_figure(out_dir, figures["fig3"],
-                             "Fig. 3: adversarial dev UAR per defence against λ."))
-    for name in results["defences"]:
-        if f"confusion_{name}" in figures:
-            parts.append(_figure(out_dir, figures[f"confusion_{name}"],
-                                 f"{NAMES.get(name, name)}: confusion matrix, clean test."))
-    parts += ["<h2>Perturbation size on test</h2>",
-              _table(["Method", "Sequence", "mean η", "MSE", "L2 per clip", "L∞", "log-Mel SNR [dB]"],
-                     [[escape(r["method"]), escape(r["sequence"])]
-                      + [f"{r['test_perturbation'].get(m, float('nan')):.3f}"
-                         for m in ("eta_mean", "mse", "l2", "linf", "snr_db")]
-                      for r in rows if r.get("test_perturbation")]),
-              "<h2>Versions</h2>",
-              f"<pre>{escape(json.dumps(results.get('versions', {}), indent=2))}</pre>"]
-    body = "\n".join(parts)
+def render_html(markdown: str, out_dir: Path, audio: list[dict]) -> str:
+    """The page (module doc) for report.md's text `markdown`, whose image paths and the
+    WAVs of `audio` (`report.audio_rows`; empty: no players) are relative to `out_dir`
+    (evaluation/). Raises TfadvserError for an image that is not a file under `out_dir`,
+    ValueError when there are players but no audio round-trip section."""
+    out_dir = Path(out_dir)
+    tokens = _MARKDOWN.parse(markdown)
+    _embed_images(tokens, out_dir)
+    _align_numbers(tokens)
+    title = next((tokens[i + 1].content for i, t in enumerate(tokens)
+                  if t.type == "heading_open" and t.tag == "h1"), "tfadvser report")
+    render = lambda part: _MARKDOWN.renderer.render(part, _MARKDOWN.options, {})
+    if audio:
+        at = _section_end(tokens, AUDIO_SECTION)
+        body = render(tokens[:at]) + _players(out_dir, audio) + render(tokens[at:])
+    else:
+        body = render(tokens)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><link rel=\"icon\" href=\"data:,\">"
-            f"<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+            f"<style>{_STYLE}</style></head>\n<body>\n{body}</body></html>\n")

@@ -373,7 +373,7 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     report = render_report(results, rows, written, figure2, Path(run_dir))
     report += "\n" + continual_report.write(out, results, run_dir)  # continual-learning comparison
     write_text(out / "report.md", report)
-    write_text(out / "report.html", render_html(results, rows, audio, written, figure2, out))
+    write_text(out / "report.html", render_html(report, out, audio))  # from report.md
     return {"dir": out, "figures": written, "rows": rows}
 
 
