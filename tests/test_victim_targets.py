@@ -173,6 +173,9 @@ def test_outside_models_that_cannot_be_training_targets_are_refused(defended_run
     message = refused("wave", manifest)
     assert "victim 'wave': a waveform_16k model cannot be a training target" in message
 
+    message = refused("../up", tmp_path / "wide.keras")
+    assert "victim '../up': a training target's name may hold only letters" in message
+
     message = refused("cnn4", tmp_path / "wide.keras")
     assert "victim name 'cnn4' is already taken" in message
 

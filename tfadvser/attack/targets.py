@@ -25,6 +25,7 @@ What a training target needs beyond an evaluation-only victim:
 """
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -34,17 +35,24 @@ from tfadvser.data.folder import DataFolder
 from tfadvser.defence.external import ExternalVictim, VictimSpec, load_victims, probe_batch
 from tfadvser.errors import TfadvserError
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
 
 def training_targets(specs: Sequence[VictimSpec], data: DataFolder, reserved: Sequence[str],
                      trust_code: bool = False) -> dict[str, ExternalVictim]:
     """Load and check each of `specs` as a training target against `data`, by name.
 
-    Names must not be one of `reserved` (the run's defence names). Raises TfadvserError
-    naming the victim for a waveform input, for a model without a usable input gradient on
-    the first dev clips (module doc), and for everything `external.load_victim` refuses
-    (changed weights, input shape or dtype, class count, label order, output kind).
+    Names must not be one of `reserved` (the run's defence names) and, as they become part
+    of sequence labels (folder names), must be letters, digits, '.', '_' and '-'. Raises
+    TfadvserError naming the victim for another name, a waveform input, a model without a
+    usable input gradient on the first dev clips (module doc), and everything
+    `external.load_victim` refuses (changed weights, input shape or dtype, class count,
+    label order, output kind).
     """
     for spec in specs:
+        if not _NAME.fullmatch(spec.name):  # it becomes part of the sequence's folder name
+            raise TfadvserError(f"victim {spec.name!r}: a training target's name may hold only "
+                                "letters, digits, '.', '_' and '-', starting with a letter or digit")
         if spec.input == "waveform_16k":
             raise TfadvserError(
                 f"victim {spec.name!r}: a waveform_16k model cannot be a training target (no "
