@@ -13,7 +13,7 @@ from tfadvser.attack.training import train_attacker
 from tfadvser.config import PROFILES
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
-from tfadvser.defence.external import victim_digest
+from tfadvser.defence.external import parse_victim_option, victim_digest
 from tfadvser.defence.training import train_defence
 from tfadvser_cli.main import main
 
@@ -127,15 +127,16 @@ def test_train_against_an_outside_model_then_evaluate_it(defended_run, tiny_data
 
 
 def test_a_sequence_mixing_a_defence_and_an_outside_model(defended_run, tiny_data, tmp_path):
-    """Lifelong CNN-4 then the user's model: the EWC Fisher of task 0 and task 1's loss run
-    through the adapter as through a defence."""
+    """Lifelong CNN-4 then the user's model as a SavedModel: the EWC Fisher of task 0 and
+    task 1's loss run through the adapter as through a defence; the run evaluates with the
+    victim (its column) and without it (the run's defences only)."""
     data = load_data(tiny_data)
     model = mel_image_ser(data.n_classes, seed=1)
-    model.save(tmp_path / "theirs.keras")
-    from tfadvser.defence.external import parse_victim_option
+    saved = tmp_path / "theirs_savedmodel"
+    model.export(str(saved))
 
     record = train_attacker(tiny_data, defended_run, "lifelong", ["cnn4", "theirs"], SMOKE,
-                            verbose=0, victims=[parse_victim_option(f"theirs={tmp_path / 'theirs.keras'}")])
+                            verbose=0, victims=[parse_victim_option(f"theirs={saved}")])
     first, second = record["tasks"]
     assert (first["defences"], second["defences"]) == (["cnn4"], ["theirs"])
     identity = json.loads((defended_run / second["path"] / "task.json").read_text())
@@ -145,6 +146,14 @@ def test_a_sequence_mixing_a_defence_and_an_outside_model(defended_run, tiny_dat
     assert identity["parent"] == first["key"] and identity["ewc_lambda"] > 0
     assert identity["final_train_metrics"]["ewc"] > 0.0  # task 0's Fisher was in force
     assert list(record["victims"]) == ["theirs"]
+
+    for victim in ((), ("--victim", f"theirs={saved}")):
+        result = run("evaluate", defended_run, "--audio-clips", "0", "--no-baselines", *victim)
+        assert result.exit_code == 0, result.output
+        results = json.loads((defended_run / "evaluation" / "results.json").read_text())
+        against = results["tasks"][second["key"]]["test"]["against"]
+        assert set(against) == {"cnn4", *(["theirs"] if victim else [])}
+        assert (defended_run / "evaluation" / "report.md").exists()
 
 
 def test_outside_models_that_cannot_be_training_targets_are_refused(defended_run, tiny_data, tmp_path):
