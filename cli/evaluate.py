@@ -6,6 +6,7 @@ from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 from tfadvser_cli.train import PROFILE_NAMES
+from tfadvser_cli.victims import victim_options
 
 
 def _lambdas(ctx, param, value):
@@ -33,30 +34,15 @@ def _lambdas(ctx, param, value):
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score noise, PGD and MI-FGSM at each bounded budget of the run and draw "
                    "its budget curve.")
-@click.option("--victim", "victim_options", multiple=True, metavar="NAME=PATH",
-              help="Also score every attacker against your own model (repeatable): a .keras "
-                   "file or a SavedModel taking the standardised log-Mel [B, 373, 64]; for "
-                   "other inputs, outputs and a pinned weights hash use --victims.")
-@click.option("--victims", "manifest", default=None, type=click.Path(dir_okay=False),
-              help="A victim manifest (JSON: name, path, input, output, sha256, labels; see "
-                   "tfadvser/defence/external.py).")
-@click.option("--trust-model-code", is_flag=True,
-              help="Load victims' .keras files with Keras safe mode off: Python code they "
-                   "carry (Lambda layers) will run. Only for models you trust.")
+@victim_options
 @user_errors
-def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, victim_options, manifest,
-                     trust_model_code):
+def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, victims, trust_model_code):
     """Score every attacker checkpoint of RUN_DIR against every defence (dev and test), then
     the Table 1 attackers again after rendering them as audio, and write Table 1, the
     lifelong grids, the figures, WAVs to listen to, report.md and report.html to
-    RUN_DIR/evaluation/."""
-    from tfadvser.defence.external import parse_victim_option, read_manifest
+    RUN_DIR/evaluation/. Each --victim / --victims model gets its own columns."""
     from tfadvser.experiment.evaluate import evaluate_and_report
 
-    victims = [parse_victim_option(v) for v in victim_options]
-    victims += read_manifest(manifest) if manifest else []
-    if trust_model_code:
-        click.echo("warning: --trust-model-code: victims' .keras files may run Python code", err=True)
     written = evaluate_and_report(
         run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True),
         audio_clips=audio_clips, listen=listen, baselines=baselines, victims=victims,

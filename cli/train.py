@@ -6,6 +6,7 @@ from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES,
 from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
+from tfadvser_cli.victims import victim_options
 
 PROFILE_NAMES = tuple(PROFILES)
 
@@ -71,13 +72,18 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet, adversarial,
 
 def _defence_list(ctx, param, value):
     names = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n not in DEFENCE_NAMES]
     if not names:
         raise click.BadParameter("name at least one defence, e.g. cnn4,vgg16,resnet50")
-    if unknown:
-        raise click.BadParameter(f"unknown defence(s) {', '.join(unknown)}; "
-                                 f"choose from {', '.join(DEFENCE_NAMES)}")
     return names
+
+
+def _check_defences(names, victims):
+    """The names after --victim/--victims are known: each is a defence or a victim."""
+    unknown = [n for n in names if n not in DEFENCE_NAMES and n not in {v.name for v in victims}]
+    if unknown:
+        raise click.BadParameter(f"unknown defence(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(DEFENCE_NAMES)} or name your own model with "
+                                 "--victim NAME=PATH", param_hint="'--defences'")
 
 
 @train_group.command("attacker")
@@ -85,7 +91,8 @@ def _defence_list(ctx, param, value):
               help="The prepared data the defences were trained on.")
 @click.option("--defences", required=True, callback=_defence_list,
               help="Comma-separated, in order, e.g. cnn4,vgg16,resnet50 (clockwise) or "
-                   "resnet50,vgg16,cnn4 (counter-clockwise).")
+                   "resnet50,vgg16,cnn4 (counter-clockwise); a --victim NAME trains against "
+                   "your own model.")
 @click.option("--method", required=True,
               type=click.Choice(tuple(METHODS)),
               help="single: one defence; multi: all at once; transfer: in order, each task "
@@ -114,21 +121,25 @@ def _defence_list(ctx, param, value):
                    "read it; slower, no XLA). The sequence label gets `-roundtrip`.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
 @budget_options
+@victim_options
 @strategy_option
 @user_errors
 def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, profile, run_dir, seed,
                            lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, budget,
-                           strategy):
+                           victims, trust_model_code, strategy):
     """Train the atrous-CNN attacker against trained defences.
 
     Writes a checkpoint after every task (the 2-defence results of the paper are the
     intermediate checkpoints of 3-defence sequences), the EWC Fisher and anchor, the
     config and TensorBoard logs under OUT/attackers/. Tasks already trained with the same
-    settings, by this or another method, are reused.
+    settings, by this or another method, are reused. A --victim named in --defences is
+    trained against like a defence, pinned by its weights' hash (a changed model is
+    trained against anew); it needs a log-Mel input and gradients.
     """
     from tfadvser.attack.training import train_attacker
     from tfadvser.config import get_profile
 
+    _check_defences(defences, victims)
     overrides = {k: v for k, v in (("seed", seed), ("lr_schedule", lr_schedule),
                                    ("fisher_mode", fisher_mode), ("ewc_accumulate", accumulate_ewc),
                                    ("round_trip", round_trip))
@@ -137,7 +148,8 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, 
         record = train_attacker(data_dir, run_dir, method, defences,
                                 with_budget(get_profile(profile), budget),
                                 ewc_lambda=ewc_lambda, verbose=2 if quiet else 1,
-                                regulariser=regulariser, **overrides)
+                                regulariser=regulariser, victims=victims,
+                                trust_code=trust_model_code, **overrides)
     click.echo(f"{record['label']}: {len(record['tasks'])} task(s) in "
                f"{run_dir}/attackers/{record['label']}/sequence.json")
     for task in record["tasks"]:

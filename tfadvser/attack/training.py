@@ -24,12 +24,15 @@ from tfadvser.attack.cache import discard, prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
 from tfadvser.attack.round_trip import RoundTrip, with_waveforms
+from tfadvser.attack.targets import target_pin, training_targets
 from tfadvser.attack.tasks import (GENERATOR_FILE, SEQUENCE_FILE, TASK_FILE, defence_hashes,
                                    sequence_label, task_key, tasks_dir)
 from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.data.rendering import corpus_waveform
+from tfadvser.defence.external import VictimSpec
+from tfadvser.defence.hardening import hardened_defences
 from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import predictions
@@ -45,16 +48,24 @@ def _steps_per_epoch(steps: int, every: int) -> int:
 
 
 class _Context:
-    """What every task of one sequence shares: data, run, config and loaded defences."""
+    """What every task of one sequence shares: data, run, config and loaded defences (the
+    run's own and the user's models among `victims` that `names` names, `attack/targets.py`)."""
 
     def __init__(self, data_dir, run_dir, profile: Profile, config: AttackerConfig,
-                 names: Sequence[str], verbose: int):
+                 names: Sequence[str], verbose: int, victims: Sequence[VictimSpec] = (),
+                 trust_code: bool = False):
         self.run_dir, self.config, self.verbose = Path(run_dir), config, verbose
         self.data = load_data(data_dir)
         bind_run(run_dir, self.data, profile)
         self.shape = self.data.shape
-        self.defences = {name: load_defence(run_dir, name, self.data) for name in names}
-        self.defence_hashes = defence_hashes(run_dir, names)
+        own = [name for name in names if name in DEFENCE_NAMES]
+        self.targets = training_targets([v for v in victims if v.name in names], self.data,
+                                        DEFENCE_NAMES + tuple(hardened_defences(run_dir)), trust_code)
+        loaded = {name: load_defence(run_dir, name, self.data) for name in own}
+        self.defences = {name: loaded[name] if name in loaded else self.targets[name] for name in names}
+        # A target's pin stands where a defence's file hash does: a changed model, new tasks.
+        self.defence_hashes = {**defence_hashes(run_dir, own),
+                               **{name: target_pin(v) for name, v in self.targets.items()}}
         monitor = make_dataset(self.data, "dev", config.batch_size).unbatch().take(config.monitor_clips)
         self.monitor_batches = list(monitor.batch(config.batch_size))
         self.monitor_clip = _first_clip(self.data)
@@ -180,25 +191,33 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
 
 def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], profile: Profile,
                    ewc_lambda: Optional[float] = None, verbose: int = 1,
-                   regulariser: str = "ewc", **overrides) -> dict:
+                   regulariser: str = "ewc", victims: Sequence[VictimSpec] = (),
+                   trust_code: bool = False, **overrides) -> dict:
     """Train `method` over `defences` in order; return the sequence record (also written to
     `attackers/<label>/sequence.json`).
+
+    `defences` may name the user's own models among `victims` (`defence/external.py`; Keras
+    safe mode unless `trust_code`), trained against like the run's defences and pinned in
+    the task keys and the record's "victims" (`attack/targets.py`); victims not named are
+    ignored.
 
     `overrides` replace fields of the profile's AttackerConfig (seed, lr_schedule, ...).
     `regulariser`: what anchors lifelong tasks (config.REGULARISERS; `ewc`, the paper's, or
     one of `attack/continual.py`), weighted by `ewc_lambda` (default: the regulariser's).
     Runs under the current tf.distribute strategy. Finished tasks are reused. Raises
     TfadvserError for an unknown method or defence, a repeated defence, a lambda given to
-    a method without EWC, a non-positive lambda or a bad attacker setting.
+    a method without EWC, a non-positive lambda, a bad attacker setting or a victim that
+    cannot be a training target (`targets.training_targets`).
     """
     if method not in METHODS:
         raise TfadvserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not defences:
         raise TfadvserError("the defence list is empty; name at least one of "
                             f"{', '.join(DEFENCE_NAMES)}")
-    unknown = [d for d in defences if d not in DEFENCE_NAMES]
+    unknown = [d for d in defences if d not in DEFENCE_NAMES and d not in {v.name for v in victims}]
     if unknown:
-        raise TfadvserError(f"unknown defence(s) {', '.join(unknown)}; choose from {', '.join(DEFENCE_NAMES)}")
+        raise TfadvserError(f"unknown defence(s) {', '.join(unknown)}; choose from {', '.join(DEFENCE_NAMES)} "
+                            "or name your own model with --victim NAME=PATH")
     if len(set(defences)) != len(defences):
         raise TfadvserError(f"a defence appears twice in {','.join(defences)}")
     continual.check(regulariser)
@@ -218,7 +237,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
             raise TfadvserError(f"--lambda must be a positive number, got {ewc_lambda}")
     stages = METHODS[method](list(defences), config)
     run_dir = distribute.worker_run_dir(run_dir)
-    ctx = _Context(data_dir, run_dir, profile, config, defences, verbose)
+    ctx = _Context(data_dir, run_dir, profile, config, defences, verbose, victims, trust_code)
 
     tasks, finished = [], []  # finished: (task dir, stage) in order
     parent_key, parent_dir = None, None
@@ -246,5 +265,8 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
               "ewc_lambda": ewc_lambda, "profile": profile.name,
               "regulariser": regulariser if method in EWC_METHODS else None,
               "attacker": dataclasses.asdict(config), "tasks": tasks}
+    if ctx.targets:  # what `targets.check_pins` compares an evaluation's victims with
+        record["victims"] = {name: {**target_pin(v), "path": str(v.spec.path)}
+                             for name, v in ctx.targets.items()}
     write_json(ctx.run_dir / "attackers" / label / SEQUENCE_FILE, record)
     return record

@@ -42,6 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import DataFolder
 from tfadvser.errors import TfadvserError
 
@@ -49,6 +50,7 @@ INPUT_KINDS = ("log_mel_standardised", "log_mel_raw", "waveform_16k")
 OUTPUT_KINDS = ("log_probs", "probs", "logits")
 DIGEST_DIGITS = 16  # as `defence.training.weights_digest`
 _TOLERANCE = 1e-3  # a distribution's sum (or log-sum-exp) may differ from 1 (0) by this
+PROBE_CLIPS = 4  # dev clips run through each victim once, to check its output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +240,13 @@ def infer_output_kind(y: np.ndarray) -> str:
     if np.all(y <= _TOLERANCE) and np.allclose(np.exp(y).sum(-1), 1, atol=_TOLERANCE):
         return "log_probs"
     return "logits"
+
+
+def probe_batch(data: DataFolder) -> tuple[np.ndarray, np.ndarray]:
+    """(standardised log-Mels [n, frames, mels], labels [n]) of the data's first
+    `PROBE_CLIPS` dev clips: what every victim is checked on."""
+    x, y = next(iter(make_dataset(data, "dev", PROBE_CLIPS)))
+    return x.numpy(), y.numpy()
 
 
 def _expected_input(spec: VictimSpec, data: DataFolder) -> tuple:

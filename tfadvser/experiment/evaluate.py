@@ -15,6 +15,7 @@ import numpy as np
 from tfadvser.attack.tasks import (GENERATOR_FILE, load_generator, recorded_config, sequences_of,
                                    sweep_label)
 from tfadvser.attack.baselines import matched_noise
+from tfadvser.attack.targets import check_pins
 from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.audio import UnreadableAudio
@@ -109,6 +110,7 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
             seq["sweep"] = sweep_label(seq["defences"], config, seq.get("regulariser") or "ewc")
     defences = {d: load_defence(run_dir, d, data) for d in names}
     external = victims_for_run(victims, data, names, trust_code)
+    check_pins(sequences, external)  # a sequence's training target must be the same model
     waveform = {n: v for n, v in external.items() if v.is_waveform}
     defences.update({n: v for n, v in external.items() if not v.is_waveform})
     names = list(defences)

@@ -18,11 +18,9 @@ import tensorflow as tf
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import DataFolder
 from tfadvser.data.rendering import clip_audio, corpus_waveform, render
-from tfadvser.defence.external import ExternalVictim, VictimSpec, load_victims
+from tfadvser.defence.external import PROBE_CLIPS, ExternalVictim, VictimSpec, load_victims, probe_batch
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import EVAL_BATCH
-
-PROBE_CLIPS = 4  # dev clips run through each victim once, to check its output
 
 
 def victims_for_run(specs: Sequence[VictimSpec], data: DataFolder, reserved: Sequence[str],
@@ -32,7 +30,7 @@ def victims_for_run(specs: Sequence[VictimSpec], data: DataFolder, reserved: Seq
     the victim) on any mismatch; see `external.load_victim`."""
     if not specs:
         return {}
-    probe = next(iter(make_dataset(data, "dev", PROBE_CLIPS)))[0].numpy()
+    probe = probe_batch(data)[0]
     waves = None
     if any(s.input == "waveform_16k" for s in specs):
         rows = next(iter(make_dataset(data, "dev", PROBE_CLIPS, include_info=True)))
