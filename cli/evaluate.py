@@ -102,8 +102,8 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, basel
               help="The lifelong defence order, e.g. cnn4,vgg16,resnet50.")
 @click.option("--profile", default="small", show_default=True, type=click.Choice(PROFILE_NAMES))
 @click.option("--lambdas", default=None, callback=_lambdas,
-              help="The grid (default: the paper's 1e4,1e5,1e6,1e7 for EWC, the regulariser's "
-                   "own otherwise); with --search log-uniform, its smallest and largest values "
+              help="The grid (default: the profile's for EWC, small 1,1e4 and paper the paper's "
+                   "1e4,1e5,1e6,1e7; the regulariser's own otherwise); with --search log-uniform, its smallest and largest values "
                    "bound the range.")
 @click.option("--regulariser", default="ewc", show_default=True, type=click.Choice(REGULARISERS),
               help="Whose strength to sweep: ewc (the paper's) or one of online-ewc, si, mas, lwf.")

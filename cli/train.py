@@ -99,7 +99,7 @@ def _check_defences(names, victims):
                    "fine-tuning the last; lifelong: transfer + EWC.")
 @click.option("--lambda", "ewc_lambda", type=float, default=None,
               help="EWC weight (lifelong only), or the --regulariser's strength. Default: the "
-                   "profile's (1e5) for EWC, the regulariser's own otherwise.")
+                   "profile's for EWC (small: 100; paper: 1e5), the regulariser's own otherwise.")
 @click.option("--regulariser", default="ewc", show_default=True, type=click.Choice(REGULARISERS),
               help="What anchors lifelong tasks: ewc (the paper's), online-ewc (running Fisher), "
                    "si (Synaptic Intelligence), mas (Memory Aware Synapses) or lwf (distillation "
