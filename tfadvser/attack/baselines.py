@@ -74,12 +74,16 @@ def _art():
     ART's own logger gets the NullHandler it asked for."""
     import logging
     import logging.config
+    import warnings
 
     configure = logging.config.dictConfig
     logging.config.dictConfig = lambda config: None
     try:
-        from art.attacks.evasion import ProjectedGradientDescent
-        from art.estimators.classification import TensorFlowV2Classifier
+        with warnings.catch_warnings():
+            # "PyTorch not found. Not importing DeepZ ...": about ART modules this never uses.
+            warnings.filterwarnings("ignore", message="PyTorch not found", category=UserWarning)
+            from art.attacks.evasion import ProjectedGradientDescent
+            from art.estimators.classification import TensorFlowV2Classifier
     finally:
         logging.config.dictConfig = configure
     art_logger = logging.getLogger("art")
