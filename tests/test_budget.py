@@ -18,9 +18,11 @@ def test_snr_scale_matches_a_hand_computation():
     # so s * 0.5 <= ln(1.1): s = 2 ln(1.1) = 0.190620; the 1e-3 dB margin (budget.MARGIN_DB)
     # makes it 2 ln(1 + 10^(-20.001/20)) = 0.190599.
     x, eta = np.zeros((1, 1, 1), np.float32), np.full((1, 1, 1), 0.5, np.float32)
-    s = float(snr_scale(x, eta, np.zeros(1), np.ones(1), 20.0)[0])
+    s = float(snr_scale(x, eta, np.zeros(1), np.ones(1), 20.0, steps=24)[0])
     assert s == pytest.approx(0.190599, abs=2e-6)
     assert s <= 2 * math.log(1.1)
+    # The default 12 steps: the largest multiple of 2^-12 below it, floor(0.190599 * 4096) = 780.
+    assert float(snr_scale(x, eta, np.zeros(1), np.ones(1), 20.0)[0]) == 780 / 4096
     # Already quieter than the floor: untouched.
     assert float(snr_scale(x, eta * 1e-3, np.zeros(1), np.ones(1), 20.0)[0]) == 1.0
 

@@ -233,6 +233,7 @@ def test_a_defence_trains_with_its_own_exceptions_to_the_profile():
     small = PROFILES["small"].defence
     assert small.for_model("resnet50").learning_rate == 3e-3
     assert small.for_model("cnn4").learning_rate == 1e-3 == small.for_model("vgg16").learning_rate
-    assert small.for_model("resnet50").steps == 200
+    assert small.for_model("resnet50").steps == 160 == small.for_model("vgg16").steps
+    assert small.for_model("cnn4").steps == 200
     record = small.for_model("resnet50").record()
     assert "per_model" not in record and record["learning_rate"] == 3e-3

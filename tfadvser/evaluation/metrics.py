@@ -99,14 +99,25 @@ def mel_powers(x, eta, mean, std):
     Works in x's dtype.
     """
     x = tf.convert_to_tensor(x)
-    eta = tf.cast(eta, x.dtype)
-    mean, std = tf.cast(mean, x.dtype), tf.cast(std, x.dtype)
+    magnitude = relative_magnitudes(x, mean, std)
+    signal = tf.reduce_sum(tf.square(magnitude), axis=tf.range(1, tf.rank(x)))
+    return signal, noise_power(magnitude, eta, std)
+
+
+def relative_magnitudes(x, mean, std):
+    """`mel_powers`' clean mel magnitudes M of x [B, frames, n_mels], relative to each
+    clip's loudest bin; in x's dtype."""
+    x = tf.convert_to_tensor(x)
     axes = tf.range(1, tf.rank(x))
-    log_magnitude = x * std + mean
-    magnitude = tf.exp(log_magnitude - tf.reduce_max(log_magnitude, axis=axes, keepdims=True))
-    signal = tf.reduce_sum(tf.square(magnitude), axis=axes)
-    noise = tf.reduce_sum(tf.square(magnitude * tf.math.expm1(eta * std)), axis=axes)
-    return signal, noise
+    log_magnitude = x * tf.cast(std, x.dtype) + tf.cast(mean, x.dtype)
+    return tf.exp(log_magnitude - tf.reduce_max(log_magnitude, axis=axes, keepdims=True))
+
+
+def noise_power(magnitude, eta, std):
+    """`mel_powers`' noise power [B] of perturbation eta on clips of `relative_magnitudes`
+    `magnitude`: sum (M * expm1(eta * std))^2; in magnitude's dtype."""
+    eta = tf.cast(eta, magnitude.dtype) * tf.cast(std, magnitude.dtype)
+    return tf.reduce_sum(tf.square(magnitude * tf.math.expm1(eta)), axis=tf.range(1, tf.rank(magnitude)))
 
 
 def mel_snr_db(x, eta, mean, std) -> np.ndarray:

@@ -241,10 +241,12 @@ def _baselines(results: dict, data, batches, truth, clean, defences, sources, la
                        for i in range(0, len(subset), EVAL_BATCH)]
         entry = {"budget": budget.to_dict(), "label": budget.label, "splits": ["test"],
                  "clips": int(len(subset)), "seed": 0}
+        crafted: dict = {}
         entry["test"] = score_budget(budget, sub_batches, truth["test"][subset],
                                      {d: clean[d]["test"][subset] for d in defences}, defences,
-                                     labels, data.mean, data.std, sources=sources)
+                                     labels, data.mean, data.std, sources=sources, crafted=crafted)
         pick = np.sort(order[:CURVE_CLIPS])  # within the subset
+        at_budget = {s: eta[np.searchsorted(subset, pick)] for s, eta in crafted["pgd"].items()}
         rows = [r for r in table1(results, budget.key) if r.get("keys")]
         row = next((r for r in rows if r["method"] == "Lifelong" and len(r["defences"]) == 3), None)
         row = row or (rows[0] if rows else None)
@@ -255,7 +257,7 @@ def _baselines(results: dict, data, batches, truth, clean, defences, sources, la
             attacker, name = (lambda xs: forward(xs)), f"{row['method']} {row['sequence']}"
         entry["curve"] = budget_curve(budget, x[pick], truth["test"][pick],
                                       {d: defences[d] for d in sources}, labels,
-                                      data.mean, data.std, attacker, name)
+                                      data.mean, data.std, attacker, name, pgd_at_budget=at_budget)
         results["baselines"][budget.key] = entry
 
 
