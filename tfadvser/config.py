@@ -45,7 +45,8 @@ class Strength:
 # The scales follow from this project's loss, not from the literature's benchmarks (whose
 # losses are means over a batch, hence their lambda 1-10): the C&W term is *summed* over the
 # batch, so squared-gradient importances (EWC, online EWC) are ~batch^2 larger than there.
-# - online EWC: the EWC grid, as its importance is the same (decayed) Fisher;
+# - online EWC: EWC's profile default and grid (AttackerConfig.default_lambda, lambdas), as
+#   its importance is the same (decayed) Fisher: not listed here;
 # - SI: its importance is a loss decrease per squared drift, linear in the loss, not
 #   squared: c in 1e-2..10 around the literature's 0.1-1;
 # - MAS: the gradient of ||G(x)||^2 sums over the 373x64 outputs of a clip (~2.4e4 terms):
@@ -53,7 +54,6 @@ class Strength:
 # - LwF: mean over clips of the squared L2 distance over ~2.4e4 outputs, against a loss of
 #   order 1: 1e-4..1e-1.
 REGULARISER_STRENGTHS = {
-    "online-ewc": Strength(1e5, (1e4, 1e5, 1e6, 1e7)),
     "si": Strength(1e-1, (1e-2, 1e-1, 1.0, 10.0)),
     "mas": Strength(1e-2, (1e-4, 1e-3, 1e-2, 1e-1)),
     "lwf": Strength(1e-2, (1e-4, 1e-3, 1e-2, 1e-1)),

@@ -247,14 +247,22 @@ def check(regulariser: str) -> None:
         raise TfadvserError(f"unknown regulariser {regulariser!r}; choose one of {', '.join(REGULARISERS)}")
 
 
+# The regularisers weighted on EWC's scale (the same Fisher): the profile's lambdas.
+FISHER_SCALED = ("ewc", "online-ewc")
+
+
 def default_strength(regulariser: str, config: AttackerConfig) -> float:
-    """The regulariser's default lambda: EWC's is the profile's, the others' in config."""
-    return config.default_lambda if regulariser == "ewc" else REGULARISER_STRENGTHS[regulariser].default
+    """The regulariser's default lambda: EWC's and online EWC's are the profile's
+    (`default_lambda`; at `small` under the budget 100, the paper's 1e5 unbounded), the
+    others' config.REGULARISER_STRENGTHS."""
+    if regulariser in FISHER_SCALED:
+        return config.default_lambda
+    return REGULARISER_STRENGTHS[regulariser].default
 
 
 def strength_grid(regulariser: str, config: AttackerConfig) -> tuple[float, ...]:
-    """The lambda grid `tune` sweeps for the regulariser."""
-    return config.lambdas if regulariser == "ewc" else REGULARISER_STRENGTHS[regulariser].grid
+    """The lambda grid `tune` sweeps for the regulariser (`default_strength`'s sources)."""
+    return config.lambdas if regulariser in FISHER_SCALED else REGULARISER_STRENGTHS[regulariser].grid
 
 
 def key_fields(regulariser: str, config: AttackerConfig, anchored: bool) -> Optional[dict]:

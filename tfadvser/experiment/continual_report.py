@@ -27,6 +27,8 @@ from tfadvser.runtime.files import read_json, write_json
 METHODS = ("multi", "transfer", "lifelong")
 SEQUENTIAL = ("transfer", "lifelong")
 SPLIT = "test"
+# As the literature writes them (config.REGULARISERS).
+REGULARISER_NAMES = {"ewc": "EWC", "online-ewc": "online EWC", "si": "SI", "mas": "MAS", "lwf": "LwF"}
 _LABELS = {"average_success": "ACC", "forgetting": "F", "backward_transfer": "BWT",
            "forward_transfer": "FWT"}
 
@@ -102,7 +104,7 @@ def method_name(seq: dict) -> str:
     universal = ", universal" if seq["attacker"].get("generator", "atrous") == "universal" else ""
     if seq["method"] != "lifelong":
         return {"multi": "Multi-task", "transfer": "Transfer"}[seq["method"]] + universal.replace(", ", " (") + (")" if universal else "")
-    return f"Lifelong ({(seq.get('regulariser') or 'ewc').upper()}{universal})"
+    return f"Lifelong ({REGULARISER_NAMES[seq.get('regulariser') or 'ewc']}{universal})"
 
 
 def continual_rows(results: dict, run_dir) -> list[dict]:
