@@ -106,15 +106,18 @@ def clean_scores(subset: AudioSubset, defences: Mapping[str, keras.Model], label
     return out
 
 
-def score_task(generator: keras.Model, subset: AudioSubset, defences: Mapping[str, keras.Model],
+def score_task(generator: Optional[keras.Model], subset: AudioSubset, defences: Mapping[str, keras.Model],
                clean: dict, labels, listen_dir: Optional[Path] = None,
-               listen: int = LISTEN_CLIPS) -> dict:
-    """One attacker through the round trip on `subset` (module doc); writes `listen` clips'
+               listen: int = LISTEN_CLIPS, eta: Optional[np.ndarray] = None) -> dict:
+    """One attack through the round trip on `subset` (module doc): a trained attacker's
+    `generator`, or any attack's perturbations `eta` [len(subset), frames, n_mels] of
+    `subset.x` (e.g. white-box PGD; then `generator` is None). Writes `listen` clips'
     clean, adversarial and perturbation-only WAVs under `listen_dir`."""
     started = time.time()
     config, std = subset.data.feature_config, subset.data.std
-    eta = np.concatenate([np.asarray(inference(generator)(subset.x[i:i + EVAL_BATCH]))
-                          for i in range(0, len(subset), EVAL_BATCH)])
+    if eta is None:
+        eta = np.concatenate([np.asarray(inference(generator)(subset.x[i:i + EVAL_BATCH]))
+                              for i in range(0, len(subset), EVAL_BATCH)])
     x_adv = subset.x + eta
     x_rt, snr, pesq_values, stoi_values, kept, error, clipped, listened = [], [], [], [], [], [], [], []
     for i, wave in enumerate(subset.waves):
