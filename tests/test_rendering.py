@@ -116,3 +116,25 @@ def test_rendering_is_differentiable(tiny_data):
 
 def test_clip_audio():
     assert clip_audio(np.array([-2.0, 0.5, 3.0])).tolist() == [-1.0, 0.5, 1.0]
+
+
+def test_any_attacks_perturbation_goes_through_the_round_trip(tiny_data):
+    """`score_task` with a given eta (a white-box attack's, say) instead of a generator: a
+    zero eta renders the clean clips (audio predictions = clean audio predictions), and a
+    constant log gain of log(0.5) on the raw log-Mel (eta = log(0.5) / std) is kept whole."""
+    from tfadvser.defence.models import build_defence
+    from tfadvser.evaluation.round_trip import AudioSubset, clean_scores, score_task
+
+    data = load_data(tiny_data)
+    labels = list(data.labels)
+    subset = AudioSubset(data, 4, 0)
+    models = {"cnn4": build_defence("cnn4", len(labels), width=0.0625)}
+    clean = clean_scores(subset, models, labels)
+    zero = score_task(None, subset, models, clean, labels, eta=np.zeros_like(subset.x))
+    audio = zero["against"]["cnn4"]["audio"]
+    assert audio["adversarial_uar"] == audio["clean_uar"] == clean["cnn4"]["audio_scores"]["uar"]
+    assert zero["waveform_snr_db"] > 120  # float32 rounding of the clean clip only
+    half = score_task(None, subset, models, clean, labels,
+                      eta=np.broadcast_to(np.log(0.5) / data.std, subset.x.shape).astype(np.float32))
+    assert half["kept"] == pytest.approx(1.0, abs=0.02)
+    assert half["waveform_snr_db"] == pytest.approx(-20 * np.log10(0.5), abs=0.01)  # 6.02 dB
