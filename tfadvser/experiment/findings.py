@@ -177,7 +177,8 @@ def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> lis
         curve = base["curve"]
         lines += [f"![budget curve]({figures[f'budget_curve_{budget}']})", "",
                   f"Budget curve on {curve['clips']} seeded test clips: adversarial UAR against the "
-                  "perturbation's mean SNR, per defence, for noise and PGD at ¼-4× the budget's ε "
+                  "perturbation's mean SNR, per defence, for noise at ¼, 1 and 4× the budget's ε, PGD "
+                  "(white-box and transferred) at the budget and at 4× its ε "
                   f"and for the trained attacker ({curve['attacker'] or 'none'}) scaled down to "
                   "⅛-1× (it cannot exceed its budget). Dashed: clean UAR.", ""]
     lines += [f"## The paper's findings, tested ({label})", "",
