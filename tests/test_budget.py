@@ -177,3 +177,22 @@ def test_the_training_plan_of_each_choice_of_orders():
     for bad in ((), ("sideways",)):
         with pytest.raises(ValueError):
             training_plan(bad)
+
+
+def test_robustness_section_shows_the_baselines_clean_uar_on_their_own_clips():
+    from tfadvser.experiment.robustness_report import robustness_section
+
+    def scored(adv, clean):
+        return {"adversarial_uar": adv, "clean_uar": clean}
+
+    results = {"defences": {"cnn4": {"test": {"uar": 0.765}}},
+               "tasks": {"k": {"test": {"against": {"cnn4": {"adversarial_uar": 0.759}}}}},
+               "baselines": {"eps0.008-snr30": {"label": "L∞ ≤ 0.008", "clips": 96, "test": {
+                   "noise": {"cnn4": scored(0.755, 0.745)},
+                   "pgd": {"cnn4": {"cnn4": scored(0.133, 0.745)}}}}}}
+    rows = [{"method": "Single-task", "sequence": "CNN-4", "keys": ["k"]}]
+    table = [line for line in robustness_section(results, rows) if line.startswith("| ")][1:]
+    assert table == ["| none (clean) | 76.5 |", "| Single-task CNN-4 | 75.9 |",
+                     "| none (clean, on the baselines' 96 clips; L∞ ≤ 0.008) | 74.5 |",
+                     "| noise at the budget (L∞ ≤ 0.008) | 75.5 |",
+                     "| PGD from CNN-4 (L∞ ≤ 0.008) | 13.3 |"]

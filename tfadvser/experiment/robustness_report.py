@@ -41,9 +41,12 @@ def attack_rows(results: dict, rows: list[dict]) -> list[dict]:
         for method, title in (("pgd", "PGD"), ("mi_fgsm", "MI-FGSM")):
             scored += [(f"{title} from {NAMES.get(source, source)} ({entry['label']})", targets)
                        for source, targets in test.get(method, {}).items()]
+        # The baselines run on a seeded subset of test clips: their clean UAR on it, too.
+        clean = {d: s["clean_uar"] for d, s in test.get("noise", {}).items()}
         for label, targets in scored:
             out.append({"attack": label, "uar": {d: targets[d]["adversarial_uar"] if d in targets else None
-                                                 for d in results["defences"]}})
+                                                 for d in results["defences"]},
+                        "subset": {"clips": entry.get("clips"), "label": entry["label"], "clean": clean}})
     return out
 
 
@@ -87,7 +90,13 @@ def robustness_section(results: dict, rows: list[dict]) -> list[str]:
              "|---|" + "---|" * len(names),
              "| none (clean) | " + " | ".join(_pct(results["defences"][d]["test"]["uar"])
                                             for d in names) + " |"]
+    subsets = set()
     for attack in attacks:
+        subset = attack.get("subset")
+        if subset and subset["label"] not in subsets:  # before the first baseline of a budget
+            subsets.add(subset["label"])
+            lines.append(f"| none (clean, on the baselines' {subset['clips']} clips; {subset['label']}) | "
+                         + " | ".join(_pct(subset["clean"].get(d)) for d in names) + " |")
         lines.append(f"| {attack['attack']} | " + " | ".join(_pct(attack["uar"].get(d))
                                                            for d in names) + " |")
     pairs = hardening_pairs(results, attacks)
