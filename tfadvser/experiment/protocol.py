@@ -85,6 +85,7 @@ def training_plan(orders) -> Plan:
                 lifelong=tuple(sequences),
                 multi=tuple(("multi", seq[:2]) for seq in sequences) + (("multi", CLOCKWISE),))
 
+
 # Which attacker Fig. 2 shows: the paper shows its lifelong attacker; fall back in order.
 FIGURE2_ROWS = (("Lifelong", "CNN-4 + VGG-16 + ResNet-50"), ("Lifelong", "ResNet-50 + VGG-16 + CNN-4"),
                 ("Transfer", "CNN-4 + VGG-16 + ResNet-50"), ("Multi-task", "CNN-4 + VGG-16 + ResNet-50"),
