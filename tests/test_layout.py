@@ -94,6 +94,7 @@ EXPECTED_CHOICES = {
     ("train attacker", "strategy"): config.STRATEGIES,
     ("reproduce", "profile"): tuple(config.PROFILES),
     ("reproduce", "strategy"): config.STRATEGIES,
+    ("reproduce", "orders"): config.ORDERS + ("both",),
     ("tune", "profile"): tuple(config.PROFILES),
     ("tune", "search"): config.LAMBDA_SEARCHES,
     ("tune", "regulariser"): config.REGULARISERS,
