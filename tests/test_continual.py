@@ -214,8 +214,10 @@ def test_continual_metrics_on_a_hand_made_grid():
     assert m["backward_transfer"] == pytest.approx(-0.05)  # ((0.25-0.30) + (0.35-0.40)) / 2
     assert m["forgetting"] == pytest.approx(0.06)  # ((0.32-0.25) + (0.40-0.35)) / 2
     assert m["forward_transfer"] == pytest.approx(0.075)  # ((0.10-0.04) + (0.15-0.06)) / 2
+    assert m["peak_success"] == pytest.approx(0.36)  # (max(0.30, 0.32) + 0.40) / 2
     single = continual_metrics([[0.2]])
     assert single["average_success"] == pytest.approx(0.2) and single["forgetting"] is None
+    assert single["peak_success"] is None
     assert continual_metrics(success)["forward_transfer"] is None
     with pytest.raises(ValueError):
         continual_metrics([[0.1, 0.2]])
@@ -235,6 +237,7 @@ def test_continual_intervals_from_per_clip_predictions():
     assert out["backward_transfer"]["value"] == pytest.approx(-0.125)  # 0.125 - 0.25
     assert out["forgetting"]["value"] == pytest.approx(0.125)  # 0.25 - 0.125
     assert out["forward_transfer"]["value"] == pytest.approx(-0.125)  # 0 - 0.125
+    assert out["peak_success"]["value"] == pytest.approx(0.25)  # after task 0 on defence 0
     for metric in out.values():
         low, high = metric["ci"]
         assert low <= metric["value"] <= high and high > low
@@ -278,7 +281,9 @@ def test_report_compares_the_methods_with_continual_metrics(two_defences, tiny_d
     assert si["seconds"] > 0
     report = (out / "report.md").read_text()
     assert "## Continual learning: methods compared on attack success" in report
-    assert "| Lifelong (SI) | CNN-4 → VGG-16 | 0.1 |" in report and "least forgetting by" in report
+    assert "| Lifelong (SI) | CNN-4 → VGG-16 | 0.1 |" in report
+    assert "| ACC | P | F | BWT | FWT |" in report
+    assert "least forgetting by" in report or "forgetting is not compared" in report
     # the regularisers' sequences stay out of Table 1 (the paper's EWC only)
     from tfadvser.experiment.report import table1
 
@@ -315,9 +320,40 @@ def test_continual_rows_read_the_grid_in_sequence_order(tmp_path):
     m = rows[0]["metrics"]
     assert m["average_success"]["value"] == pytest.approx(0.375)
     assert m["forgetting"]["value"] == pytest.approx(0.25)  # 0.5 - 0.25 on VGG-16
+    assert m["peak_success"]["value"] == pytest.approx(0.5)  # VGG-16 after task 0
     assert m["backward_transfer"]["value"] == pytest.approx(-0.25)
     assert m["forward_transfer"]["value"] is None and m["forgetting"]["ci"] is None  # no per-clip data
     assert rows[0]["seconds"] is None  # no task.json here
+
+
+def test_least_forgetting_ranks_only_methods_that_learnt_something():
+    """F = 0 of an attacker that never succeeded (peak success P = 0) is not 'least
+    forgetting': such rows are named as not ranked; a lone learner is named as such."""
+    from tfadvser.experiment.continual_report import _least_forgetting
+
+    def row(method, forgetting, peak, defences=("cnn4", "vgg16")):
+        return {"method": method, "defences": list(defences),
+                "metrics": {"forgetting": {"value": forgetting[0], "ci": forgetting[1:]},
+                            "peak_success": {"value": peak[0], "ci": peak[1:]}}}
+
+    rows = [row("Lifelong (EWC)", (0.02, 0.0, 0.05), (0.10, 0.06, 0.14)),
+            row("Transfer", (0.08, 0.06, 0.11), (0.12, 0.08, 0.16)),
+            row("Transfer (universal)", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+            row("Lifelong (SI)", (0.0, -0.01, 0.01), (0.01, -0.01, 0.03)),  # P's interval reaches 0
+            row("Lifelong (MAS)", (0.05, 0.03, 0.07), (0.2, 0.1, 0.3), ("vgg16", "cnn4")),
+            row("Transfer", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), ("vgg16", "cnn4"))]
+    rows.append({"method": "Multi-task", "defences": ["cnn4", "vgg16"]})  # not sequential
+    assert _least_forgetting(rows) == [
+        "- CNN-4 → VGG-16: least forgetting by Lifelong (EWC) (F = 2.0 [0.0, 5.0]); next Transfer "
+        "(F = 8.0 [6.0, 11.0]): the intervals do not overlap. Not ranked, peak success P not above "
+        "zero at 95 % (nothing learnt to forget): Lifelong (SI), Transfer (universal).",
+        "- VGG-16 → CNN-4: least forgetting by Lifelong (MAS) (F = 5.0 [3.0, 7.0]); the only method "
+        "with something to forget. Not ranked, peak success P not above zero at 95 % (nothing "
+        "learnt to forget): Transfer."]
+    nothing = [row("Transfer", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))]
+    assert _least_forgetting(nothing) == [
+        "- CNN-4 → VGG-16: no method's peak success P on the earlier defences is above zero at "
+        "95 %, so none had anything to forget: forgetting is not compared."]
 
 
 def test_path_integral_resumes_after_an_interrupted_epoch(tmp_path):

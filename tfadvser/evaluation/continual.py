@@ -12,6 +12,10 @@ and from it, as Lopez-Paz & Ranzato 2017 (GEM, Sec. 4) with accuracy replaced by
     forward transfer  FWT = 1/(T-1) sum_{j>=1} (a[j-1, j] - b[j])
     forgetting        F   = 1/(T-1) sum_{j<T-1} (max_{j<=k<T-1} a[k, j] - a[T-1, j])
                       (Chaudhry et al. 2018, over the attackers that had learnt d_j)
+    peak success      P   = 1/(T-1) sum_{j<T-1} max_{j<=k<T-1} a[k, j]
+                      (F's reference: what there was to forget; an attacker with P = 0
+                      forgets nothing because it learnt nothing, so F compares methods
+                      only where P > 0)
 
 GEM's reference b[j] is the success of a randomly initialised model; here it is the
 untrained generator of the sequence (its seeded initial weights, what task 0 starts
@@ -30,26 +34,27 @@ from scipy import stats
 
 from tfadvser.evaluation.statistics import CONFIDENCE, RESAMPLES, uar_batch
 
-METRICS = ("average_success", "forgetting", "backward_transfer", "forward_transfer")
+METRICS = ("average_success", "forgetting", "backward_transfer", "forward_transfer", "peak_success")
 
 
 def continual_metrics(success, baseline: Optional[Sequence[float]] = None) -> dict:
     """The metrics of the module docstring from a success grid [..., T, T] (leading axes,
     e.g. bootstrap resamples, are kept) and the baseline b [..., T] (None: no FWT).
-    Returns metric -> float (or array over the leading axes); BWT, FWT and forgetting are
-    None for T = 1. Raises ValueError for a grid that is not square."""
+    Returns metric -> float (or array over the leading axes); BWT, FWT, forgetting and peak
+    success are None for T = 1. Raises ValueError for a grid that is not square."""
     a = np.asarray(success, np.float64)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"the success grid must be [..., T, T], got shape {a.shape}")
     t = a.shape[-1]
     final = a[..., -1, :]
     out = {"average_success": final.mean(axis=-1), "forgetting": None,
-           "backward_transfer": None, "forward_transfer": None}
+           "backward_transfer": None, "forward_transfer": None, "peak_success": None}
     if t > 1:
         diagonal = np.diagonal(a, axis1=-2, axis2=-1)
         out["backward_transfer"] = (final[..., :-1] - diagonal[..., :-1]).mean(axis=-1)
         best = np.stack([a[..., j:t - 1, j].max(axis=-1) for j in range(t - 1)], axis=-1)
         out["forgetting"] = (best - final[..., :-1]).mean(axis=-1)
+        out["peak_success"] = best.mean(axis=-1)
         if baseline is not None:
             before = np.stack([a[..., j - 1, j] for j in range(1, t)], axis=-1)
             out["forward_transfer"] = (before - np.asarray(baseline, np.float64)[..., 1:]).mean(axis=-1)

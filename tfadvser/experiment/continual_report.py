@@ -29,8 +29,8 @@ SEQUENTIAL = ("transfer", "lifelong")
 SPLIT = "test"
 # As the literature writes them (config.REGULARISERS).
 REGULARISER_NAMES = {"ewc": "EWC", "online-ewc": "online EWC", "si": "SI", "mas": "MAS", "lwf": "LwF"}
-_LABELS = {"average_success": "ACC", "forgetting": "F", "backward_transfer": "BWT",
-           "forward_transfer": "FWT"}
+# The table's metric columns, in order (P next to F, which is measured from it).
+COLUMNS = ("average_success", "peak_success", "forgetting", "backward_transfer", "forward_transfer")
 
 
 def _compared(seq: dict) -> bool:
@@ -170,19 +170,20 @@ def markdown(rows: list[dict], results: dict) -> str:
              "Attack success = clean UAR − adversarial UAR on test [%] (higher = stronger), of "
              "the attacker after the last task, on every defence; then over the sequence's own "
              "defences (`tfadvser/evaluation/continual.py`): ACC, the mean success after the last "
-             "task; F, forgetting (per earlier defence the drop from its best success after being "
-             "learnt to the final one, averaged; higher = more forgetting); BWT, backward transfer "
+             "task; P, peak success (per earlier defence its best success after being learnt, "
+             "averaged: what there was to forget); F, forgetting (per earlier defence the drop "
+             "from that best success to the final one, averaged; higher = more forgetting); BWT, backward transfer "
              "(final minus just-learnt success, averaged over earlier defences); FWT, forward "
              "transfer (success on a defence just before training on it, minus that of the "
              "untrained generator). 95 % bootstrap intervals over test clips. Time: seconds of "
              "its tasks (training plus the importance estimates before them); memory: the peak "
              "RSS of the process during its most demanding task.", "",
              "| Method | Sequence | λ | " + " | ".join(f"{NAMES.get(d, d)}" for d in names)
-             + " | ACC | F | BWT | FWT | time [s] | peak RSS [MiB] |",
-             "|---|---|---|" + "---|" * (len(names) + 6)]
+             + " | ACC | P | F | BWT | FWT | time [s] | peak RSS [MiB] |",
+             "|---|---|---|" + "---|" * (len(names) + 7)]
     for row in rows:
         metrics = row.get("metrics", {})
-        cells = [_with_ci(metrics[m]) if m in metrics else "n/a" for m in METRICS]
+        cells = [_with_ci(metrics[m]) if m in metrics else "n/a" for m in COLUMNS]
         lam = "" if row["lambda"] is None else f"{row['lambda']:g}"
         sequence = " → ".join(NAMES.get(d, d) for d in row["defences"])
         sequence += f" (seed {row['seed']})" if row["seed"] else ""
@@ -194,19 +195,36 @@ def markdown(rows: list[dict], results: dict) -> str:
     return "\n".join(lines)
 
 
+def _learnt_something(row: dict) -> bool:
+    """Whether the row's peak success P on its earlier defences is above zero: its 95 %
+    interval's lower end when it has one, else the point value."""
+    peak = row.get("metrics", {}).get("peak_success") or {}
+    if peak.get("value") is None:
+        return False
+    return (peak["ci"][0] if peak.get("ci") else peak["value"]) > 0
+
+
 def _least_forgetting(rows: list[dict]) -> list[str]:
     """Per defence order, which sequential method forgets least, and whether its interval
-    separates it from the runner-up."""
+    separates it from the runner-up. Only methods that learnt something to forget (peak
+    success P above zero at 95 %) are ranked: F = 0 of an attacker that never succeeded
+    says nothing about forgetting."""
     out = []
     by_order = defaultdict(list)
     for row in rows:
-        value = row.get("metrics", {}).get("forgetting", {}).get("value")
-        if value is not None:
+        if row.get("metrics", {}).get("forgetting", {}).get("value") is not None:
             by_order[tuple(row["defences"])].append(row)
-    for order, candidates in by_order.items():
+    for order, rows_of_order in by_order.items():
+        candidates = [r for r in rows_of_order if _learnt_something(r)]
+        left_out = sorted({r["method"] for r in rows_of_order if not _learnt_something(r)})
+        sequence = " → ".join(NAMES.get(d, d) for d in order)
+        if not candidates:
+            out.append(f"- {sequence}: no method's peak success P on the earlier defences is above "
+                       f"zero at 95 %, so none had anything to forget: forgetting is not compared.")
+            continue
         ranked = sorted(candidates, key=lambda r: r["metrics"]["forgetting"]["value"])
         best = ranked[0]
-        text = (f"{' → '.join(NAMES.get(d, d) for d in order)}: least forgetting by "
+        text = (f"{sequence}: least forgetting by "
                 f"{best['method']} (F = {_with_ci(best['metrics']['forgetting'])})")
         if len(ranked) > 1:
             second = ranked[1]
@@ -215,6 +233,11 @@ def _least_forgetting(rows: list[dict]) -> list[str]:
             text += (f"; next {second['method']} (F = {_with_ci(second['metrics']['forgetting'])}): "
                      + ("the intervals do not overlap." if separated else
                         "the intervals overlap, so the ranking is undecided."))
+        else:
+            text += "; the only method with something to forget."
+        if left_out:
+            text += (f" Not ranked, peak success P not above zero at 95 % (nothing learnt to "
+                     f"forget): {', '.join(left_out)}.")
         out.append(f"- {text}")
     return out
 
