@@ -359,12 +359,27 @@ def _show(shape) -> str:
 def load_victims(specs: Sequence[VictimSpec], data: DataFolder, probe: np.ndarray,
                  trust_code: bool = False, reserved: Sequence[str] = (),
                  probe_waves: Optional[Sequence[np.ndarray]] = None) -> dict[str, ExternalVictim]:
-    """`load_victim` for each spec, by name. Raises TfadvserError for a name used twice or
-    one of `reserved` (the run's own defences)."""
-    out = {}
+    """`load_victim` for each spec, by name, after `check_victims(specs, reserved)`
+    (`reserved`: the run's own defences)."""
+    check_victims(specs, reserved)
+    return {spec.name: load_victim(spec, data, probe, trust_code, probe_waves) for spec in specs}
+
+
+def check_victims(specs: Sequence[VictimSpec], reserved: Sequence[str] = ()) -> None:
+    """What can be checked of `specs` before any model is loaded. Raises TfadvserError (one
+    line, naming the victim) for a name given twice, a name equal, ignoring letter case, to
+    another victim's or to one of `reserved` (the run's defences: names become folder and
+    column names, and `CNN4` beside `cnn4` would be one folder on a case-insensitive file
+    system and a trap in a table), or a path that does not exist."""
+    taken = {name.lower(): (name, f"the run's defence {name!r}") for name in reserved}
     for spec in specs:
-        if spec.name in out or spec.name in reserved:
-            raise TfadvserError(f"victim name {spec.name!r} is already taken (by "
-                                f"{'another victim' if spec.name in out else 'a defence of the run'})")
-        out[spec.name] = load_victim(spec, data, probe, trust_code, probe_waves)
-    return out
+        first, owner = taken.get(spec.name.lower(), (None, None))
+        if first == spec.name and owner.startswith("victim"):
+            raise TfadvserError(f"victim name {spec.name!r} is given twice")
+        if first is not None:
+            note = " (victim names are compared ignoring letter case)" if first != spec.name else ""
+            raise TfadvserError(f"victim name {spec.name!r} is already taken by {owner}{note}")
+        taken[spec.name.lower()] = (spec.name, f"victim {spec.name!r}")
+    for spec in specs:
+        if not spec.path.exists():
+            raise TfadvserError(f"victim {spec.name!r}: {spec.path} does not exist")
