@@ -56,12 +56,13 @@ class _Context:
                  trust_code: bool = False):
         self.run_dir, self.config, self.verbose = Path(run_dir), config, verbose
         self.data = load_data(data_dir)
-        bind_run(run_dir, self.data, profile)
+        bind_run(run_dir, self.data, profile, create=False)  # an existing run's data and profile
         self.shape = self.data.shape
         own = [name for name in names if name in DEFENCE_NAMES]
         self.targets = training_targets(victims, self.data,
                                         DEFENCE_NAMES + tuple(hardened_defences(run_dir)), trust_code)
         loaded = {name: load_defence(run_dir, name, self.data) for name in own}
+        bind_run(run_dir, self.data, profile)  # written once every input has passed
         self.defences = {name: loaded[name] if name in loaded else self.targets[name] for name in names}
         # A target's pin stands where a defence's file hash does: a changed model, new tasks.
         self.defence_hashes = {**defence_hashes(run_dir, own),
@@ -199,7 +200,8 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     `defences` may name the user's own models among `victims` (`defence/external.py`; Keras
     safe mode unless `trust_code`), trained against like the run's defences and pinned in
     the task keys and the record's "victims" (`attack/targets.py`); each of `victims` must
-    be named in `defences` (`targets.check_targets`).
+    be named in `defences` (`targets.check_targets`). Nothing is written before the inputs
+    are checked and the models loaded.
 
     `overrides` replace fields of the profile's AttackerConfig (seed, lr_schedule, ...).
     `regulariser`: what anchors lifelong tasks (config.REGULARISERS; `ewc`, the paper's, or
