@@ -37,6 +37,7 @@ def test_failed_input_checks_write_no_run_json(tiny_data, tmp_path):
         result = attack(tiny_data, out, *args)
         assert result.exit_code == 1 and expected in result.output, result.output
         assert not (out / RUN_FILE).exists(), args
+        assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
 
     # Hardening needs a trained base defence: refused without creating the run either.
     out = tmp_path / "hardened"
@@ -44,6 +45,7 @@ def test_failed_input_checks_write_no_run_json(tiny_data, tmp_path):
                  "--model", "cnn4", "--adversarial", "--pgd-epsilon", "0.01")
     assert result.exit_code == 1 and "defence 'cnn4' is not trained in" in result.output, result.output
     assert not (out / RUN_FILE).exists()
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
 
 
 def test_a_run_of_outside_models_alone_is_created(tiny_data, tmp_path):
