@@ -6,7 +6,7 @@ from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES,
 from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
-from tfadvser_cli.victims import victim_options
+from tfadvser_cli.victims import victim_options, victims_hint
 
 PROFILE_NAMES = tuple(PROFILES)
 
@@ -78,12 +78,22 @@ def _defence_list(ctx, param, value):
 
 
 def _check_defences(names, victims):
-    """The names after --victim/--victims are known: each is a defence or a victim."""
+    """The names after --victim/--victims are known: each is a defence or a victim, and
+    each victim is one of them and can be trained against (`targets.check_targets`)."""
+    from tfadvser.attack.targets import check_targets
+    from tfadvser.errors import TfadvserError
+
     unknown = [n for n in names if n not in DEFENCE_NAMES and n not in {v.name for v in victims}]
     if unknown:
         raise click.BadParameter(f"unknown defence(s) {', '.join(unknown)}; choose from "
                                  f"{', '.join(DEFENCE_NAMES)} or name your own model with "
                                  "--victim NAME=PATH", param_hint="'--defences'")
+    try:
+        check_targets(victims, names)
+    except TfadvserError as exc:
+        given = click.get_current_context().params
+        raise click.BadParameter(str(exc), param_hint=victims_hint(
+            given.get("victim_options"), given.get("manifest"))) from None
 
 
 @train_group.command("attacker")
@@ -134,7 +144,8 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, 
     config and TensorBoard logs under OUT/attackers/. Tasks already trained with the same
     settings, by this or another method, are reused. A --victim named in --defences is
     trained against like a defence, pinned by its weights' hash (a changed model is
-    trained against anew); it needs a log-Mel input and gradients.
+    trained against anew); it needs a log-Mel input and gradients. Every victim given must
+    be named in --defences.
     """
     from tfadvser.attack.training import train_attacker
     from tfadvser.config import get_profile

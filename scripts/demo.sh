@@ -3,7 +3,9 @@
 # run the paper's whole protocol at the CPU-sized `small` profile into runs/synth (three
 # defences, the attackers of Table 1, the lambda sweep, evaluation and report).
 # Extra arguments go to `tfadvser reproduce` (e.g. --seeds 3).
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
 
 if [ ! -f tfrecords/synth/metadata.json ]; then
     rm -rf data/synth

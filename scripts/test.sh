@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The test suite. Extra arguments go to pytest (e.g. -m slow, -k prepare, -x).
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
 
 python -m pytest "$@"

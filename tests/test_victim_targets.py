@@ -179,14 +179,16 @@ def test_outside_models_that_cannot_be_training_targets_are_refused(defended_run
 
     manifest = tmp_path / "wave.json"
     manifest.write_text(json.dumps([{"name": "wave", "path": "hard.keras", "input": "waveform_16k"}]))
-    message = refused("wave", manifest)
-    assert "victim 'wave': a waveform_16k model cannot be a training target" in message
-
-    message = refused("../up", tmp_path / "wide.keras")
-    assert "victim '../up': a training target's name may hold only letters" in message
-
-    message = refused("cnn4", tmp_path / "wide.keras")
-    assert "victim name 'cnn4' is already taken" in message
+    # What the declaration shows is checked before anything is loaded: usage errors (exit 2),
+    # as in tests/test_victim_options.py.
+    result = attack(tiny_data, defended_run, "--method", "single", "--defences", "wave",
+                    "--victims", manifest)
+    assert result.exit_code == 2
+    assert "victim 'wave': a waveform_16k model cannot be a training target" in result.output
+    result = attack(tiny_data, defended_run, "--method", "single", "--defences", "../up",
+                    "--victim", f"../up={tmp_path / 'wide.keras'}")
+    assert result.exit_code == 2
+    assert "victim '../up': a training target's name may hold only letters" in result.output
 
     # A name that is neither a defence nor a victim is a usage error.
     result = attack(tiny_data, defended_run, "--method", "single", "--defences", "mine")

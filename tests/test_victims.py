@@ -144,9 +144,10 @@ def test_mismatched_and_changed_victims_are_refused_with_one_line(attacked_run, 
     assert f"victim 'm' ({tmp_path / 'm.keras'}) changed: its weights hash to {victim_digest(model)}, " \
            f"the manifest pins {pinned}" in message
 
-    message = _error(run("evaluate", attacked_run, "--audio-clips", "0",
-                         "--victim", f"cnn4={tmp_path / 'm.keras'}"))
-    assert "victim name 'cnn4' is already taken" in message
+    result = run("evaluate", attacked_run, "--audio-clips", "0", "--victim", f"cnn4={tmp_path / 'm.keras'}")
+    assert result.exit_code == 2  # a usage error, before anything is loaded
+    assert "Invalid value for '--victim': victim name 'cnn4' is already taken by the run's " \
+           "defence 'cnn4'" in result.output
 
 
 def test_a_model_carrying_python_code_is_refused_unless_trusted(attacked_run, tmp_path):

@@ -15,17 +15,19 @@ from tfadvser.runtime.files import read_json, write_json
 RUN_FILE = "run.json"
 
 
-def bind_run(run_dir, data, profile: Profile) -> dict:
+def bind_run(run_dir, data, profile: Profile, create: bool = True) -> dict:
     """Create `run.json` for `data` (a `DataFolder`) and `profile`, or check that an existing
     run used the same data (by fingerprint) and profile; return the record. Raises
-    TfadvserError on a mismatch."""
+    TfadvserError on a mismatch. With `create` off, a missing `run.json` is not written (a
+    command checks an existing run before its other inputs, and writes only once they pass)."""
     run_dir = Path(run_dir)
     record = {"data_dir": str(Path(data.path).resolve()), "fingerprint": data.fingerprint,
               "labels": list(data.labels), "feature_config": data.feature_config.to_dict(),
               "profile": profile.name}
     path = run_dir / RUN_FILE
     if not path.exists():
-        write_json(path, record)
+        if create:
+            write_json(path, record)
         return record
     existing = read_json(path)
     if existing.get("fingerprint") != record["fingerprint"]:

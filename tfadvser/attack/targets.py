@@ -49,7 +49,25 @@ def training_targets(specs: Sequence[VictimSpec], data: DataFolder, reserved: Se
     `external.load_victim` refuses (changed weights, input shape or dtype, class count,
     label order, output kind).
     """
+    check_targets(specs, [spec.name for spec in specs])
+    if not specs:
+        return {}
+    x, y = probe_batch(data)
+    victims = load_victims(specs, data, x, trust_code, reserved)
+    for victim in victims.values():
+        _check_gradient(victim, x, y)
+    return victims
+
+
+def check_targets(specs: Sequence[VictimSpec], names: Sequence[str]) -> None:
+    """What can be checked of training targets before loading anything: raises
+    TfadvserError naming the victim when one of `specs` is not among `names` (the sequence's
+    defences: a model given but not trained against is most likely a typo in them), has a
+    name other than letters, digits, '.', '_' and '-', or takes a waveform (module doc)."""
     for spec in specs:
+        if spec.name not in names:
+            raise TfadvserError(f"victim {spec.name!r} is not in --defences ({','.join(names)}): "
+                                "name it there to train against it, or leave it out")
         if not _NAME.fullmatch(spec.name):  # it becomes part of the sequence's folder name
             raise TfadvserError(f"victim {spec.name!r}: a training target's name may hold only "
                                 "letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -58,13 +76,6 @@ def training_targets(specs: Sequence[VictimSpec], data: DataFolder, reserved: Se
                 f"victim {spec.name!r}: a waveform_16k model cannot be a training target (no "
                 "gradient from its audio input back to the log-Mel); evaluate it with "
                 "`tfadvser evaluate --victims`, or give it a log-Mel input")
-    if not specs:
-        return {}
-    x, y = probe_batch(data)
-    victims = load_victims(specs, data, x, trust_code, reserved)
-    for victim in victims.values():
-        _check_gradient(victim, x, y)
-    return victims
 
 
 def _check_gradient(victim: ExternalVictim, x: np.ndarray, y: np.ndarray) -> None:

@@ -24,14 +24,14 @@ from tfadvser.attack.cache import discard, prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
 from tfadvser.attack.round_trip import RoundTrip, with_waveforms
-from tfadvser.attack.targets import target_pin, training_targets
+from tfadvser.attack.targets import check_targets, target_pin, training_targets
 from tfadvser.attack.tasks import (GENERATOR_FILE, SEQUENCE_FILE, TASK_FILE, defence_hashes,
                                    sequence_label, task_key, tasks_dir)
 from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.data.rendering import corpus_waveform
-from tfadvser.defence.external import VictimSpec
+from tfadvser.defence.external import VictimSpec, check_victims
 from tfadvser.defence.hardening import hardened_defences
 from tfadvser.defence.training import load_defence
 from tfadvser.errors import TfadvserError
@@ -56,12 +56,13 @@ class _Context:
                  trust_code: bool = False):
         self.run_dir, self.config, self.verbose = Path(run_dir), config, verbose
         self.data = load_data(data_dir)
-        bind_run(run_dir, self.data, profile)
+        bind_run(run_dir, self.data, profile, create=False)  # an existing run's data and profile
         self.shape = self.data.shape
         own = [name for name in names if name in DEFENCE_NAMES]
-        self.targets = training_targets([v for v in victims if v.name in names], self.data,
+        self.targets = training_targets(victims, self.data,
                                         DEFENCE_NAMES + tuple(hardened_defences(run_dir)), trust_code)
         loaded = {name: load_defence(run_dir, name, self.data) for name in own}
+        bind_run(run_dir, self.data, profile)  # written once every input has passed
         self.defences = {name: loaded[name] if name in loaded else self.targets[name] for name in names}
         # A target's pin stands where a defence's file hash does: a changed model, new tasks.
         self.defence_hashes = {**defence_hashes(run_dir, own),
@@ -198,8 +199,9 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
 
     `defences` may name the user's own models among `victims` (`defence/external.py`; Keras
     safe mode unless `trust_code`), trained against like the run's defences and pinned in
-    the task keys and the record's "victims" (`attack/targets.py`); victims not named are
-    ignored.
+    the task keys and the record's "victims" (`attack/targets.py`); each of `victims` must
+    be named in `defences` (`targets.check_targets`). Nothing is written before the inputs
+    are checked and the models loaded.
 
     `overrides` replace fields of the profile's AttackerConfig (seed, lr_schedule, ...).
     `regulariser`: what anchors lifelong tasks (config.REGULARISERS; `ewc`, the paper's, or
@@ -220,6 +222,8 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
                             "or name your own model with --victim NAME=PATH")
     if len(set(defences)) != len(defences):
         raise TfadvserError(f"a defence appears twice in {','.join(defences)}")
+    check_victims(victims, DEFENCE_NAMES)
+    check_targets(victims, defences)
     continual.check(regulariser)
     if regulariser != "ewc" and method not in EWC_METHODS:
         raise TfadvserError(f"--regulariser {regulariser} anchors lifelong tasks, but {method} "

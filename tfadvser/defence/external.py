@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -132,8 +133,12 @@ def _is_saved_model(path: Path) -> bool:
 def load_model_file(spec: VictimSpec, trust_code: bool = False):
     """The raw model behind a spec: a `keras.Model` (`.keras`, safe mode unless
     `trust_code`) or a SavedModel's signature function. Raises TfadvserError naming the
-    victim when the path is neither, or the model carries code and `trust_code` is off."""
+    victim when the path does not exist, is neither, is not a readable Keras file (not a
+    zip archive, truncated, missing or damaged members), or the model carries code and
+    `trust_code` is off."""
     path = spec.path
+    if not path.exists():
+        raise TfadvserError(f"victim {spec.name!r}: {path} does not exist")
     if _is_saved_model(path):
         loaded = tf.saved_model.load(str(path))
         if spec.signature not in loaded.signatures:
@@ -143,11 +148,15 @@ def load_model_file(spec: VictimSpec, trust_code: bool = False):
     if not (path.is_file() and path.suffix == ".keras"):
         raise TfadvserError(f"victim {spec.name!r}: {path} is neither a .keras file nor a "
                             "SavedModel folder (with saved_model.pb)")
+    _check_keras_archive(spec)
     if trust_code:
         warnings.warn(f"victim {spec.name!r}: loading {path} with Keras safe mode off; any "
                       "Python code it carries will run (--trust-model-code)", stacklevel=2)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust_code)
+    except (OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a damaged member
+        raise TfadvserError(f"victim {spec.name!r}: {path} is not a readable Keras file "
+                            f"({_first_line(exc)})") from None
     except ValueError as exc:
         if "unsafe" in str(exc) or "lambda" in str(exc).lower():
             raise TfadvserError(
@@ -156,9 +165,36 @@ def load_model_file(spec: VictimSpec, trust_code: bool = False):
                 "--trust-model-code") from None
         raise TfadvserError(f"victim {spec.name!r} ({path}): Keras cannot load it: "
                             f"{_first_line(exc)}") from None
-    except (TypeError, OSError) as exc:
+    except TypeError as exc:
         raise TfadvserError(f"victim {spec.name!r} ({path}): Keras cannot load it: "
                             f"{_first_line(exc)}") from None
+
+
+_KERAS_CONFIG, _KERAS_WEIGHTS = "config.json", ("model.weights.h5", "model.weights.npz")
+
+
+def _check_keras_archive(spec: VictimSpec) -> None:
+    """Refuse a `.keras` path that is not what Keras 3 writes: a zip archive holding a JSON
+    `config.json` and the weights (`model.weights.h5`, or `.npz`). Keras itself reports
+    most of these as "File not found"; raises TfadvserError naming the path instead."""
+    refused = f"victim {spec.name!r}: {spec.path} is not a readable Keras file"
+    if spec.path.stat().st_size == 0:
+        raise TfadvserError(f"{refused} (it is empty)")
+    try:
+        with zipfile.ZipFile(spec.path) as archive:
+            names = set(archive.namelist())
+            config = archive.read(_KERAS_CONFIG) if _KERAS_CONFIG in names else None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise TfadvserError(f"{refused} (not a zip archive, or a truncated one: "
+                            f"{_first_line(exc)})") from None
+    if config is None:
+        raise TfadvserError(f"{refused} (no {_KERAS_CONFIG} in the archive)")
+    if not names.intersection(_KERAS_WEIGHTS):
+        raise TfadvserError(f"{refused} (no {' or '.join(_KERAS_WEIGHTS)} in the archive)")
+    try:
+        json.loads(config)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TfadvserError(f"{refused} ({_KERAS_CONFIG}: {_first_line(exc)})") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -359,12 +395,27 @@ def _show(shape) -> str:
 def load_victims(specs: Sequence[VictimSpec], data: DataFolder, probe: np.ndarray,
                  trust_code: bool = False, reserved: Sequence[str] = (),
                  probe_waves: Optional[Sequence[np.ndarray]] = None) -> dict[str, ExternalVictim]:
-    """`load_victim` for each spec, by name. Raises TfadvserError for a name used twice or
-    one of `reserved` (the run's own defences)."""
-    out = {}
+    """`load_victim` for each spec, by name, after `check_victims(specs, reserved)`
+    (`reserved`: the run's own defences)."""
+    check_victims(specs, reserved)
+    return {spec.name: load_victim(spec, data, probe, trust_code, probe_waves) for spec in specs}
+
+
+def check_victims(specs: Sequence[VictimSpec], reserved: Sequence[str] = ()) -> None:
+    """What can be checked of `specs` before any model is loaded. Raises TfadvserError (one
+    line, naming the victim) for a name given twice, a name equal, ignoring letter case, to
+    another victim's or to one of `reserved` (the run's defences: names become folder and
+    column names, and `CNN4` beside `cnn4` would be one folder on a case-insensitive file
+    system and a trap in a table), or a path that does not exist."""
+    taken = {name.lower(): (name, f"the run's defence {name!r}") for name in reserved}
     for spec in specs:
-        if spec.name in out or spec.name in reserved:
-            raise TfadvserError(f"victim name {spec.name!r} is already taken (by "
-                                f"{'another victim' if spec.name in out else 'a defence of the run'})")
-        out[spec.name] = load_victim(spec, data, probe, trust_code, probe_waves)
-    return out
+        first, owner = taken.get(spec.name.lower(), (None, None))
+        if first == spec.name and owner.startswith("victim"):
+            raise TfadvserError(f"victim name {spec.name!r} is given twice")
+        if first is not None:
+            note = " (victim names are compared ignoring letter case)" if first != spec.name else ""
+            raise TfadvserError(f"victim name {spec.name!r} is already taken by {owner}{note}")
+        taken[spec.name.lower()] = (spec.name, f"victim {spec.name!r}")
+    for spec in specs:
+        if not spec.path.exists():
+            raise TfadvserError(f"victim {spec.name!r}: {spec.path} does not exist")

@@ -17,6 +17,7 @@ import numpy as np
 from tfadvser.config import Budget
 from tfadvser.evaluation.statistics import paired_difference, verdict
 from tfadvser.experiment.protocol import CLOCKWISE, COUNTER, NAMES
+from tfadvser.experiment.wording import count
 
 SPLIT = "test"
 
@@ -176,7 +177,7 @@ def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> lis
     if f"budget_curve_{budget}" in figures:
         curve = base["curve"]
         lines += [f"![budget curve]({figures[f'budget_curve_{budget}']})", "",
-                  f"Budget curve on {curve['clips']} seeded test clips: adversarial UAR against the "
+                  f"Budget curve on {count(curve['clips'], 'seeded test clip')}: adversarial UAR against the "
                   "perturbation's mean SNR, per defence, for noise at ¼, 1 and 4× the budget's ε, PGD "
                   "(white-box and transferred) at the budget and at 4× its ε "
                   f"and for the trained attacker ({curve['attacker'] or 'none'}) scaled down to "
@@ -197,8 +198,9 @@ def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> lis
 
 def _baseline_lines(results: dict, base: dict, names: list[str]) -> list[str]:
     lines = [f"## Baselines at the same budget ({base['label']}, test)", "",
-             f"Adversarial UAR [%] with 95 % intervals on {base.get('clips', 'all')} seeded test "
-             "clips (the clean row: on the same clips). *Noise at the budget*: ±ε "
+             "Adversarial UAR [%] with 95 % intervals on "
+             f"{count(base['clips'], 'seeded test clip') if 'clips' in base else 'all test clips'} "
+             "(the clean row: on the same clips). *Noise at the budget*: ±ε "
              "random signs on every bin, scaled onto the SNR floor. *PGD* (ART 1.20.1, "
              "L∞, random start, 10 steps of ε/4) and *MI-FGSM* (μ = 1, 10 steps of ε/10) "
              "crafted white-box on the row's defence and scored on each column's: the diagonal "

@@ -44,7 +44,8 @@ def harden(data_dir, run_dir, base: str, profile: Profile, attacker: Optional[st
         raise TfadvserError("adversarial training needs exactly one source of perturbations: "
                             "--attacker LABEL[:TASK] or --pgd-epsilon EPS")
     data = load_data(data_dir)
-    bind_run(run_dir, data, profile)
+    # Checked, never created: hardening needs the run's trained `base`, which wrote run.json.
+    bind_run(run_dir, data, profile, create=False)
     config = profile.defence.for_model(base)
     if attacker is not None:
         task = find_task(run_dir, attacker)

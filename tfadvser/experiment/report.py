@@ -24,6 +24,7 @@ from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
 from tfadvser.experiment.robustness_report import robustness_section
 from tfadvser.runtime.files import write_bytes, write_json, write_text
+from tfadvser.experiment.wording import count, turned_on_by
 
 def budgets_in(results: dict) -> list[str]:
     """The budget keys of the run's sequences (`config.Budget.key`): bounded ones first
@@ -280,10 +281,11 @@ def _audio_section(results: dict, rows: list[dict]) -> list[str]:
     """report.md's audio round-trip table (`audio_rows`)."""
     audio = results.get("audio")
     if not audio:
-        return ["## Audio round trip", "", "Not run (`evaluate --audio-clips 0`).", ""]
+        return ["## Audio round trip", "", "Not run (audio clips set to 0); "
+                + turned_on_by("--audio-clips", "N") + " with N > 0 runs it.", ""]
     names = list(results["defences"])
     lines = ["## Audio round trip: the attacks rendered as sound, re-extracted and re-scored", "",
-             f"{audio['clips']} test clips (seeded subset, seed {audio['seed']}; the same clips for "
+             f"{count(audio['clips'], 'test clip')} (seeded subset, seed {audio['seed']}; the same clips for "
              "every attacker) per Table 1 attacker. Each perturbation is rendered as a waveform "
              "(STFT gain from the mel bands, clean phase, overlap-add inverse; "
              "`tfadvser/data/rendering.py`), clipped to [-1, 1], re-extracted with `prepare`'s "
@@ -399,13 +401,13 @@ def _time_table(results: dict, run_dir: Path) -> list[str]:
             path = run_dir / task["path"] / "task.json"
             seconds = json.loads(path.read_text())["seconds"] if path.exists() else "n/a"
             lines.append(f"| attacker task {task['key'][:8]} ({'+'.join(task['defences'])}, "
-                         f"λ {task['ewc_lambda']:g}, {task['steps']} steps) | {seconds} |")
+                         f"λ {task['ewc_lambda']:g}, {count(task['steps'], 'step')}) | {seconds} |")
     lines.append(f"| evaluation | {results['seconds']} |")
     if results.get("audio"):
         audio = results["audio"]
         per_task = [results["tasks"][k]["audio"]["seconds"] for k in audio["tasks"]
                     if "audio" in results["tasks"].get(k, {})]
-        lines.append(f"| of which audio round trip ({len(per_task)} attackers × {audio['clips']} clips; "
+        lines.append(f"| of which audio round trip ({count(len(per_task), 'attacker')} × {count(audio['clips'], 'clip')}; "
                      f"{np.mean(per_task) if per_task else 0:.1f} s per attacker) | {audio['seconds']} |")
     return lines
 
@@ -485,7 +487,8 @@ def _budget_note(results: dict) -> str:
             "bound in standardised log-Mel units and a per-clip SNR floor on linear mel "
             "magnitudes, by construction; the paper's *unbounded* attack adds a positive "
             "sigmoid output that nothing but its MSE term limits (`tfadvser/attack/budget.py`). "
-            "Each budget gets its own Table 1, baselines and findings.\n")
+            "Each budget gets its own Table 1, "
+            + ("baselines and findings" if results.get("baselines") else "findings") + ".\n")
 
 
 def _rates_section(results: dict, rows: list[dict]) -> list[str]:
@@ -531,7 +534,7 @@ def _resolution(results: dict, rows: list[dict]) -> list[str]:
               f"{RESAMPLES} resamples, `evaluation/statistics.py`); clips of one speaker are "
               "correlated, so for new speakers the intervals are if anything too narrow."]
     if summary["typical_width"] is not None:
-        lines.append(f"Over {summary['cells']} cells (clean UARs and single-seed Table 1 cells) "
+        lines.append(f"Over {count(summary['cells'], 'cell')} (clean UARs and single-seed Table 1 cells) "
                      f"the typical interval is {100 * summary['typical_width']:.1f} points wide "
                      f"(±{50 * summary['typical_width']:.1f}): two independent cells must differ "
                      f"by about {100 * summary['smallest_difference']:.1f} points before the "

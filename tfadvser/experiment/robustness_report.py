@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from tfadvser.experiment.protocol import NAMES
+from tfadvser.experiment.wording import count
 
 
 def _test_uar(results: dict, entry: dict, defence: str) -> Optional[float]:
@@ -84,8 +85,9 @@ def robustness_section(results: dict, rows: list[dict]) -> list[str]:
     lines = ["## Robustness: clean and adversarial test UAR [%] per defence", "",
              "Every defence of the run, hardened ones (`train defence --adversarial`) and "
              "external victims (`evaluate --victim`) included, under each attack "
-             "(Table 1's attackers, mean over seeds, then the baselines). Lower adversarial "
-             "UAR = less robust.", "",
+             "(Table 1's attackers, mean over seeds"
+             + (", then the baselines" if results.get("baselines") else "") + "). Lower "
+             "adversarial UAR = less robust.", "",
              "| attack | " + " | ".join(label[d] for d in names) + " |",
              "|---|" + "---|" * len(names),
              "| none (clean) | " + " | ".join(_pct(results["defences"][d]["test"]["uar"])
@@ -95,7 +97,7 @@ def robustness_section(results: dict, rows: list[dict]) -> list[str]:
         subset = attack.get("subset")
         if subset and subset["label"] not in subsets:  # before the first baseline of a budget
             subsets.add(subset["label"])
-            lines.append(f"| none (clean, on the baselines' {subset['clips']} clips; {subset['label']}) | "
+            lines.append(f"| none (clean, on the baselines' {count(subset['clips'], 'clip')}; {subset['label']}) | "
                          + " | ".join(_pct(subset["clean"].get(d)) for d in names) + " |")
         lines.append(f"| {attack['attack']} | " + " | ".join(_pct(attack["uar"].get(d))
                                                            for d in names) + " |")
@@ -111,13 +113,13 @@ def robustness_section(results: dict, rows: list[dict]) -> list[str]:
                          f"{_source(recipe.get('source', {}))} | {recipe.get('ratio', 'n/a')} | "
                          f"{recipe.get('steps', 'n/a')} | {_pct(p['clean_before'])} → "
                          f"{_pct(p['clean_after'])} | {_pct(p['adversarial_before'])} → "
-                         f"{_pct(p['adversarial_after'])} ({p['attacks']} attacks) |")
+                         f"{_pct(p['adversarial_after'])} ({count(p['attacks'], 'attack')}) |")
     return lines + [""]
 
 
 def _source(source: dict) -> str:
     if "pgd" in source:
-        return f"PGD ε {source['pgd']['epsilon']:g}, {source['pgd']['steps']} steps"
+        return f"PGD ε {source['pgd']['epsilon']:g}, {count(source['pgd']['steps'], 'step')}"
     if "attacker" in source:
         return f"attacker task {source['attacker'][:8]}"
     return "n/a"
