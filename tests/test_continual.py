@@ -340,13 +340,14 @@ def test_least_forgetting_ranks_only_methods_that_learnt_something():
             row("Transfer", (0.08, 0.06, 0.11), (0.12, 0.08, 0.16)),
             row("Transfer (universal)", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
             row("Lifelong (SI)", (0.0, -0.01, 0.01), (0.01, -0.01, 0.03)),  # P's interval reaches 0
+            row("Lifelong (LwF)", (0.0, -0.01, 0.01), (0.009, 0.0002, 0.019)),  # 0.0 [0.0, 1.9] shown
             row("Lifelong (MAS)", (0.05, 0.03, 0.07), (0.2, 0.1, 0.3), ("vgg16", "cnn4")),
             row("Transfer", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), ("vgg16", "cnn4"))]
     rows.append({"method": "Multi-task", "defences": ["cnn4", "vgg16"]})  # not sequential
     assert _least_forgetting(rows) == [
         "- CNN-4 → VGG-16: least forgetting by Lifelong (EWC) (F = 2.0 [0.0, 5.0]); next Transfer "
         "(F = 8.0 [6.0, 11.0]): the intervals do not overlap. Not ranked, peak success P not above "
-        "zero at 95 % (nothing learnt to forget): Lifelong (SI), Transfer (universal).",
+        "zero at 95 % (nothing learnt to forget): Lifelong (LwF), Lifelong (SI), Transfer (universal).",
         "- VGG-16 → CNN-4: least forgetting by Lifelong (MAS) (F = 5.0 [3.0, 7.0]); the only method "
         "with something to forget. Not ranked, peak success P not above zero at 95 % (nothing "
         "learnt to forget): Transfer."]

@@ -197,11 +197,13 @@ def markdown(rows: list[dict], results: dict) -> str:
 
 def _learnt_something(row: dict) -> bool:
     """Whether the row's peak success P on its earlier defences is above zero: its 95 %
-    interval's lower end when it has one, else the point value."""
+    interval's lower end when it has one, else the point value, as the table shows it (to
+    0.1 points: a lower end of 0.0002 printed as "0.0" is not read as above zero)."""
     peak = row.get("metrics", {}).get("peak_success") or {}
     if peak.get("value") is None:
         return False
-    return (peak["ci"][0] if peak.get("ci") else peak["value"]) > 0
+    low = peak["ci"][0] if peak.get("ci") else peak["value"]
+    return float(_pct(low)) > 0
 
 
 def _least_forgetting(rows: list[dict]) -> list[str]:
