@@ -244,6 +244,57 @@ def test_continual_intervals_from_per_clip_predictions():
     assert continual_intervals(y, clean, adversarial, 2, baseline, resamples=500) == out
 
 
+def test_forgetting_difference_is_paired_on_the_same_clips():
+    from tfadvser.evaluation.continual import forgetting_difference
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    wrong = lambda *clips: np.array([1 - v if i in clips else v for i, v in enumerate(y)])  # noqa: E731
+    clean = [y, y]  # UAR 1 on both defences
+    keeps = [[wrong(0, 4), y], [wrong(0, 4), wrong(5)]]  # d0 success 0.25 after both tasks: F 0
+    forgets = [[wrong(0, 4), y], [wrong(0), wrong(5)]]  # d0 success 0.25 -> 0.125: F 0.125
+    out = forgetting_difference(y, clean, keeps, forgets, 2, resamples=500)
+    assert out["value"] == pytest.approx(0.125)  # F(forgets) - F(keeps) = 0.125 - 0
+    low, high = out["ci"]
+    assert low <= 0.125 <= high and high > low
+    swapped = forgetting_difference(y, clean, forgets, keeps, 2, resamples=500)
+    assert swapped["value"] == pytest.approx(-0.125)
+    assert forgetting_difference(y, clean, keeps, forgets, 2, resamples=500) == out  # seeded
+    with pytest.raises(ValueError):
+        forgetting_difference(y, [y], [[y]], [[y]], 2)
+
+
+def test_least_forgetting_is_decided_by_the_paired_difference_when_clips_are_kept():
+    from tfadvser.evaluation.continual import forgetting_difference
+    from tfadvser.experiment.continual_report import _least_forgetting
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1] * 4)
+    wrong = lambda *clips: np.array([1 - v if i in clips else v for i, v in enumerate(y)])  # noqa: E731
+    # "keeps" stays at success 0.25 on CNN-4 after task 1; "forgets" falls to 0.125 (F 0.125)
+    grids = {"keep": [[wrong(*range(0, 32, 4)), y], [wrong(*range(0, 32, 4)), y]],
+             "forget": [[wrong(*range(0, 32, 4)), y], [wrong(*range(0, 32, 8)), y]]}
+    results = {"labels": ["a", "b"], "truth": {"test": y.tolist()},
+               "defences": {d: {"test": {"predictions": y.tolist()}} for d in ("cnn4", "vgg16")},
+               "tasks": {f"{name}{k}": {"test": {"against": {d: {"predictions": grid[k][j].tolist()}
+                                                             for j, d in enumerate(("cnn4", "vgg16"))}}}
+                         for name, grid in grids.items() for k in range(2)}}
+
+    def row(method, name, forgetting):
+        return {"method": method, "defences": ["cnn4", "vgg16"], "keys": [f"{name}0", f"{name}1"],
+                "metrics": {"forgetting": {"value": forgetting, "ci": [forgetting - 0.1, forgetting + 0.1]},
+                            "peak_success": {"value": 0.25, "ci": [0.1, 0.4]}}}
+
+    rows = [row("Lifelong (EWC)", "keep", 0.0), row("Transfer", "forget", 0.125)]
+    paired = forgetting_difference(y, [y, y], grids["keep"], grids["forget"], 2)
+    assert paired["value"] == pytest.approx(0.125) and paired["ci"][0] > 0
+    low, high = (f"{100 * v:.1f}" for v in paired["ci"])
+    assert _least_forgetting(rows, results) == [
+        "- CNN-4 → VGG-16: least forgetting by Lifelong (EWC) (F = 0.0 [-10.0, 10.0]); next Transfer "
+        f"(F = 12.5 [2.5, 22.5]): paired difference on the same clips 12.5 [{low}, {high}] points, "
+        "decided at 95 %."]
+    # without the per-clip predictions: the marginal intervals, which overlap here
+    assert _least_forgetting(rows)[0].endswith("the intervals overlap, so the ranking is undecided.")
+
+
 def test_report_compares_the_methods_with_continual_metrics(two_defences, tiny_data):
     """Runs after the training tests above, in this module's run."""
     for method in ("transfer", "multi"):

@@ -24,6 +24,9 @@ from), scored like every attacker. Negative BWT and positive F mean forgetting.
 Intervals: percentile bootstrap over clips (`scipy.stats.bootstrap`, as
 `statistics.uar_interval`): a resample draws whole clips, with their true label and every
 defence's clean and adversarial predictions, so all cells of the grid move together.
+Two sequences' forgetting is compared by `forgetting_difference`: the same resamples of
+clips for both (paired), so the interval of F(b) - F(a) is narrower than what the two
+marginal intervals suggest.
 """
 from __future__ import annotations
 
@@ -75,13 +78,9 @@ def continual_intervals(labels, clean: Sequence, adversarial: Sequence[Sequence]
     t = c.shape[0]
 
     def grid(idx):
-        yy = y[idx]
-        clean_uar = np.stack([uar_batch(yy, c[j][idx], n_classes) for j in range(t)], axis=-1)
-        adv_uar = np.stack([np.stack([uar_batch(yy, adv[k, j][idx], n_classes) for j in range(t)], axis=-1)
-                            for k in range(t)], axis=-2)
-        success = clean_uar[..., None, :] - adv_uar
-        b = None if base is None else clean_uar - np.stack(
-            [uar_batch(yy, base[j][idx], n_classes) for j in range(t)], axis=-1)
+        success = _success_grid(y, c, adv, idx, n_classes)
+        b = None if base is None else _clean_uar(y, c, idx, n_classes) - np.stack(
+            [uar_batch(y[idx], base[j][idx], n_classes) for j in range(t)], axis=-1)
         return success, b
 
     def statistic(idx, axis=-1):
@@ -100,3 +99,49 @@ def continual_intervals(labels, clean: Sequence, adversarial: Sequence[Sequence]
             if point[m] is not None:
                 out[m]["ci"] = [float(low[i]), float(high[i])]
     return out
+
+
+def _clean_uar(y, clean, idx, n_classes: int):
+    """Clean UAR [..., T] of each defence on the clips `idx` (int index array [..., n])."""
+    return np.stack([uar_batch(y[idx], clean[j][idx], n_classes) for j in range(clean.shape[0])], axis=-1)
+
+
+def _success_grid(y, clean, adversarial, idx, n_classes: int):
+    """The success grid a[..., k, j] (clean minus adversarial UAR) on the clips `idx`."""
+    t = clean.shape[0]
+    adv_uar = np.stack([np.stack([uar_batch(y[idx], adversarial[k, j][idx], n_classes) for j in range(t)],
+                                 axis=-1) for k in range(t)], axis=-2)
+    return _clean_uar(y, clean, idx, n_classes)[..., None, :] - adv_uar
+
+
+def forgetting_difference(labels, clean: Sequence, adversarial_a: Sequence[Sequence],
+                          adversarial_b: Sequence[Sequence], n_classes: int,
+                          confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+                          seed: int = 0) -> dict:
+    """F(b) - F(a) of two sequences over the same defences in the same order, scored on the
+    same clips, with a paired percentile bootstrap interval: each resample draws whole clips
+    with every prediction of both sequences, so what the two share (the clips' difficulty,
+    the clean predictions, often the first task itself) cancels. Positive: a forgets less.
+
+    Arguments as `continual_intervals` (`adversarial_a[k][j]`, `adversarial_b[k][j]`: int
+    predictions [N] after task k on defence j; at least two tasks). Returns {"value",
+    "ci": [low, high]} as fractions ("ci" None for fewer than two clips). Raises ValueError
+    for one task (no forgetting)."""
+    y = np.asarray(labels, int)
+    c = np.asarray(clean, int)
+    a, b = np.asarray(adversarial_a, int), np.asarray(adversarial_b, int)
+    if c.shape[0] < 2:
+        raise ValueError("forgetting needs at least two tasks")
+
+    def statistic(idx, axis=-1):
+        return (continual_metrics(_success_grid(y, c, b, idx, n_classes))["forgetting"]
+                - continual_metrics(_success_grid(y, c, a, idx, n_classes))["forgetting"])
+
+    value = float(statistic(np.arange(len(y))))
+    if len(y) < 2:
+        return {"value": value, "ci": None}
+    result = stats.bootstrap((np.arange(len(y)),), statistic, vectorized=True,
+                             n_resamples=resamples, confidence_level=confidence,
+                             method="percentile", random_state=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return {"value": value, "ci": [float(low), float(high)]}

@@ -19,7 +19,8 @@ import keras
 from tfadvser.attack.attacker import generator_for
 from tfadvser.attack.tasks import recorded_config
 from tfadvser.config import Budget
-from tfadvser.evaluation.continual import METRICS, continual_intervals, continual_metrics
+from tfadvser.evaluation.continual import (METRICS, continual_intervals, continual_metrics,
+                                            forgetting_difference)
 from tfadvser.evaluation.scoring import perturb, predictions
 from tfadvser.experiment.protocol import CLOCKWISE, COUNTER, NAMES, lambda_objective
 from tfadvser.runtime.files import read_json, write_json
@@ -129,6 +130,7 @@ def continual_rows(results: dict, run_dir) -> list[dict]:
         if seq["method"] in SEQUENTIAL:
             keys = [t["key"] for t in seq["tasks"]]
             grid = [[_success(results, k, d) for d in defences] for k in keys]
+            row["keys"] = keys
             row["grid"] = grid
             row["metrics"] = _metrics(results, seq, keys, defences, grid)
         rows.append(row)
@@ -191,7 +193,7 @@ def markdown(rows: list[dict], results: dict) -> str:
                      f"| {lam} | " + " | ".join(_pct(row["success"][d]) for d in names) + " | "
                      + " | ".join(cells) + f" | {row['seconds'] if row['seconds'] is not None else 'n/a'} | "
                      f"{row['peak_rss_mb'] if row.get('peak_rss_mb') is not None else 'n/a'} |")
-    lines += [""] + _least_forgetting(rows) + [""]
+    lines += [""] + _least_forgetting(rows, results) + [""]
     return "\n".join(lines)
 
 
@@ -206,11 +208,28 @@ def _learnt_something(row: dict) -> bool:
     return float(_pct(low)) > 0
 
 
-def _least_forgetting(rows: list[dict]) -> list[str]:
-    """Per defence order, which sequential method forgets least, and whether its interval
-    separates it from the runner-up. Only methods that learnt something to forget (peak
-    success P above zero at 95 %) are ranked: F = 0 of an attacker that never succeeded
-    says nothing about forgetting."""
+def _paired_forgetting(results: Optional[dict], best: dict, second: dict) -> Optional[dict]:
+    """F(second) - F(best) with a paired bootstrap interval over the test clips
+    (`continual.forgetting_difference`), or None without per-clip predictions."""
+    if results is None or "keys" not in best or "keys" not in second:
+        return None
+    try:
+        def adversarial(row):
+            return [[results["tasks"][k][SPLIT]["against"][d]["predictions"] for d in row["defences"]]
+                    for k in row["keys"]]
+        return forgetting_difference(
+            results["truth"][SPLIT], [results["defences"][d][SPLIT]["predictions"] for d in best["defences"]],
+            adversarial(best), adversarial(second), len(results["labels"]))
+    except KeyError:
+        return None
+
+
+def _least_forgetting(rows: list[dict], results: Optional[dict] = None) -> list[str]:
+    """Per defence order, which sequential method forgets least, and whether it is decided
+    against the runner-up: by a paired bootstrap of the difference in F on the same clips
+    when `results` holds per-clip predictions, else by whether the two intervals overlap.
+    Only methods that learnt something to forget (peak success P above zero at 95 %) are
+    ranked: F = 0 of an attacker that never succeeded says nothing about forgetting."""
     out = []
     by_order = defaultdict(list)
     for row in rows:
@@ -230,11 +249,17 @@ def _least_forgetting(rows: list[dict]) -> list[str]:
                 f"{best['method']} (F = {_with_ci(best['metrics']['forgetting'])})")
         if len(ranked) > 1:
             second = ranked[1]
-            ci, other = best["metrics"]["forgetting"]["ci"], second["metrics"]["forgetting"]["ci"]
-            separated = ci is not None and other is not None and ci[1] < other[0]
-            text += (f"; next {second['method']} (F = {_with_ci(second['metrics']['forgetting'])}): "
-                     + ("the intervals do not overlap." if separated else
-                        "the intervals overlap, so the ranking is undecided."))
+            text += f"; next {second['method']} (F = {_with_ci(second['metrics']['forgetting'])}): "
+            paired = _paired_forgetting(results, best, second)
+            if paired is not None and paired["ci"] is not None:
+                decided = paired["ci"][0] > 0
+                text += (f"paired difference on the same clips {_with_ci(paired)} points, "
+                         + ("decided at 95 %." if decided else "so the ranking is undecided at 95 %."))
+            else:
+                ci, other = best["metrics"]["forgetting"]["ci"], second["metrics"]["forgetting"]["ci"]
+                separated = ci is not None and other is not None and ci[1] < other[0]
+                text += ("the intervals do not overlap." if separated else
+                         "the intervals overlap, so the ranking is undecided.")
         else:
             text += "; the only method with something to forget."
         if left_out:
