@@ -139,19 +139,27 @@ def continual_rows(results: dict, run_dir) -> list[dict]:
                                        r["defences"], order.get(r["method"], 2), r["method"], r["seed"]))
 
 
+def _adversarial_predictions(results, keys, defences) -> list[list]:
+    """Per-clip predictions [task][defence] of a sequence's attackers on test, as
+    `evaluate_run` keeps them. Raises KeyError where a run kept none."""
+    return [[results["tasks"][k][SPLIT]["against"][d]["predictions"] for d in defences] for k in keys]
+
+
+def _clean_predictions(results, defences) -> list:
+    return [results["defences"][d][SPLIT]["predictions"] for d in defences]
+
+
 def _metrics(results, seq, keys, defences, grid) -> dict:
     """The metrics with intervals from the per-clip predictions `evaluate_run` keeps."""
     untrained = results.get("untrained", {}).get(untrained_id(seq["attacker"]))
     try:
-        adversarial = [[results["tasks"][k][SPLIT]["against"][d]["predictions"] for d in defences]
-                       for k in keys]
+        adversarial = _adversarial_predictions(results, keys, defences)
     except KeyError:
         point = continual_metrics(grid)  # no per-clip data: no intervals, no FWT
         return {m: {"value": point[m], "ci": None} for m in METRICS}
     return continual_intervals(
-        results["truth"][SPLIT], [results["defences"][d][SPLIT]["predictions"] for d in defences],
-        adversarial, len(results["labels"]),
-        None if untrained is None else [untrained[SPLIT][d] for d in defences])
+        results["truth"][SPLIT], _clean_predictions(results, defences), adversarial,
+        len(results["labels"]), None if untrained is None else [untrained[SPLIT][d] for d in defences])
 
 
 def _pct(value) -> str:
@@ -214,12 +222,10 @@ def _paired_forgetting(results: Optional[dict], best: dict, second: dict) -> Opt
     if results is None or "keys" not in best or "keys" not in second:
         return None
     try:
-        def adversarial(row):
-            return [[results["tasks"][k][SPLIT]["against"][d]["predictions"] for d in row["defences"]]
-                    for k in row["keys"]]
         return forgetting_difference(
-            results["truth"][SPLIT], [results["defences"][d][SPLIT]["predictions"] for d in best["defences"]],
-            adversarial(best), adversarial(second), len(results["labels"]))
+            results["truth"][SPLIT], _clean_predictions(results, best["defences"]),
+            _adversarial_predictions(results, best["keys"], best["defences"]),
+            _adversarial_predictions(results, second["keys"], second["defences"]), len(results["labels"]))
     except KeyError:
         return None
 
