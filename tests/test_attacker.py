@@ -260,6 +260,17 @@ def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
     assert (out / "figures" / "fig2_spectrograms.png").exists()
     assert (out / "figures" / "fig3_lambda.png").exists()
     assert "| Lifelong | CNN-4 + VGG-16 | 1e+06 |" in (out / "table1.md").read_text()
+    # attack success against training steps, for each sequence's first task (smoke: 4 steps,
+    # the monitor every 2): the single-task one (shared by transfer and lifelong) and multi-task
+    assert set(results["training_curves"]) == {s["tasks"][0]["key"] for s in results["sequences"]}
+    single = next(r for r in results["table1"] if r["method"] == "Single-task" and r["cells"])
+    curves = results["training_curves"][single["keys"][0]]
+    assert [step for step, _ in curves["train"]] == [2, 4]
+    assert list(curves["dev_subset"]) == ["cnn4"] and [s for s, _ in curves["dev_subset"]["cnn4"]] == [2, 4]
+    multi = next(r for r in results["table1"] if r["method"] == "Multi-task" and r["cells"])
+    assert sorted(results["training_curves"][multi["keys"][0]]["dev_subset"]) == ["cnn4", "resnet50", "vgg16"]
+    assert "## Attacker training: attack success against training steps" in (out / "report.md").read_text()
+    assert (out / "figures" / "training_curves.png").stat().st_size > 5000
     # the lambda came from the one rule: the evaluation's dev results (no sweep was tuned)
     assert results["lambda_choice"] == {"lifelong-cnn4-vgg16-resnet50-eps0.008-snr30": {
         "lambda": 1e6, "source": "evaluation (dev)"}}

@@ -120,8 +120,27 @@ def mi_fgsm(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD
     x = tf.convert_to_tensor(np.asarray(x, np.float32))
     y = tf.convert_to_tensor(np.asarray(y, np.int32))
     epsilon = _epsilon(budget)
-    eta = _mi_fgsm(forward, x, y, tf.constant(epsilon, tf.float32), steps, float(decay))
+    eta = _mi_fgsm_graph(forward, x.shape[1:], steps, float(decay))(
+        x, y, tf.constant(epsilon, tf.float32))
     return project(x, eta, budget, mean, std).numpy()
+
+
+_MI_GRAPHS: dict = {}  # (id(forward), input shape, steps, decay) -> (forward, traced MI-FGSM)
+
+
+def _mi_fgsm_graph(forward: Callable, input_shape, steps: int, decay: float):
+    """`_mi_fgsm` as one traced function per forward function (any batch size, any epsilon):
+    run eagerly, a gradient through the traced forward costs ~1.6x the traced one (measured
+    on the small profile's defences, 32 clips)."""
+    key = (id(forward), tuple(input_shape), steps, decay)
+    cached = _MI_GRAPHS.get(key)
+    if cached is None or cached[0] is not forward:
+        spec = [tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((), tf.float32)]
+        traced = tf.function(lambda x, y, epsilon: _mi_fgsm(forward, x, y, epsilon, steps, decay),
+                             input_signature=spec)
+        cached = _MI_GRAPHS[key] = (forward, traced)  # holds forward, so its id stays its own
+    return cached[1]
 
 
 def _mi_fgsm(forward, x, y, epsilon, steps: int, decay: float):

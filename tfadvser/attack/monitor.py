@@ -13,10 +13,15 @@ from tfadvser.evaluation.figures import spectrogram_strip
 from tfadvser.evaluation.scoring import attack_scores, labels_of, perturb, predictions
 
 
+TRAIN_SUCCESS_TAG = "train_batches/success_rate"
+DEV_TAG = "dev_subset/{defence}/{metric}"
+
+
 class AttackMonitor(keras.callbacks.Callback):
-    """Every epoch (= `monitor_every` steps): adversarial UAR, clean UAR and fooling rate
-    on a fixed dev subset for every defence of the sequence, the learning rate, and an
-    image of x' / eta / x of the first clip.
+    """Every epoch (= `monitor_every` steps): adversarial UAR, clean UAR and attack success
+    rate on a fixed dev subset for every defence of the sequence, the success rate on the
+    epoch's training batches (both at the optimizer's step: `training_curves` reads them
+    back), the learning rate, and an image of x' / eta / x of the first clip.
 
     `batches`: the fixed (x, y) dev batches; `clean(name)`: that defence's predictions on
     them (the same for every task, so computed once by the caller); `generator`: the
@@ -41,11 +46,14 @@ class AttackMonitor(keras.callbacks.Callback):
         labels = [str(i) for i in range(self.n_classes)]
         with self.writer.as_default():
             tf.summary.scalar("learning_rate", float(self.model.optimizer.learning_rate), step=step)
+            if logs and "success_rate" in logs:  # the epoch's mean over its training batches
+                tf.summary.scalar(TRAIN_SUCCESS_TAG, float(logs["success_rate"]), step=step)
             for name in self.names:
                 result = attack_scores(labels_of(self.batches), self.clean(name),
                                        predictions(self.defences[name], perturbed), labels)
                 for metric in ("adversarial_uar", "clean_uar", "success_rate"):
-                    tf.summary.scalar(f"dev_subset/{name}/{metric}", result[metric], step=step)
+                    tf.summary.scalar(DEV_TAG.format(defence=name, metric=metric), result[metric],
+                                      step=step)
             x_adv, _, eta = perturbed[0]
             image = spectrogram_strip(np.asarray(self.batches[0][0][0]), np.asarray(eta[0]),
                                       np.asarray(x_adv[0]))
@@ -61,3 +69,32 @@ class AttackMonitor(keras.callbacks.Callback):
                                  description="the first clip: clean, adversarial (rendered), "
                                              "perturbation only")
         self.writer.flush()
+
+
+def training_curves(log_dir: Path) -> dict:
+    """Attack success against training steps, read back from what `AttackMonitor` wrote under
+    `log_dir` (a task's logs/monitor folder): {"train": [[step, rate], ...], "dev_subset":
+    {defence: [[step, rate], ...]}}, rates as fractions (`metrics.success_rate`), steps the
+    optimizer's iterations, sorted; a step logged twice (a resumed task redoing an epoch)
+    keeps its last value. "train" is empty for tasks trained before it was logged; both
+    are empty when `log_dir` holds no event file. Reads with TensorBoard's EventAccumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict = {"train": [], "dev_subset": {}}
+    if not Path(log_dir).is_dir() or not any(Path(log_dir).glob("events.out.tfevents.*")):
+        return out
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    prefix, suffix = DEV_TAG.split("{defence}")
+    suffix = suffix.format(metric="success_rate")
+
+    def curve(tag: str) -> list:
+        by_step = {int(e.step): float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+        return [[step, by_step[step]] for step in sorted(by_step)]
+
+    for tag in events.Tags().get("tensors", []):
+        if tag == TRAIN_SUCCESS_TAG:
+            out["train"] = curve(tag)
+        elif tag.startswith(prefix) and tag.endswith(suffix):
+            out["dev_subset"][tag[len(prefix):-len(suffix)]] = curve(tag)
+    return out

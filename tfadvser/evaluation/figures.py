@@ -158,3 +158,30 @@ def budget_curve_png(curve: dict, names: dict, title: str) -> bytes:
     axes[0][-1].legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
     return _png(figure)
+
+
+def training_curves_png(panels: list[dict], names: dict) -> bytes:
+    """Attack success rate [%] against training step, one panel per attacker task: its
+    training batches (solid) and the monitor's fixed dev subset per defence (dashed).
+    `panels`: dicts with "title" and the curves of `attack.monitor.training_curves`
+    ("train": [[step, rate], ...], "dev_subset": {defence: [[step, rate], ...]})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.2), sharey=True,
+                                squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        if panel["train"]:
+            axis.plot([p[0] for p in panel["train"]], [100 * p[1] for p in panel["train"]],
+                      marker="o", markersize=3, label="training batches")
+        for defence, points in panel["dev_subset"].items():
+            axis.plot([p[0] for p in points], [100 * p[1] for p in points], marker="s",
+                      markersize=3, linestyle="--", label=f"dev subset: {names.get(defence, defence)}")
+        axis.set_title(panel["title"], fontsize=9)
+        axis.set_xlabel("training step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("attack success rate [%]")
+    return _png(figure)

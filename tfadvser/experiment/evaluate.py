@@ -15,6 +15,7 @@ import numpy as np
 from tfadvser.attack.tasks import (GENERATOR_FILE, load_generator, recorded_config, sequences_of,
                                    sweep_label)
 from tfadvser.attack.baselines import matched_noise
+from tfadvser.attack.monitor import training_curves
 from tfadvser.attack.targets import check_pins
 from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.data.dataset import make_dataset
@@ -72,6 +73,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     noise matched to its own perturbation (`attack.baselines.matched_noise`; the findings'
     comparison), every task except the non-chosen lambdas' intermediate tasks (the lambda
     each lifelong sweep chose: `lambda_choices`). Per-clip predictions are kept for paired comparisons.
+    results["training_curves"][key]: attack success against training steps of each
+    sequence's first task, from its training logs (`attack.monitor.training_curves`).
     With `baselines`, each bounded budget of the run gets its baselines and its budget curve
     on test (`baseline_scores.py`). Then the attackers of Table 1's rows go
     through the audio round trip (`evaluation/round_trip.py`) on `audio_clips` seeded test
@@ -205,6 +208,11 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     results["untrained"] = untrained_predictions(sequences, data, defences,
                                                  {"test": batches["test"]})
     results["seconds_by_stage"]["attackers"] = round(time.time() - t, 1)
+    # Attack success against training steps of every task trained from a fresh generator
+    # (each sequence's first): whether an attacker fits its training clips, unheard speakers, both.
+    results["training_curves"] = {
+        key: training_curves(run_dir / task["path"] / "logs" / "monitor")
+        for key, (task, _) in tasks.items() if any(s["tasks"][0]["key"] == key for s in sequences)}
 
     if baselines:
         t = time.time()
@@ -293,35 +301,35 @@ def _audio_domain(results: dict, run_dir: Path, data, defences: dict, generators
 
 def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict]:
     """Fig. 2: one test clip every defence gets right clean and wrong under attack (or the
-    clip that comes closest, labelled as such): real, perturbation and fake log-Mel."""
+    clip that comes closest, labelled as such): real, perturbation and fake log-Mel.
+    The clip is chosen from the per-clip test predictions `evaluate_run` stored (the run's
+    own and hardened defences; external victims are not shown); only the chosen clip's
+    perturbation is computed again."""
     from tfadvser.evaluation.figures import spectrograms_png
 
     chosen = next((r for name in FIGURE2_ROWS for r in rows
-                   if (r["method"], r["sequence"]) == name and r.get("keys")), None)
+                   if (r["method"], r["sequence"]) == name and r.get("keys")
+                   and "test" in results["tasks"].get(r["keys"][0], {})), None)
     if chosen is None:
         return None
-    run_dir = Path(run_dir)
     key = chosen["keys"][0]
-    generator = load_generator(run_dir, results["tasks"][key])
-    data = load_data(data_dir)
-    labels = data.labels
-    defences = {d: load_defence(run_dir, d, data) for d, v in results["defences"].items()
-                if v.get("kind") != "external"}
-    batches = list(make_dataset(data, "test", EVAL_BATCH))
-    y = labels_of(batches)
-    clean = {d: predictions(m, batches) for d, m in defences.items()}
-    perturbed = perturb(generator, batches)
-    adv = {d: predictions(m, perturbed) for d, m in defences.items()}
-    right = np.sum([clean[d] == y for d in defences], axis=0)
-    fooled = np.sum([(clean[d] == y) & (adv[d] != y) for d in defences], axis=0)
+    labels = results["labels"]
+    shown = [d for d, v in results["defences"].items() if v.get("kind") != "external"]
+    y = np.asarray(results["truth"]["test"])
+    clean = {d: np.asarray(results["defences"][d]["test"]["predictions"]) for d in shown}
+    adv = {d: np.asarray(results["tasks"][key]["test"]["against"][d]["predictions"]) for d in shown}
+    right = np.sum([clean[d] == y for d in shown], axis=0)
+    fooled = np.sum([(clean[d] == y) & (adv[d] != y) for d in shown], axis=0)
     best = int(np.argmax(fooled * 10 + right))
-    complete = fooled[best] == len(defences)
-    x = np.concatenate([np.asarray(b[0]) for b in batches])[best]
-    eta = np.concatenate([np.asarray(b[2]) for b in perturbed])[best]
+    complete = fooled[best] == len(shown)
+    data = load_data(data_dir)
+    x = np.concatenate([np.asarray(b[0]) for b in make_dataset(data, "test", EVAL_BATCH)])[best]
+    generator = load_generator(Path(run_dir), results["tasks"][key])
+    eta = np.asarray(inference(generator)(x[None]))[0]
     predicted = ", ".join(f"{NAMES.get(d, d)}: {labels[clean[d][best]]} → {labels[adv[d][best]]}"
-                          for d in defences)
+                          for d in shown)
     note = ("every defence right on the real clip and wrong on the fake one" if complete else
-            f"no test clip fools all defences; this one fools {fooled[best]} of {len(defences)} "
+            f"no test clip fools all defences; this one fools {fooled[best]} of {len(shown)} "
             "(the best available)")
     title = f"{chosen['method']} {chosen['sequence']}: true {labels[y[best]]}; {predicted}"
     return {"png": spectrograms_png(x, eta, x + eta, title),

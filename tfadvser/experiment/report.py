@@ -201,6 +201,56 @@ def table1_csv(rows: list[dict], results: dict) -> str:
     return buffer.getvalue()
 
 
+def training_panels(results: dict, rows: list[dict]) -> list[dict]:
+    """The training curves (`results["training_curves"]`) behind Table 1's rows: for each
+    row with an attacker, the first task of the sequence its first seed's task belongs to
+    (the task trained from a fresh generator; transfer and lifelong rows share the
+    single-task one), each once, titled by the first row that reads it."""
+    curves = results.get("training_curves", {})
+    panels, seen = [], set()
+    for row in rows:
+        key = (row.get("keys") or [None])[0]
+        seq = next((s for s in results["sequences"] if any(t["key"] == key for t in s["tasks"])), None)
+        first = seq["tasks"][0] if seq else None
+        if first is None or first["key"] in seen or first["key"] not in curves:
+            continue
+        seen.add(first["key"])
+        trained_on = " + ".join(NAMES.get(d, d) for d in first["defences"])
+        panels.append({"key": first["key"], "steps": first["steps"],
+                       "dev_clips": seq.get("attacker", {}).get("monitor_clips"),
+                       "title": f"{trained_on}, {count(first['steps'], 'step')} (task {first['key'][:8]})",
+                       **curves[first["key"]]})
+    return panels
+
+
+def _training_section(results: dict, panels: list[dict], figures: dict) -> list[str]:
+    if not panels:
+        return []
+    clips = {p["dev_clips"] for p in panels}
+    clips = clips.pop() if len(clips) == 1 else None
+    lines = ["## Attacker training: attack success against training steps", "",
+             "Attack success rate [%] (clean-correct clips made wrong) of each Table 1 attacker "
+             "trained from a fresh generator, on its training batches (each epoch's mean) and on "
+             "the fixed dev subset the training monitor scores"
+             + (f" ({count(clips, 'clip')})" if clips else "") + ", at the end of each epoch. "
+             "A training curve that rises while the dev curve stays flat is an attacker fitting "
+             "its training clips, not speakers it has not heard; both flat, an attacker that "
+             "does not fit at this budget.", "",
+             "| attacker task | steps | training batches: last (max) | dev subset: last (max) |",
+             "|---|---|---|---|"]
+    for panel in panels:
+        def last_max(points):
+            return (f"{100 * points[-1][1]:.1f} ({100 * max(p[1] for p in points):.1f})"
+                    if points else "n/a")
+        dev = "; ".join(f"{NAMES.get(d, d)} {last_max(points)}"
+                        for d, points in panel["dev_subset"].items()) or "n/a"
+        lines.append(f"| {panel['title']} | {panel['steps']} | {last_max(panel['train'])} | {dev} |")
+    lines.append("")
+    if "training" in figures:
+        lines += [f"![attack success against training steps]({figures['training']})", ""]
+    return lines
+
+
 def lifelong_grids(results: dict) -> list[dict]:
     """For each lifelong sequence (and seed): adversarial UAR of the attacker after task k
     against defence j, dev and test."""
@@ -332,7 +382,7 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
     """results.json (with the table), table1.md/.csv, figures, report.md and the
     self-contained report.html under evaluation/."""
     from tfadvser.evaluation.figures import (budget_curve_png, confusion_png, lambda_curves_png,
-                                             uar_against_snr_png)
+                                             training_curves_png, uar_against_snr_png)
     from tfadvser.experiment.html_report import render_html
 
     out = Path(run_dir) / "evaluation"
@@ -354,6 +404,10 @@ def write_outputs(run_dir, results: dict, figure2: Optional[dict]) -> dict:
         write_bytes(figures / f"budget_curve_{key}.png", png)
         written[f"budget_curve_{key}"] = f"figures/budget_curve_{key}.png"
         _tensorboard_image(Path(run_dir) / "evaluation" / "logs", f"budget_curve/{key}", png)
+    panels = training_panels(results, rows)
+    if panels:
+        write_bytes(figures / "training_curves.png", training_curves_png(panels, NAMES))
+        written["training"] = "figures/training_curves.png"
     if figure2 is not None:
         write_bytes(figures / "fig2_spectrograms.png", figure2["png"])
         written["fig2"] = "figures/fig2_spectrograms.png"
@@ -430,6 +484,7 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
                   "interval (bootstrap over clips, stratified by class) for one seed, mean ± std "
                   "over seeds for several.", "", table1_markdown(shown, results)]
         lines += findings_markdown(results, shown, budget, figures)
+    lines += _training_section(results, training_panels(results, rows), figures)
     lines += _rates_section(results, rows)
     lines += _resolution(results, rows) + _defences(results, figures)
     lines += _audio_section(results, rows)
