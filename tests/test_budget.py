@@ -174,6 +174,10 @@ def test_the_training_plan_of_each_choice_of_orders():
     assert both.lifelong == (("cnn4", "vgg16", "resnet50"), ("resnet50", "vgg16", "cnn4"))
     assert both.multi == (("multi", ("cnn4", "vgg16")), ("multi", ("resnet50", "vgg16")),
                           ("multi", ("cnn4", "vgg16", "resnet50")))
+    # without the 2-defence multi-task attackers (the small profile's default): the 3-defence one only
+    assert training_plan(("clockwise",), multi_pairs=False).multi == (("multi", ("cnn4", "vgg16", "resnet50")),)
+    assert training_plan(("clockwise", "counter"), False).multi == (("multi", ("cnn4", "vgg16", "resnet50")),)
+    assert training_plan(("clockwise", "counter"), False).transfer == both.transfer
     for bad in ((), ("sideways",)):
         with pytest.raises(ValueError):
             training_plan(bad)
@@ -196,3 +200,47 @@ def test_robustness_section_shows_the_baselines_clean_uar_on_their_own_clips():
                      "| none (clean, on the baselines' 96 clips; L∞ ≤ 0.008) | 74.5 |",
                      "| noise at the budget (L∞ ≤ 0.008) | 75.5 |",
                      "| PGD from CNN-4 (L∞ ≤ 0.008) | 13.3 |"]
+
+
+def test_mi_fgsm_is_traced_once_per_forward_function():
+    from tfadvser.attack import baselines
+
+    def forward(x):
+        return tf.nn.log_softmax(tf.reduce_sum(x, axis=[1, 2])[:, None] * tf.constant([[1.0, -1.0]]))
+
+    x, y = np.ones((2, 3, 4), np.float32), np.array([0, 1])
+    budget = Budget(0.5, None)
+    first = baselines.mi_fgsm(forward, x, y, budget, None, None)
+    traced = baselines._mi_fgsm_graph(forward, (3, 4), baselines.PGD_STEPS, baselines.MI_DECAY)
+    np.testing.assert_array_equal(baselines.mi_fgsm(forward, x[:1], y[:1], budget, None, None), first[:1])
+    assert baselines._mi_fgsm_graph(forward, (3, 4), baselines.PGD_STEPS, baselines.MI_DECAY) is traced
+    assert traced.experimental_get_tracing_count() == 1  # one graph for both batch sizes
+    # x sums to 12 per clip: clip 0 (label 0) is pushed down (-eps), clip 1 (label 1) up
+    np.testing.assert_allclose(first, np.stack([-0.5 * np.ones((3, 4)), 0.5 * np.ones((3, 4))]), atol=1e-6)
+
+
+def test_multi_pairs_reach_the_training_plan(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import tfadvser.experiment.reproduce as reproduce_module
+    from tfadvser.config import get_profile
+    from tfadvser_cli.main import main
+
+    assert get_profile("small").multi_pairs is False and get_profile("paper").multi_pairs is True
+    reproduce = reproduce_module.reproduce
+    seen = []
+    monkeypatch.setattr(reproduce_module, "reproduce",
+                        lambda *args, **kwargs: seen.append(kwargs["multi_pairs"]) or {"report": "r.md"})
+    for flag, expected in (([], None), (["--multi-pairs"], True), (["--no-multi-pairs"], False)):
+        result = CliRunner().invoke(main, ["reproduce", "--data", str(tmp_path), "--out",
+                                           str(tmp_path / "run"), *flag])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] is expected
+    # reproduce itself: None means the profile's
+    plans = []
+    monkeypatch.setattr(reproduce_module, "training_plan",
+                        lambda orders, multi_pairs: plans.append(multi_pairs) or 1 / 0)
+    for given, profile, expected in ((None, "small", False), (None, "smoke", True), (True, "small", True)):
+        with pytest.raises(ZeroDivisionError):
+            reproduce(tmp_path, tmp_path / "run", get_profile(profile), multi_pairs=given)
+        assert plans[-1] is expected

@@ -22,7 +22,8 @@ def test_curves_are_read_back_sorted_with_a_redone_step_keeping_its_last_value(t
                 (TRAIN_SUCCESS_TAG, 60, 0.25), (cnn4, 60, 0.0625),
                 (DEV_TAG.format(defence="cnn4", metric="adversarial_uar"), 60, 0.75),
                 ("learning_rate", 60, 0.01)])
-    # a resumed task: a second event file that redoes step 60 and goes on to 90
+    # a resumed task: a second event file that redoes step 60 (the later wall time wins,
+    # whatever order the files' names sort in) and goes on to 90
     _log(logs, [(TRAIN_SUCCESS_TAG, 90, 0.5), (TRAIN_SUCCESS_TAG, 60, 0.375), (cnn4, 90, 0.25)])
     curves = training_curves(logs)
     assert curves["train"] == [[30, 0.125], [60, 0.375], [90, 0.5]]
@@ -62,11 +63,12 @@ def test_report_section_shows_each_first_task_once():
     results, rows = _results()
     panels = training_panels(results, rows)
     assert [p["key"] for p in panels] == ["aaaa1111bbbb2222", "cccc3333dddd4444"]
-    assert panels[1]["title"] == "CNN-4 + VGG-16, 120 steps (task cccc3333)"
+    assert panels[1]["title"] == "Multi-task CNN-4 + VGG-16, 120 steps (task cccc3333)"
     lines = _training_section(results, panels, {"training": "figures/training_curves.png"})
     assert "(48 clips)" in lines[2]
-    assert lines[6] == "| CNN-4, 120 steps (task aaaa1111) | 120 | 6.2 (6.2) | CNN-4 0.0 (0.0) |"
-    assert lines[7] == "| CNN-4 + VGG-16, 120 steps (task cccc3333) | 120 | n/a | CNN-4 25.0 (25.0); VGG-16 12.5 (12.5) |"
+    assert lines[6] == "| Single-task CNN-4, 120 steps (task aaaa1111) | 120 | 6.2 (6.2) | CNN-4 0.0 (0.0) |"
+    assert lines[7] == ("| Multi-task CNN-4 + VGG-16, 120 steps (task cccc3333) | 120 | n/a | "
+                        "CNN-4 25.0 (25.0); VGG-16 12.5 (12.5) |")
     assert lines[-2] == "![attack success against training steps](figures/training_curves.png)"
     png = training_curves_png(panels, {"cnn4": "CNN-4", "vgg16": "VGG-16"})
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -24,6 +24,7 @@ differentiate (e.g. `runtime.inference.inference(defence)`).
 """
 from __future__ import annotations
 
+import collections
 from typing import Callable
 
 import numpy as np
@@ -125,7 +126,9 @@ def mi_fgsm(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD
     return project(x, eta, budget, mean, std).numpy()
 
 
-_MI_GRAPHS: dict = {}  # (id(forward), input shape, steps, decay) -> (forward, traced MI-FGSM)
+# (id(forward), input shape, steps, decay) -> (forward, traced MI-FGSM), the last _KEEP used
+_MI_GRAPHS: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+_KEEP = 8
 
 
 def _mi_fgsm_graph(forward: Callable, input_shape, steps: int, decay: float):
@@ -140,6 +143,9 @@ def _mi_fgsm_graph(forward: Callable, input_shape, steps: int, decay: float):
         traced = tf.function(lambda x, y, epsilon: _mi_fgsm(forward, x, y, epsilon, steps, decay),
                              input_signature=spec)
         cached = _MI_GRAPHS[key] = (forward, traced)  # holds forward, so its id stays its own
+        while len(_MI_GRAPHS) > _KEEP:
+            _MI_GRAPHS.popitem(last=False)
+    _MI_GRAPHS.move_to_end(key)
     return cached[1]
 
 

@@ -75,26 +75,31 @@ def training_curves(log_dir: Path) -> dict:
     """Attack success against training steps, read back from what `AttackMonitor` wrote under
     `log_dir` (a task's logs/monitor folder): {"train": [[step, rate], ...], "dev_subset":
     {defence: [[step, rate], ...]}}, rates as fractions (`metrics.success_rate`), steps the
-    optimizer's iterations, sorted; a step logged twice (a resumed task redoing an epoch)
-    keeps its last value. "train" is empty for tasks trained before it was logged; both
-    are empty when `log_dir` holds no event file. Reads with TensorBoard's EventAccumulator."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    optimizer's iterations, sorted; a step logged twice (a resumed task redoing an epoch,
+    in another event file) keeps its latest value by wall time. "train" is empty for tasks
+    trained before it was logged; both are empty when `log_dir` holds no event file.
+    Reads every event file with TensorBoard's EventFileLoader, keeping only these tags (the
+    monitor's images and audio would otherwise be held in memory: ~1 MB per epoch)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     out: dict = {"train": [], "dev_subset": {}}
-    if not Path(log_dir).is_dir() or not any(Path(log_dir).glob("events.out.tfevents.*")):
-        return out
-    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
-    events.Reload()
+    files = sorted(Path(log_dir).glob("events.out.tfevents.*")) if Path(log_dir).is_dir() else []
     prefix, suffix = DEV_TAG.split("{defence}")
     suffix = suffix.format(metric="success_rate")
-
-    def curve(tag: str) -> list:
-        by_step = {int(e.step): float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
-        return [[step, by_step[step]] for step in sorted(by_step)]
-
-    for tag in events.Tags().get("tensors", []):
-        if tag == TRAIN_SUCCESS_TAG:
-            out["train"] = curve(tag)
-        elif tag.startswith(prefix) and tag.endswith(suffix):
-            out["dev_subset"][tag[len(prefix):-len(suffix)]] = curve(tag)
+    latest: dict = {}  # (curve, step) -> (wall time, value)
+    for path in files:
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == TRAIN_SUCCESS_TAG:
+                    curve = None
+                elif value.tag.startswith(prefix) and value.tag.endswith(suffix):
+                    curve = value.tag[len(prefix):-len(suffix)]
+                else:
+                    continue
+                point = (event.wall_time, float(tf.make_ndarray(value.tensor)))
+                if point[0] >= latest.get((curve, int(event.step)), (-1.0,))[0]:
+                    latest[(curve, int(event.step))] = point
+    for (curve, step), (_, rate) in sorted(latest.items(), key=lambda item: item[0][1]):
+        target = out["train"] if curve is None else out["dev_subset"].setdefault(curve, [])
+        target.append([step, rate])
     return out

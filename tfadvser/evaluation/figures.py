@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -161,8 +162,8 @@ def budget_curve_png(curve: dict, names: dict, title: str) -> bytes:
 
 
 def training_curves_png(panels: list[dict], names: dict) -> bytes:
-    """Attack success rate [%] against training step, one panel per attacker task: its
-    training batches (solid) and the monitor's fixed dev subset per defence (dashed).
+    """Attack success rate [%] against training step, one panel per attacker task (four to a
+    row): its training batches (solid) and the monitor's fixed dev subset per defence (dashed).
     `panels`: dicts with "title" and the curves of `attack.monitor.training_curves`
     ("train": [[step, rate], ...], "dev_subset": {defence: [[step, rate], ...]})."""
     import matplotlib
@@ -170,18 +171,24 @@ def training_curves_png(panels: list[dict], names: dict) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.2), sharey=True,
+    columns = min(len(panels), 4)
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.2 * rows), sharey=True,
                                 squeeze=False)
-    for axis, panel in zip(axes[0], panels):
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, panel in zip(axes.flat, panels):
         if panel["train"]:
             axis.plot([p[0] for p in panel["train"]], [100 * p[1] for p in panel["train"]],
                       marker="o", markersize=3, label="training batches")
         for defence, points in panel["dev_subset"].items():
             axis.plot([p[0] for p in points], [100 * p[1] for p in points], marker="s",
                       markersize=3, linestyle="--", label=f"dev subset: {names.get(defence, defence)}")
-        axis.set_title(panel["title"], fontsize=9)
+        axis.set_title("\n".join(textwrap.wrap(panel["title"], 38)), fontsize=9)
         axis.set_xlabel("training step")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    axes[0][0].set_ylabel("attack success rate [%]")
+        if axis.lines:
+            axis.legend(fontsize=7)
+    for row in axes:
+        row[0].set_ylabel("attack success rate [%]")
     return _png(figure)

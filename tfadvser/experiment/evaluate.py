@@ -207,12 +207,12 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     # the split those metrics use.
     results["untrained"] = untrained_predictions(sequences, data, defences,
                                                  {"test": batches["test"]})
-    results["seconds_by_stage"]["attackers"] = round(time.time() - t, 1)
     # Attack success against training steps of every task trained from a fresh generator
     # (each sequence's first): whether an attacker fits its training clips, unheard speakers, both.
     results["training_curves"] = {
         key: training_curves(run_dir / task["path"] / "logs" / "monitor")
         for key, (task, _) in tasks.items() if any(s["tasks"][0]["key"] == key for s in sequences)}
+    results["seconds_by_stage"]["attackers"] = round(time.time() - t, 1)
 
     if baselines:
         t = time.time()

@@ -73,9 +73,10 @@ class Plan:
     multi: tuple
 
 
-def training_plan(orders) -> Plan:
-    """The `Plan` for `orders` (names of config.ORDERS, e.g. ("clockwise",)). Raises
-    ValueError for an unknown or empty list."""
+def training_plan(orders, multi_pairs: bool = True) -> Plan:
+    """The `Plan` for `orders` (names of config.ORDERS, e.g. ("clockwise",)), with the
+    2-defence multi-task attackers of each order when `multi_pairs` (the 3-defence one
+    always). Raises ValueError for an unknown or empty list."""
     unknown = [o for o in orders if o not in ORDER_SEQUENCES]
     if unknown or not orders:
         raise ValueError(f"orders must be a non-empty subset of {list(ORDER_SEQUENCES)}, got {list(orders)}")
@@ -83,7 +84,8 @@ def training_plan(orders) -> Plan:
     return Plan(first_tasks=tuple(("single", seq[:1]) for seq in sequences),
                 transfer=tuple(("transfer", seq) for seq in sequences),
                 lifelong=tuple(sequences),
-                multi=tuple(("multi", seq[:2]) for seq in sequences) + (("multi", CLOCKWISE),))
+                multi=tuple(("multi", seq[:2]) for seq in sequences if multi_pairs)
+                + (("multi", CLOCKWISE),))
 
 
 # Which attacker Fig. 2 shows: the paper shows its lifelong attacker; fall back in order.

@@ -178,9 +178,10 @@ def table1_markdown(rows: list[dict], results: dict) -> str:
         lines.append(f"| {row['method']} | {row['sequence']} | {lam} | " + " | ".join(cells) + " |")
     missing = [f"{r['method']} {r['sequence']}" for r in rows if not r["cells"]]
     if missing:
-        # The small profile trains one defence order (config.Profile.orders).
+        # The small profile trains one defence order and no 2-defence multi-task attacker
+        # (config.Profile.orders, .multi_pairs).
         lines += ["", "Rows without a trained attacker in this run: " + "; ".join(missing)
-                  + " (`tfadvser reproduce --orders both` trains both defence orders)."]
+                  + " (`tfadvser reproduce --orders both --multi-pairs` trains them all)."]
     return "\n".join(lines) + "\n"
 
 
@@ -202,10 +203,10 @@ def table1_csv(rows: list[dict], results: dict) -> str:
 
 
 def training_panels(results: dict, rows: list[dict]) -> list[dict]:
-    """The training curves (`results["training_curves"]`) behind Table 1's rows: for each
+    """The training curves (`results["training_curves"]`) behind Table 1's `rows`: for each
     row with an attacker, the first task of the sequence its first seed's task belongs to
     (the task trained from a fresh generator; transfer and lifelong rows share the
-    single-task one), each once, titled by the first row that reads it."""
+    single-task one), each once, titled by the method of the first row that reads it."""
     curves = results.get("training_curves", {})
     panels, seen = [], set()
     for row in rows:
@@ -218,7 +219,8 @@ def training_panels(results: dict, rows: list[dict]) -> list[dict]:
         trained_on = " + ".join(NAMES.get(d, d) for d in first["defences"])
         panels.append({"key": first["key"], "steps": first["steps"],
                        "dev_clips": seq.get("attacker", {}).get("monitor_clips"),
-                       "title": f"{trained_on}, {count(first['steps'], 'step')} (task {first['key'][:8]})",
+                       "title": f"{row['method']} {trained_on}, {count(first['steps'], 'step')} "
+                                f"(task {first['key'][:8]})",
                        **curves[first["key"]]})
     return panels
 
@@ -229,26 +231,32 @@ def _training_section(results: dict, panels: list[dict], figures: dict) -> list[
     clips = {p["dev_clips"] for p in panels}
     clips = clips.pop() if len(clips) == 1 else None
     lines = ["## Attacker training: attack success against training steps", "",
-             "Attack success rate [%] (clean-correct clips made wrong) of each Table 1 attacker "
-             "trained from a fresh generator, on its training batches (each epoch's mean) and on "
-             "the fixed dev subset the training monitor scores"
-             + (f" ({count(clips, 'clip')})" if clips else "") + ", at the end of each epoch. "
-             "A training curve that rises while the dev curve stays flat is an attacker fitting "
-             "its training clips, not speakers it has not heard; both flat, an attacker that "
-             "does not fit at this budget.", "",
+             "Attack success rate [%] (clean-correct clips made wrong) of each attacker of "
+             "Table 1 above (seed 0) trained from a fresh generator: on its training batches "
+             "(each epoch's mean, the generator in training mode: its BatchNorm uses the batch's "
+             "statistics) and on the fixed dev subset the training monitor scores"
+             + (f" ({count(clips, 'clip')})" if clips else "") + " with the generator as it "
+             "stands at the end of each epoch (inference mode). A training curve that rises "
+             "while the dev curve stays flat points to an attacker fitting its training clips "
+             "rather than speakers it has not heard; both flat, to one that does not fit at "
+             "this budget.", "",
              "| attacker task | steps | training batches: last (max) | dev subset: last (max) |",
              "|---|---|---|---|"]
     for panel in panels:
-        def last_max(points):
-            return (f"{100 * points[-1][1]:.1f} ({100 * max(p[1] for p in points):.1f})"
-                    if points else "n/a")
-        dev = "; ".join(f"{NAMES.get(d, d)} {last_max(points)}"
+        dev = "; ".join(f"{NAMES.get(d, d)} {_last_and_max(points)}"
                         for d, points in panel["dev_subset"].items()) or "n/a"
-        lines.append(f"| {panel['title']} | {panel['steps']} | {last_max(panel['train'])} | {dev} |")
+        lines.append(f"| {panel['title']} | {panel['steps']} | {_last_and_max(panel['train'])} | {dev} |")
     lines.append("")
     if "training" in figures:
         lines += [f"![attack success against training steps]({figures['training']})", ""]
     return lines
+
+
+def _last_and_max(points: list) -> str:
+    """A curve's last value and its maximum, in %: "6.2 (6.2)"; "n/a" for no points."""
+    if not points:
+        return "n/a"
+    return f"{100 * points[-1][1]:.1f} ({100 * max(p[1] for p in points):.1f})"
 
 
 def lifelong_grids(results: dict) -> list[dict]:

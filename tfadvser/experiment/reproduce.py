@@ -27,9 +27,11 @@ from tfadvser.runtime import distribute
 def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
               lambdas: Optional[Sequence[float]] = None, verbose: int = 0,
               log: Callable[[str], None] = print, baselines: bool = True,
-              audio_clips: int = AUDIO_CLIPS, orders: Optional[Sequence[str]] = None) -> dict:
+              audio_clips: int = AUDIO_CLIPS, orders: Optional[Sequence[str]] = None,
+              multi_pairs: Optional[bool] = None) -> dict:
     """Train and evaluate the whole protocol (`protocol.py`) for `orders` (config.ORDERS;
-    default the profile's) under the current tf.distribute strategy; log one line per
+    default the profile's), with the 2-defence multi-task attackers when `multi_pairs`
+    (default the profile's), under the current tf.distribute strategy; log one line per
     stage. Returns `evaluate_and_report`'s outputs with `report`, the path of report.md.
     Raises TfadvserError for `seeds` < 1, a lambda grid that is empty or holds a
     non-positive value, or an unknown order."""
@@ -39,7 +41,8 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
     if not lambdas or any(not lam > 0 for lam in lambdas):
         raise TfadvserError(f"the lambda grid must hold positive values, got {list(lambdas)}")
     try:
-        plan = training_plan(tuple(orders or profile.orders))
+        plan = training_plan(tuple(orders or profile.orders),
+                             profile.multi_pairs if multi_pairs is None else multi_pairs)
     except ValueError as exc:
         raise TfadvserError(str(exc)) from None
     started = time.time()
