@@ -47,12 +47,18 @@ def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, victims,
         run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True),
         audio_clips=audio_clips, listen=listen, baselines=baselines, victims=victims,
         trust_code=trust_model_code)
-    missing = [r for r in written["rows"] if not r["cells"]]
+    _echo_missing_rows(written["rows"])
+    click.echo(f"report: {written['dir']}/report.md (and report.html)")
+
+
+def _echo_missing_rows(rows: list) -> None:
+    """Name Table 1's rows without a trained attacker (on stderr), and how to train them."""
+    missing = [r for r in rows if not r["cells"]]
     if missing:
         click.echo("rows without a trained attacker (train them with `tfadvser train attacker`, or "
-                   "run `tfadvser reproduce --orders both --multi-pairs`): "
+                   "run `tfadvser reproduce` with this run's --data, --out and --profile and "
+                   "--orders both --multi-pairs): "
                    + "; ".join(f"{r['method']} {r['sequence']}" for r in missing), err=True)
-    click.echo(f"report: {written['dir']}/report.md (and report.html)")
 
 
 @click.command("reproduce")
@@ -74,11 +80,11 @@ def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, victims,
 @click.option("--orders", type=click.Choice(ORDERS + ("both",)), default=None,
               help="The defence orders of the sequences: clockwise (CNN-4 → VGG-16 → ResNet-50), "
                    "counter (ResNet-50 → VGG-16 → CNN-4) or both, as the paper. Default: the "
-                   "profile's (small: clockwise, to keep the main job short; paper: both).")
+                   "profile's (small: clockwise, to keep the main job short; paper and smoke: both).")
 @click.option("--multi-pairs/--no-multi-pairs", default=None,
               help="Also train the 2-defence multi-task attackers (Table 1's Multi-task "
                    "CNN-4 + VGG-16 and ResNet-50 + VGG-16 rows; no finding reads them). Default: "
-                   "the profile's (small: no, to keep the main job short; paper: yes).")
+                   "the profile's (small: no, to keep the main job short; paper and smoke: yes).")
 @budget_options
 @strategy_option
 @user_errors
@@ -97,6 +103,7 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, basel
                         baselines=baselines, audio_clips=audio_clips,
                         orders=None if orders is None else ORDERS if orders == "both" else (orders,),
                         multi_pairs=multi_pairs)
+    _echo_missing_rows(out["rows"])
     click.echo(f"report: {out['report']}")
 
 

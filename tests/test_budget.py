@@ -229,13 +229,17 @@ def test_multi_pairs_reach_the_training_plan(monkeypatch, tmp_path):
     assert get_profile("small").multi_pairs is False and get_profile("paper").multi_pairs is True
     reproduce = reproduce_module.reproduce
     seen = []
-    monkeypatch.setattr(reproduce_module, "reproduce",
-                        lambda *args, **kwargs: seen.append(kwargs["multi_pairs"]) or {"report": "r.md"})
+    rows = [{"method": "Multi-task", "sequence": "CNN-4 + VGG-16", "cells": {}},
+            {"method": "Single-task", "sequence": "CNN-4", "cells": {"cnn4/test": {}}}]
+    monkeypatch.setattr(reproduce_module, "reproduce", lambda *args, **kwargs: seen.append(
+        kwargs["multi_pairs"]) or {"report": "r.md", "rows": rows})
     for flag, expected in (([], None), (["--multi-pairs"], True), (["--no-multi-pairs"], False)):
         result = CliRunner().invoke(main, ["reproduce", "--data", str(tmp_path), "--out",
                                            str(tmp_path / "run"), *flag])
         assert result.exit_code == 0, result.output
         assert seen[-1] is expected
+        # reproduce names the rows it left untrained, as evaluate does
+        assert result.output.endswith("--orders both --multi-pairs): Multi-task CNN-4 + VGG-16\nreport: r.md\n")
     # reproduce itself: None means the profile's
     plans = []
     monkeypatch.setattr(reproduce_module, "training_plan",

@@ -66,8 +66,8 @@ def test_report_section_shows_each_first_task_once():
     assert panels[1]["title"] == "Multi-task CNN-4 + VGG-16, 120 steps (task cccc3333)"
     lines = _training_section(results, panels, {"training": "figures/training_curves.png"})
     assert "(48 clips)" in lines[2]
-    assert lines[6] == "| Single-task CNN-4, 120 steps (task aaaa1111) | 120 | 6.2 (6.2) | CNN-4 0.0 (0.0) |"
-    assert lines[7] == ("| Multi-task CNN-4 + VGG-16, 120 steps (task cccc3333) | 120 | n/a | "
+    assert lines[6] == "| Single-task CNN-4, 120 steps (task aaaa1111) | 6.2 (6.2) | CNN-4 0.0 (0.0) |"
+    assert lines[7] == ("| Multi-task CNN-4 + VGG-16, 120 steps (task cccc3333) | n/a | "
                         "CNN-4 25.0 (25.0); VGG-16 12.5 (12.5) |")
     assert lines[-2] == "![attack success against training steps](figures/training_curves.png)"
     png = training_curves_png(panels, {"cnn4": "CNN-4", "vgg16": "VGG-16"})

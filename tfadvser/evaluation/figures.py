@@ -170,11 +170,14 @@ def training_curves_png(panels: list[dict], names: dict) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     columns = min(len(panels), 4)
     rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.2 * rows), sharey=True,
-                                squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.4 * rows), sharey=True,
+                                squeeze=False, layout="constrained")
+    top = max([p[1] for panel in panels for p in panel["train"]]
+              + [p[1] for panel in panels for c in panel["dev_subset"].values() for p in c] + [0.0])
     for axis in axes.flat[len(panels):]:
         axis.set_visible(False)
     for axis, panel in zip(axes.flat, panels):
@@ -186,6 +189,8 @@ def training_curves_png(panels: list[dict], names: dict) -> bytes:
                       markersize=3, linestyle="--", label=f"dev subset: {names.get(defence, defence)}")
         axis.set_title("\n".join(textwrap.wrap(panel["title"], 38)), fontsize=9)
         axis.set_xlabel("training step")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        axis.set_ylim(0, max(1.0, 115 * top))  # a rate is never negative; flat zeros show as such
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend(fontsize=7)

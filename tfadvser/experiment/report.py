@@ -181,7 +181,8 @@ def table1_markdown(rows: list[dict], results: dict) -> str:
         # The small profile trains one defence order and no 2-defence multi-task attacker
         # (config.Profile.orders, .multi_pairs).
         lines += ["", "Rows without a trained attacker in this run: " + "; ".join(missing)
-                  + " (`tfadvser reproduce --orders both --multi-pairs` trains them all)."]
+                  + " (`tfadvser reproduce` with this run's --data, --out and --profile and "
+                  "`--orders both --multi-pairs` trains them all)."]
     return "\n".join(lines) + "\n"
 
 
@@ -240,12 +241,12 @@ def _training_section(results: dict, panels: list[dict], figures: dict) -> list[
              "while the dev curve stays flat points to an attacker fitting its training clips "
              "rather than speakers it has not heard; both flat, to one that does not fit at "
              "this budget.", "",
-             "| attacker task | steps | training batches: last (max) | dev subset: last (max) |",
-             "|---|---|---|---|"]
+             "| attacker task | training batches: last (max) | dev subset: last (max) |",
+             "|---|---|---|"]
     for panel in panels:
         dev = "; ".join(f"{NAMES.get(d, d)} {_last_and_max(points)}"
                         for d, points in panel["dev_subset"].items()) or "n/a"
-        lines.append(f"| {panel['title']} | {panel['steps']} | {_last_and_max(panel['train'])} | {dev} |")
+        lines.append(f"| {panel['title']} | {_last_and_max(panel['train'])} | {dev} |")
     lines.append("")
     if "training" in figures:
         lines += [f"![attack success against training steps]({figures['training']})", ""]
