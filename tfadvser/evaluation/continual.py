@@ -75,13 +75,11 @@ def continual_intervals(labels, clean: Sequence, adversarial: Sequence[Sequence]
     c = np.asarray(clean, int)  # [T, N]
     adv = np.asarray(adversarial, int)  # [T, T, N]
     base = None if baseline is None else np.asarray(baseline, int)  # [T, N]
-    t = c.shape[0]
 
     def grid(idx):
-        success = _success_grid(y, c, adv, idx, n_classes)
-        b = None if base is None else _clean_uar(y, c, idx, n_classes) - np.stack(
-            [uar_batch(y[idx], base[j][idx], n_classes) for j in range(t)], axis=-1)
-        return success, b
+        clean_uar = _uar_rows(y, c, idx, n_classes)
+        b = None if base is None else clean_uar - _uar_rows(y, base, idx, n_classes)
+        return _success_grid(clean_uar, y, adv, idx, n_classes), b
 
     def statistic(idx, axis=-1):
         values = continual_metrics(*grid(idx))
@@ -91,27 +89,33 @@ def continual_intervals(labels, clean: Sequence, adversarial: Sequence[Sequence]
     point = continual_metrics(*grid(np.arange(len(y))))
     out = {m: {"value": point[m], "ci": None} for m in METRICS}
     if len(y) >= 2:
-        result = stats.bootstrap((np.arange(len(y)),), statistic, vectorized=True,
-                                 n_resamples=resamples, confidence_level=confidence,
-                                 method="percentile", random_state=np.random.default_rng(seed))
-        low, high = result.confidence_interval
+        low, high = _clip_bootstrap(statistic, len(y), confidence, resamples, seed)
         for i, m in enumerate(METRICS):
             if point[m] is not None:
                 out[m]["ci"] = [float(low[i]), float(high[i])]
     return out
 
 
-def _clean_uar(y, clean, idx, n_classes: int):
-    """Clean UAR [..., T] of each defence on the clips `idx` (int index array [..., n])."""
-    return np.stack([uar_batch(y[idx], clean[j][idx], n_classes) for j in range(clean.shape[0])], axis=-1)
+def _clip_bootstrap(statistic, n: int, confidence: float, resamples: int, seed: int):
+    """(low, high) percentile bootstrap bounds of `statistic(idx, axis)` over resamples of
+    whole clips (index arrays into n >= 2 clips), as SciPy computes them."""
+    result = stats.bootstrap((np.arange(n),), statistic, vectorized=True, n_resamples=resamples,
+                             confidence_level=confidence, method="percentile",
+                             random_state=np.random.default_rng(seed))
+    return result.confidence_interval
 
 
-def _success_grid(y, clean, adversarial, idx, n_classes: int):
-    """The success grid a[..., k, j] (clean minus adversarial UAR) on the clips `idx`."""
-    t = clean.shape[0]
-    adv_uar = np.stack([np.stack([uar_batch(y[idx], adversarial[k, j][idx], n_classes) for j in range(t)],
-                                 axis=-1) for k in range(t)], axis=-2)
-    return _clean_uar(y, clean, idx, n_classes)[..., None, :] - adv_uar
+def _uar_rows(y, predictions, idx, n_classes: int):
+    """UAR [..., T] of each row of int predictions [T, N] on the clips `idx` (int index
+    array [..., n]): each defence's clean UAR, or one attacker's UAR on each defence."""
+    return np.stack([uar_batch(y[idx], row[idx], n_classes) for row in predictions], axis=-1)
+
+
+def _success_grid(clean_uar, y, adversarial, idx, n_classes: int):
+    """The success grid a[..., k, j] (clean minus adversarial UAR) on the clips `idx`, from
+    the defences' clean UAR [..., T] on those clips (`_uar_rows`)."""
+    adv_uar = np.stack([_uar_rows(y, after_task, idx, n_classes) for after_task in adversarial], axis=-2)
+    return clean_uar[..., None, :] - adv_uar
 
 
 def forgetting_difference(labels, clean: Sequence, adversarial_a: Sequence[Sequence],
@@ -134,14 +138,12 @@ def forgetting_difference(labels, clean: Sequence, adversarial_a: Sequence[Seque
         raise ValueError("forgetting needs at least two tasks")
 
     def statistic(idx, axis=-1):
-        return (continual_metrics(_success_grid(y, c, b, idx, n_classes))["forgetting"]
-                - continual_metrics(_success_grid(y, c, a, idx, n_classes))["forgetting"])
+        clean_uar = _uar_rows(y, c, idx, n_classes)  # shared by both sequences
+        return (continual_metrics(_success_grid(clean_uar, y, b, idx, n_classes))["forgetting"]
+                - continual_metrics(_success_grid(clean_uar, y, a, idx, n_classes))["forgetting"])
 
     value = float(statistic(np.arange(len(y))))
     if len(y) < 2:
         return {"value": value, "ci": None}
-    result = stats.bootstrap((np.arange(len(y)),), statistic, vectorized=True,
-                             n_resamples=resamples, confidence_level=confidence,
-                             method="percentile", random_state=np.random.default_rng(seed))
-    low, high = result.confidence_interval
+    low, high = _clip_bootstrap(statistic, len(y), confidence, resamples, seed)
     return {"value": value, "ci": [float(low), float(high)]}
