@@ -126,27 +126,33 @@ def mi_fgsm(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD
     return project(x, eta, budget, mean, std).numpy()
 
 
-# (id(forward), input shape, steps, decay) -> (forward, traced MI-FGSM), the last _KEEP used
-_MI_GRAPHS: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
-_KEEP = 8
+# What is built once per forward function (ART's classifier, the traced MI-FGSM):
+# (id(forward), what, settings...) -> (forward, built), the last _KEEP used.
+_PER_FORWARD: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+_KEEP = 16
+
+
+def _per_forward(forward: Callable, key: tuple, build: Callable):
+    """`build()`, once per forward function and `key`; the entry holds `forward`, so the
+    id in its key stays that function's."""
+    full = (id(forward), *key)
+    cached = _PER_FORWARD.get(full)
+    if cached is None or cached[0] is not forward:
+        cached = _PER_FORWARD[full] = (forward, build())
+        while len(_PER_FORWARD) > _KEEP:
+            _PER_FORWARD.popitem(last=False)
+    _PER_FORWARD.move_to_end(full)
+    return cached[1]
 
 
 def _mi_fgsm_graph(forward: Callable, input_shape, steps: int, decay: float):
     """`_mi_fgsm` as one traced function per forward function (any batch size, any epsilon):
     run eagerly, a gradient through the traced forward costs ~1.6x the traced one (measured
     on the small profile's defences, 32 clips)."""
-    key = (id(forward), tuple(input_shape), steps, decay)
-    cached = _MI_GRAPHS.get(key)
-    if cached is None or cached[0] is not forward:
-        spec = [tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None,), tf.int32),
-                tf.TensorSpec((), tf.float32)]
-        traced = tf.function(lambda x, y, epsilon: _mi_fgsm(forward, x, y, epsilon, steps, decay),
-                             input_signature=spec)
-        cached = _MI_GRAPHS[key] = (forward, traced)  # holds forward, so its id stays its own
-        while len(_MI_GRAPHS) > _KEEP:
-            _MI_GRAPHS.popitem(last=False)
-    _MI_GRAPHS.move_to_end(key)
-    return cached[1]
+    spec = [tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((), tf.float32)]
+    return _per_forward(forward, ("mi_fgsm", tuple(input_shape), steps, decay), lambda: tf.function(
+        lambda x, y, epsilon: _mi_fgsm(forward, x, y, epsilon, steps, decay), input_signature=spec))
 
 
 def _mi_fgsm(forward, x, y, epsilon, steps: int, decay: float):
@@ -166,21 +172,13 @@ def _mi_fgsm(forward, x, y, epsilon, steps: int, decay: float):
     return eta
 
 
-_CLASSIFIERS: dict = {}  # (id(forward), input shape) -> (forward, classifier)
-
-
 def _classifier(forward: Callable, input_shape):
     """ART's TensorFlow-2 classifier around `forward` (log-probabilities out), built once
     per forward function (a new one per call would retrace ART's graph every batch). The
     loss is cross-entropy: Keras's from-logits categorical cross-entropy on
     log-probabilities is -log p_y (the log-sum-exp of log-probabilities is 0)."""
-    key = (id(forward), tuple(input_shape))
-    cached = _CLASSIFIERS.get(key)
-    if cached is not None and cached[0] is forward:
-        return cached[1]
-    classifier = _new_classifier(forward, input_shape)
-    _CLASSIFIERS[key] = (forward, classifier)  # holds forward, so its id stays its own
-    return classifier
+    return _per_forward(forward, ("art", tuple(input_shape)),
+                        lambda: _new_classifier(forward, input_shape))
 
 
 def _new_classifier(forward: Callable, input_shape):

@@ -210,8 +210,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     # Attack success against training steps of every task trained from a fresh generator
     # (each sequence's first): whether an attacker fits its training clips, unheard speakers, both.
     results["training_curves"] = {
-        key: training_curves(run_dir / task["path"] / "logs" / "monitor")
-        for key, (task, _) in tasks.items() if any(s["tasks"][0]["key"] == key for s in sequences)}
+        key: training_curves(run_dir / tasks[key][0]["path"] / "logs" / "monitor")
+        for key in dict.fromkeys(seq["tasks"][0]["key"] for seq in sequences)}
     results["seconds_by_stage"]["attackers"] = round(time.time() - t, 1)
 
     if baselines:
