@@ -255,6 +255,12 @@ class AttackerConfig:
             raise ValueError(f"snr_db must be a finite number of dB, got {self.snr_db}")
         if self.perturbation == "bounded" and self.epsilon is None and self.snr_db is None:
             raise ValueError("a bounded perturbation needs an epsilon, an SNR floor or both")
+        if self.fisher_clips is not None and self.fisher_clips < 1:
+            raise ValueError(f"fisher_clips must be positive or None, got {self.fisher_clips}")
+        if not 0.0 <= self.online_ewc_gamma <= 1.0:
+            raise ValueError(f"online_ewc_gamma must be in [0, 1], got {self.online_ewc_gamma}")
+        if not self.si_damping > 0.0:
+            raise ValueError(f"si_damping must be positive, got {self.si_damping}")
 
     @property
     def cw_weight(self) -> float:
@@ -309,11 +315,6 @@ class Budget:
 
     def to_dict(self) -> dict:
         return {"epsilon": self.epsilon, "snr_db": self.snr_db}
-        if self.fisher_clips is not None and self.fisher_clips < 1:
-            raise ValueError(f"fisher_clips must be positive or None, got {self.fisher_clips}")
-        if not 0.0 <= self.online_ewc_gamma <= 1.0 or not self.si_damping > 0.0:
-            raise ValueError(f"need 0 <= online_ewc_gamma <= 1 and si_damping > 0, got "
-                             f"{self.online_ewc_gamma} and {self.si_damping}")
 
 
 @dataclasses.dataclass(frozen=True)
