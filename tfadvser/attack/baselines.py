@@ -18,6 +18,10 @@ baseline and a trained attacker "of the same size" are so by the same code.
   over L1-normalised gradients, step epsilon / steps, the standard transfer baseline. ART
   disables its TensorFlow momentum path (its issue #2439), so it is written here; with
   mu = 0 and no random start it is I-FGSM, which the tests check against ART's PGD.
+- DI-FGSM (Xie et al. 2019): MI-FGSM through a random view of the input at every
+  iteration (`attack/diversity.py`), and the ensemble MI-FGSM (Dong et al. 2018): MI-FGSM
+  on the fused log-probabilities of several surrogates (`ensemble`), crafted on every
+  defence but the target: the transfer baselines of the budget scan.
 
 `forward` is any function from x to log-probabilities [B, classes] that TensorFlow can
 differentiate (e.g. `runtime.inference.inference(defence)`).
@@ -25,12 +29,13 @@ differentiate (e.g. `runtime.inference.inference(defence)`).
 from __future__ import annotations
 
 import collections
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfadvser.attack.budget import project
+from tfadvser.attack.diversity import Diversity, diversify
 from tfadvser.config import Budget
 
 PGD_STEPS = 10  # iterations of PGD and MI-FGSM
@@ -118,11 +123,52 @@ def mi_fgsm(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD
     """MI-FGSM (Dong et al. 2018, Algorithm 1): g <- mu g + grad / ||grad||_1,
     x' <- clip_eps(x' + (eps / steps) sign(g)), on the cross-entropy; then the SNR floor.
     eta [B, ...] float32. y: int labels [B]."""
+    return _momentum_attack(forward, x, y, budget, mean, std, steps, decay, None, 0)
+
+
+def di_fgsm(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD_STEPS,
+            decay: float = MI_DECAY, diversity: Optional[Diversity] = None,
+            seed: int = 0) -> np.ndarray:
+    """DI-FGSM (Xie et al. 2019, with momentum: their "M-DI2-FGSM"): MI-FGSM whose gradient
+    at iteration t is taken through a random view of x' (`attack.diversity`, drawn from
+    (seed, t); default `Diversity()`: shift, time and frequency masks, p = 0.5).
+    eta [B, ...] float32; deterministic for a seed. With an inactive `Diversity` it is
+    MI-FGSM exactly."""
+    return _momentum_attack(forward, x, y, budget, mean, std, steps, decay,
+                            diversity if diversity is not None else Diversity(), seed)
+
+
+def ensemble(forwards: Sequence[Callable]) -> Callable:
+    """One forward function for several models: the mean of their log-probabilities, the
+    logit fusion of Dong et al. 2018 (section 3.2) with equal weights (log-softmax differs
+    from the logits by a per-clip constant, which the mean keeps per clip). The ensemble
+    MI-FGSM baseline is `mi_fgsm(ensemble([...all but the target...]), ...)`. Built once
+    per tuple of functions, so the traced attack is reused. Raises ValueError if empty."""
+    forwards = tuple(forwards)
+    if not forwards:
+        raise ValueError("an ensemble needs at least one model")
+    if len(forwards) == 1:
+        return forwards[0]
+    return _per_forward(forwards[0], ("ensemble", tuple(id(f) for f in forwards[1:])),
+                        lambda: _Ensemble(forwards))
+
+
+class _Ensemble:
+    def __init__(self, forwards):
+        self.forwards = forwards
+
+    def __call__(self, x):
+        return tf.add_n([f(x) for f in self.forwards]) / len(self.forwards)
+
+
+def _momentum_attack(forward, x, y, budget, mean, std, steps, decay, diversity, seed):
     x = tf.convert_to_tensor(np.asarray(x, np.float32))
     y = tf.convert_to_tensor(np.asarray(y, np.int32))
     epsilon = _epsilon(budget)
-    eta = _mi_fgsm_graph(forward, x.shape[1:], steps, float(decay))(
-        x, y, tf.constant(epsilon, tf.float32))
+    use_std = diversity is not None and diversity.max_gain_db > 0
+    graph = _mi_fgsm_graph(forward, x.shape[1:], steps, float(decay), diversity,
+                           tuple(np.ravel(std).tolist()) if use_std else None)
+    eta = graph(x, y, tf.constant(epsilon, tf.float32), tf.constant(seed, tf.int32))
     return project(x, eta, budget, mean, std).numpy()
 
 
@@ -145,25 +191,28 @@ def _per_forward(forward: Callable, key: tuple, build: Callable):
     return cached[1]
 
 
-def _mi_fgsm_graph(forward: Callable, input_shape, steps: int, decay: float):
-    """`_mi_fgsm` as one traced function per forward function (any batch size, any epsilon):
-    run eagerly, a gradient through the traced forward costs ~1.6x the traced one (measured
-    on the small profile's defences, 32 clips)."""
+def _mi_fgsm_graph(forward: Callable, input_shape, steps: int, decay: float,
+                   diversity: Optional[Diversity] = None, std: Optional[tuple] = None):
+    """`_mi_fgsm` as one traced function per forward function and settings (any batch size,
+    epsilon and seed): run eagerly, a gradient through the traced forward costs ~1.6x the
+    traced one (measured on the small profile's defences, 32 clips)."""
     spec = [tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None,), tf.int32),
-            tf.TensorSpec((), tf.float32)]
-    return _per_forward(forward, ("mi_fgsm", tuple(input_shape), steps, decay), lambda: tf.function(
-        lambda x, y, epsilon: _mi_fgsm(forward, x, y, epsilon, steps, decay), input_signature=spec))
+            tf.TensorSpec((), tf.float32), tf.TensorSpec((), tf.int32)]
+    return _per_forward(forward, ("mi_fgsm", tuple(input_shape), steps, decay, diversity, std),
+                        lambda: tf.function(
+        lambda x, y, epsilon, seed: _mi_fgsm(forward, x, y, epsilon, steps, decay, diversity,
+                                             std, seed), input_signature=spec))
 
 
-def _mi_fgsm(forward, x, y, epsilon, steps: int, decay: float):
+def _mi_fgsm(forward, x, y, epsilon, steps: int, decay: float, diversity=None, std=None, seed=0):
     step = epsilon / steps
     eta = tf.zeros_like(x)
     momentum = tf.zeros_like(x)
     axes = list(range(1, len(x.shape)))
-    for _ in range(steps):
+    for t in range(steps):
         with tf.GradientTape() as tape:
             tape.watch(eta)
-            log_probs = forward(x + eta)
+            log_probs = forward(diversify(x + eta, diversity, tf.stack([seed, t]), std))
             loss = -tf.reduce_sum(tf.gather(log_probs, y, axis=1, batch_dims=1))
         grad = tape.gradient(loss, eta)
         norm = tf.reduce_sum(tf.abs(grad), axis=axes, keepdims=True)
