@@ -1,0 +1,76 @@
+"""The budget scan on tiny models: calibrated budgets, every attack x target curve, SNR₅₀."""
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from tfadvser.config import Budget
+from tfadvser.evaluation.metrics import mel_snr_db
+from tfadvser.experiment.budget_scan import (ENSEMBLE, ScanPlan, budget_scan, epsilon_for_snr,
+                                             scan_budgets, summarise)
+
+MEAN, STD = np.full(4, -2.0, np.float32), np.full(4, 1.5, np.float32)
+
+
+def _clips(n=24, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 8, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("snr", [40.0, 20.0, 0.0])
+def test_epsilon_for_snr_puts_the_median_sign_noise_on_the_target(snr):
+    x = _clips()
+    epsilon = epsilon_for_snr(x, snr, MEAN, STD)
+    signs = np.random.default_rng(0).choice(np.float32([-1.0, 1.0]), size=x.shape)
+    assert np.median(mel_snr_db(x, epsilon * signs, MEAN, STD)) == pytest.approx(snr, abs=1e-3)
+
+
+def test_epsilon_for_snr_refuses_an_unreachable_target():
+    with pytest.raises(ValueError, match="no epsilon"):
+        epsilon_for_snr(_clips(), 400.0, MEAN, STD)
+
+
+def test_scan_budgets_keep_the_runs_own_budget():
+    plan = ScanPlan("t", (40.0, 30.0, 0.0), clips=8, steps=2, transfer_max_db=30.0)
+    budgets = scan_budgets(_clips(), plan, MEAN, STD, own=Budget(0.008, 30.0))
+    assert budgets[1] == Budget(0.008, 30.0)
+    assert [b.snr_db for b in budgets] == [40.0, 30.0, 0.0]
+    assert budgets[0].epsilon < budgets[2].epsilon
+
+
+def _model(seed):
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((8, 4))
+    logits = keras.layers.Dense(3, kernel_initializer=keras.initializers.Constant(
+        rng.normal(size=(32, 3))))(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Activation("log_softmax")(logits))
+
+
+def test_scan_gives_every_attack_its_points_and_snr50():
+    x = _clips(30)
+    defences = {"a": _model(1), "b": _model(2), "c": _model(3)}
+    y = np.argmax(defences["a"].predict(x, verbose=0), -1)  # a is right on every clip
+    plan = ScanPlan("t", (40.0, 20.0, 0.0), clips=30, steps=3, transfer_max_db=20.0)
+    learned = {"G": (0.01 * np.sign(_clips(30, seed=5)), Budget(0.01, None))}
+    scan = budget_scan(x, y, defences, ["a", "b", "c"], ["x", "y", "z"], MEAN, STD, plan, learned)
+    attacks = scan["attacks"]
+    assert set(attacks) == {"noise", "learned: G", *(f"{m} from {s}" for m in ("PGD", "MI-FGSM", "DI-FGSM")
+                                                     for s in "abc"),
+                            *(f"{ENSEMBLE} (all but {t})" for t in "abc")}
+    # PGD and noise at all three points; MI-FGSM, DI-FGSM and the ensemble at 20 and 0 dB only
+    assert attacks["PGD from a"]["targets"]["b"]["points"] == [0, 1, 2]
+    assert attacks["MI-FGSM from b"]["targets"]["a"]["points"] == [1, 2]
+    assert list(attacks[f"{ENSEMBLE} (all but a)"]["targets"]) == ["a"]
+    assert attacks[f"{ENSEMBLE} (all but a)"]["source"] == "b+c"
+    # every point's perturbation sits at or above its floor (mean over clips)
+    for point, snr in enumerate(attacks["PGD from a"]["targets"]["a"]["snr_db"]):
+        assert snr >= plan.snrs[point] - 1e-6
+    summary = summarise(scan, y, 3)
+    white = summary["PGD from a"]["a"]
+    assert white["clean_uar"] == 1.0 and white["target_uar"] == pytest.approx(2 / 3)
+    # white-box PGD on a linear model is at least as quiet a successful attack as noise
+    noise = summary["noise"]["a"]["snr50"]
+    assert white["snr50"] >= noise or math.isnan(noise)
+    assert white["ci"][0] <= white["snr50"] <= white["ci"][1]
+    assert scan == budget_scan(x, y, defences, ["a", "b", "c"], ["x", "y", "z"], MEAN, STD, plan,
+                               learned) | {"seconds": scan["seconds"]}
