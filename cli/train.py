@@ -4,6 +4,7 @@ import click
 from tfadvser.attack.methods import METHODS
 from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES, REGULARISERS
 from tfadvser_cli.budget import budget_options, with_budget
+from tfadvser_cli.recipe import recipe_options
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 from tfadvser_cli.victims import victim_options, victims_hint
@@ -131,12 +132,13 @@ def _check_defences(names, victims):
                    "read it; slower, no XLA). The sequence label gets `-roundtrip`.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
 @budget_options
+@recipe_options
 @victim_options
 @strategy_option
 @user_errors
 def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, profile, run_dir, seed,
                            lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, budget,
-                           victims, trust_model_code, strategy):
+                           recipe, victims, trust_model_code, strategy):
     """Train the atrous-CNN attacker against trained defences.
 
     Writes a checkpoint after every task (the 2-defence results of the paper are the
@@ -155,6 +157,7 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, 
                                    ("fisher_mode", fisher_mode), ("ewc_accumulate", accumulate_ewc),
                                    ("round_trip", round_trip))
                  if v is not None}
+    overrides.update(recipe)
     with strategy_scope(strategy):
         record = train_attacker(data_dir, run_dir, method, defences,
                                 with_budget(get_profile(profile), budget),

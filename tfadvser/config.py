@@ -26,6 +26,14 @@ PERTURBATIONS = ("bounded", "paper")
 # The attacker's architecture: the paper's per-clip atrous CNN, or one universal
 # perturbation for every clip (the paper's future work).
 GENERATORS = ("atrous", "universal")
+# The generator recipe (issue 30; `attack/losses.py`, `attack/budget.py`,
+# `attack/diversity.py`). Attack losses, summed when several are named: the C&W margin
+# (the paper's), cross-entropy, CDA's relativistic cross-entropy, mid-layer feature
+# disruption (cosine or MSE).
+ATTACK_LOSSES = ("cw", "ce", "rce", "feature-cos", "feature-mse")
+# The bounded head: eta = epsilon * tanh(z) (the product's first), a projection
+# clip(z, -epsilon, epsilon), or GAP's L∞ scaling epsilon * z / max|z| (uses the whole budget).
+HEADS = ("tanh", "clip", "scale")
 
 
 # --- continual-learning regularisers of lifelong learning (attack/continual.py) ---------
@@ -232,11 +240,27 @@ class AttackerConfig:
     # benchmarks) and SI's damping xi (Omega = omega / (delta^2 + xi)); attack/continual.py.
     online_ewc_gamma: float = 1.0
     si_damping: float = 1e-3
+    # The generator recipe (see ATTACK_LOSSES, HEADS): defaults are the paper's loss and the
+    # product's first head. `feature_layer`: the defence layer a feature loss reads (None:
+    # `losses.FEATURE_LAYERS`' default for the architecture). `diversity`: the probability of
+    # a random view of each training clip (`attack/diversity.py`; 0 = off).
+    # `curriculum`: the budget starts `curriculum` times looser (epsilon x k, SNR floor
+    # - 20 log10 k dB) and anneals geometrically to the budget over the first half of a
+    # task's steps (STAA-Net anneals its bound; 1 = off).
+    losses: tuple[str, ...] = ("cw",)
+    kappa: float = 0.0  # the C&W margin's confidence
+    head: str = "tanh"
+    feature_layer: Optional[str] = None
+    diversity: float = 0.0
+    curriculum: float = 1.0
     monitor_every: int = 100  # steps between dev checks, checkpoints and images
     monitor_clips: int = 64  # the fixed dev subset the monitor attacks
     seed: int = 0
 
     def __post_init__(self):
+        # A JSON record or the command line gives lists; the config holds tuples.
+        object.__setattr__(self, "losses", tuple(self.losses))
+        object.__setattr__(self, "lambdas", tuple(self.lambdas))
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.cw_reduction not in CW_REDUCTIONS:
@@ -261,6 +285,28 @@ class AttackerConfig:
             raise ValueError(f"online_ewc_gamma must be in [0, 1], got {self.online_ewc_gamma}")
         if not self.si_damping > 0.0:
             raise ValueError(f"si_damping must be positive, got {self.si_damping}")
+        unknown = [name for name in self.losses if name not in ATTACK_LOSSES]
+        if not self.losses or unknown or len(set(self.losses)) != len(self.losses):
+            raise ValueError(f"losses must be distinct names from {ATTACK_LOSSES}, got {self.losses}")
+        if not self.kappa >= 0.0:
+            raise ValueError(f"kappa must be >= 0, got {self.kappa}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ValueError(f"diversity must be a probability in [0, 1], got {self.diversity}")
+        if not self.curriculum >= 1.0:
+            raise ValueError(f"curriculum must be >= 1 (a factor on the budget), got {self.curriculum}")
+        if self.perturbation == "paper" and (self.head != "tanh" or self.curriculum != 1.0):
+            raise ValueError("head and curriculum shape a bounded perturbation; the paper's "
+                             "sigmoid has neither")
+
+    @property
+    def recipe(self) -> dict:
+        """The recipe fields that differ from the default (the paper's loss, the tanh head):
+        what task keys and labels add, so that default attackers keep their keys."""
+        default = AttackerConfig.__dataclass_fields__
+        return {name: getattr(self, name) for name in RECIPE_FIELDS
+                if getattr(self, name) != default[name].default}
 
     @property
     def cw_weight(self) -> float:
@@ -275,6 +321,9 @@ class AttackerConfig:
         if self.perturbation == "paper":
             return Budget(None, None)
         return Budget(self.epsilon, self.snr_db)
+
+
+RECIPE_FIELDS = ("losses", "kappa", "head", "feature_layer", "diversity", "curriculum")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tfadvser.defence.models import batch_norm, scaled_channels
 from tfadvser.runtime.inference import inference
 from tfadvser.attack.budget import BudgetHead, UniversalPerturbation
 from tfadvser.attack.continual import distillation_loss
+from tfadvser.attack.diversity import Diversity, diversify
 from tfadvser.attack.ewc import EWCTerms
 from tfadvser.attack.losses import attack_loss
 from tfadvser.evaluation.metrics import success_rate
@@ -34,7 +35,8 @@ GENERATOR_DILATIONS = (1, 2, 4, 8)
 
 def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "paper",
                     epsilon: Optional[float] = None, snr_db: Optional[float] = None,
-                    mean=None, std=None, kind: str = "atrous") -> keras.Model:
+                    mean=None, std=None, kind: str = "atrous", head: str = "tanh",
+                    curriculum: bool = False) -> keras.Model:
     """The generator G: log_mel [B, *shape] -> eta [B, *shape], float32.
 
     kind "atrous": the paper's network, channels scaled by `width` (the output channel stays
@@ -70,7 +72,8 @@ def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "pa
             return keras.Model(inputs, z, name="atrous_generator")
     else:
         raise ValueError(f"unknown generator kind {kind!r}")
-    eta = BudgetHead(perturbation, epsilon, snr_db, mean, std, name="eta")([inputs, z])
+    eta = BudgetHead(perturbation, epsilon, snr_db, mean, std, head=head, curriculum=curriculum,
+                     name="eta")([inputs, z])
     return keras.Model(inputs, eta, name=f"{kind}_generator")
 
 
@@ -79,7 +82,8 @@ def generator_for(config, shape, data=None) -> keras.Model:
     statistics)."""
     stats = {"mean": data.mean, "std": data.std} if data is not None else {}
     return build_generator(config.width, shape, config.perturbation, config.epsilon,
-                           config.snr_db, kind=config.generator, **stats)
+                           config.snr_db, kind=config.generator, head=config.head,
+                           curriculum=config.curriculum > 1.0, **stats)
 
 
 class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
@@ -95,7 +99,9 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
 
     def __init__(self, generator: keras.Model, defences: Sequence[keras.Model], alpha: float = 0.02,
                  cw_reduction: str = "sum", ewc_lambda: float = 0.0, ewc_terms=(),
-                 round_trip=None, teacher=None, **kwargs):
+                 round_trip=None, teacher=None, losses: Sequence[str] = ("cw",),
+                 kappa: float = 0.0, diversity: float = 0.0,
+                 feature_layers: Optional[Sequence[str]] = None, **kwargs):
         super().__init__(**kwargs)
         if not defences:
             raise ValueError("an attacker needs at least one defence")
@@ -103,13 +109,19 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         # Held outside Keras's attribute tracking: the defences are not part of the attacker,
         # so its weights (and BackupAndRestore's copy of them every epoch) are the
         # generator's and the optimizer's only, not the three defences' as well.
-        self._frozen = types.SimpleNamespace(defences=list(defences),
-                                             ewc=EWCTerms(ewc_lambda, ewc_terms),
-                                             round_trip=round_trip, teacher=teacher)
+        self._frozen = types.SimpleNamespace(
+            defences=list(defences), ewc=EWCTerms(ewc_lambda, ewc_terms), round_trip=round_trip,
+            teacher=teacher,
+            # A feature loss reads each defence's mid layer and output in one pass.
+            features=([feature_model(d, layer) for d, layer in zip(defences, feature_layers, strict=True)]
+                      if any(name.startswith("feature") for name in losses) else None),
+            diversity_seed=tf.Variable(0, dtype=tf.int32, trainable=False))
         for defence in self.defences:
             defence.trainable = False
         self.alpha, self.cw_reduction = alpha, cw_reduction
-        names = ("loss", "cw", "mse", "ewc", "success_rate", "eta_mean", "eta_max")
+        self.attack_losses, self.kappa = tuple(losses), kappa
+        self.diversity = Diversity(probability=diversity) if diversity > 0 else None
+        names = ("loss", *self.attack_losses, "mse", "ewc", "success_rate", "eta_mean", "eta_max")
         names += ("distillation",) if teacher is not None else ()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
@@ -168,19 +180,39 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         eta, adv_log_probs, terms = self._objective(x, y, training=False, audio=audio)
         return self._track(x, y, eta, adv_log_probs, terms)
 
+    def set_diversity_seed(self, seed: int) -> None:
+        """The seed of this task's random views (input diversity), with the step count."""
+        self._frozen.diversity_seed.assign(seed)
+
     def _objective(self, x, y, training: bool, audio=None):
         """Steps 1-4 of `train_step`: (eta, the defences' log-probabilities on x', terms)."""
         global_batch = distribute.global_batch_size(tf.shape(x)[0])
         eta = self.generator(x, training=training)
         x_adv = x + eta
-        scored = x_adv
+        scored, clean = x_adv, x
         if audio is not None and self._frozen.round_trip is not None:
             scored = self._frozen.round_trip(eta, *audio)
+        if training and self.diversity is not None:
+            # One random view per step of x' and of x alike (the clean reference of the
+            # relativistic and feature losses sees what x' is seen through).
+            seed = tf.stack([self._frozen.diversity_seed,
+                             tf.cast(self.optimizer.iterations, tf.int32)])
+            scored = diversify(scored, self.diversity, seed)
+            clean = diversify(clean, self.diversity, seed)
         # Defences always run in inference mode: BN uses its moving statistics, which
         # therefore never change, and no defence weight is in the gradient.
-        adv_log_probs = [inference(d)(scored) for d in self.defences]
+        features = None
+        if self._frozen.features is not None:
+            adv_outputs = [inference(m)(scored) for m in self._frozen.features]
+            adv_log_probs = [out[1] for out in adv_outputs]
+            features = [(out[0], inference(m)(clean)[0])
+                        for out, m in zip(adv_outputs, self._frozen.features)]
+        else:
+            adv_log_probs = [inference(d)(scored) for d in self.defences]
+        clean_log_probs = ([inference(d)(clean) for d in self.defences]
+                           if "rce" in self.attack_losses else None)
         terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction,
-                            global_batch)
+                            global_batch, self.attack_losses, self.kappa, clean_log_probs, features)
         # The penalty does not depend on the batch: each replica carries its share of it.
         terms["ewc"] = self.ewc.penalty(self.generator.trainable_weights) * _share(x, global_batch)
         terms["loss"] = terms["loss"] + self.ewc.ewc_lambda * terms["ewc"]
@@ -203,6 +235,19 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
         return self.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
+
+
+def feature_model(defence: keras.Model, layer: str) -> keras.Model:
+    """defence's input -> (the activations of `layer`, its log-probabilities), for the feature
+    losses. Raises ValueError naming the layer and the model when it has no such layer."""
+    try:
+        inner = defence.get_layer(layer).output
+    except (ValueError, AttributeError):
+        names = ", ".join(l.name for l in getattr(defence, "layers", [])[:40])
+        raise ValueError(f"{getattr(defence, 'name', 'the model')} has no layer {layer!r} for a "
+                         f"feature loss (its layers: {names})") from None
+    return keras.Model(defence.inputs, [inner, defence.outputs[0]],
+                       name=f"{defence.name}_features_{layer}")
 
 
 def _unpack(data):

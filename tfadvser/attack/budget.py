@@ -14,17 +14,30 @@ attacker, its evaluation and its serving export obey the same bound:
   feasible side, so the floor holds for any input. The gradient flows through eta with s
   held fixed (a projection, as in projected gradient methods).
 
+The bounded head's first step has three forms (`AttackerConfig.head`, issue 30):
+"tanh", epsilon * tanh(z) (smooth, but reaching the bound needs |z| large); "clip",
+clip(z, -epsilon, epsilon), the projection of projected gradient methods (the gradient is
+zero where z is outside the ball); "scale", GAP's L∞ scaling (Poursaeed et al. 2018):
+epsilon * z / max|z| per clip, which always uses the whole L∞ budget.
+
+A budget curriculum (`AttackerConfig.curriculum` = k > 1) loosens the bound by a factor
+`loosen` in [1, k] held in a non-trainable weight of the head: epsilon x loosen and an
+SNR floor lowered by 20 log10(loosen) dB; `BudgetCurriculum` anneals it geometrically
+from k to 1 over the first half of a task's steps, so the saved generator obeys the budget.
+
 Baselines at the same budget (noise, PGD, MI-FGSM: `attack/baselines.py`) go through the
 same `project` function, so "the same budget" is one piece of code.
 """
 from __future__ import annotations
+
+import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tfadvser.config import Budget
+from tfadvser.config import HEADS, Budget
 from tfadvser.evaluation.metrics import noise_power, relative_magnitudes
 
 # s to 2^-12 of its range: the scaled eta is within 0.025 % of the largest that meets the
@@ -78,14 +91,20 @@ class BudgetHead(layers.Layer):
     an SNR floor; saved with the model). Always float32."""
 
     def __init__(self, perturbation: str = "paper", epsilon=None, snr_db=None, mean=None,
-                 std=None, **kwargs):
+                 std=None, head: str = "tanh", curriculum: bool = False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if perturbation == "bounded" and snr_db is not None and (mean is None or std is None):
             raise ValueError("an SNR floor needs the data's mean and std")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.perturbation, self.epsilon, self.snr_db = perturbation, epsilon, snr_db
+        self.head, self.curriculum = head, curriculum
         self.mean = None if mean is None else [float(v) for v in np.ravel(mean)]
         self.std = None if std is None else [float(v) for v in np.ravel(std)]
+        # Only a curriculum's head has the weight: generators saved without one still load.
+        self.loosen = (self.add_weight(name="loosen", shape=(), initializer="ones", trainable=False)
+                       if curriculum else None)
 
     @property
     def budget(self) -> Budget:
@@ -98,17 +117,58 @@ class BudgetHead(layers.Layer):
         z = tf.cast(z, tf.float32)
         if self.perturbation == "paper":
             return tf.sigmoid(z)
-        # epsilon * tanh is the L-infinity bound; without one, tanh still keeps eta within
-        # one standard deviation of each mel bin before the SNR floor scales it.
-        eta = self.budget.cap * tf.tanh(z)
-        if self.snr_db is None:
+        # The L-infinity bound; without one, the head still keeps eta within one standard
+        # deviation of each mel bin before the SNR floor scales it.
+        cap = tf.constant(self.budget.cap, tf.float32)
+        snr_db = self.snr_db
+        if self.loosen is not None:
+            cap = cap * self.loosen
+            snr_db = None if snr_db is None else snr_db - 20.0 * tf.math.log(self.loosen) / math.log(10.0)
+        eta = bounded_head(z, cap, self.head)
+        if snr_db is None:
             return eta
-        return project(tf.cast(x, tf.float32), eta, Budget(None, self.snr_db),
+        return project(tf.cast(x, tf.float32), eta, Budget(None, snr_db),
                        tf.constant(self.mean, tf.float32), tf.constant(self.std, tf.float32))
 
     def get_config(self):
         return {**super().get_config(), "perturbation": self.perturbation, "epsilon": self.epsilon,
-                "snr_db": self.snr_db, "mean": self.mean, "std": self.std}
+                "snr_db": self.snr_db, "mean": self.mean, "std": self.std, "head": self.head,
+                "curriculum": self.curriculum}
+
+
+def bounded_head(z, cap, head: str = "tanh") -> tf.Tensor:
+    """eta within [-cap, cap] from the generator's raw output z [B, ...] (module docstring):
+    "tanh" cap * tanh(z), "clip" clip(z, -cap, cap), "scale" cap * z / max|z| per clip
+    (0 where z is 0 everywhere). Raises ValueError for another head."""
+    if head == "tanh":
+        return cap * tf.tanh(z)
+    if head == "clip":
+        return tf.clip_by_value(z, -cap, cap)
+    if head == "scale":
+        axes = tf.range(1, tf.rank(z))
+        peak = tf.reduce_max(tf.abs(z), axis=axes, keepdims=True)
+        return cap * tf.math.divide_no_nan(z, peak)
+    raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+
+
+class BudgetCurriculum(keras.callbacks.Callback):
+    """Anneals a curriculum head's `loosen` from `start` to 1, geometrically, over the first
+    `steps` training batches (a resumed task picks up at `initial_step`): at batch t,
+    loosen = start ** (1 - t / steps), then 1."""
+
+    def __init__(self, head: BudgetHead, start: float, steps: int, initial_step: int = 0):
+        super().__init__()
+        self.head, self.start, self.steps, self.step = head, float(start), max(int(steps), 1), initial_step
+
+    def value(self, step: int) -> float:
+        return self.start ** max(0.0, 1.0 - step / self.steps)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.head.loosen.assign(self.value(self.step))
+        self.step += 1
+
+    def on_train_end(self, logs=None):
+        self.head.loosen.assign(1.0)
 
 
 @keras.saving.register_keras_serializable(package="tfadvser")

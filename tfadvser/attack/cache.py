@@ -19,12 +19,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser.attack.attacker import AdversarialAttacker, generator_for
+from tfadvser.attack.losses import FEATURE_LAYERS
 from tfadvser.config import AttackerConfig
 
 # Settings the compiled step or the optimizer depend on (the seed and step counts do not).
 _GRAPH_SETTINGS = ("width", "cw_weight", "cw_reduction", "lr_schedule", "learning_rate",
                    "decay_every", "decay_rate", "round_trip", "perturbation", "epsilon",
-                   "snr_db", "generator")
+                   "snr_db", "generator", "losses", "kappa", "head", "feature_layer",
+                   "diversity", "curriculum")
 _KEEP = 16  # attackers kept; a whole `reproduce` uses 9 defence/EWC combinations
 
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -61,7 +63,10 @@ def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, s
                                        ewc_lambda=ewc_lambda, ewc_terms=ewc_terms,
                                        round_trip=round_trip if config.round_trip else None,
                                        teacher=(generator_for(config, shape, data)
-                                                if teacher_weights is not None else None))
+                                                if teacher_weights is not None else None),
+                                       losses=config.losses, kappa=config.kappa,
+                                       diversity=config.diversity,
+                                       feature_layers=feature_layers(defences, config))
         attacker.compile(optimizer=keras.optimizers.Adam(learning_rate(config)),
                          **({"jit_compile": False} if config.round_trip else {}))
         attacker(np.zeros((1, *shape), np.float32))  # BackupAndRestore restores into built models
@@ -77,12 +82,29 @@ def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, s
     for variable, value in zip(attacker.optimizer.variables, initial, strict=True):
         variable.assign(value)  # a fresh optimizer for every task, as the original
     attacker.set_ewc(ewc_lambda, ewc_terms)
+    attacker.set_diversity_seed(config.seed)
     if teacher_weights is not None:
         attacker._frozen.teacher.set_weights(teacher_weights)
     # Keras keeps the epoch a BackupAndRestore resumed from on the model, and `fit` would
     # start every later task there.
     attacker._initial_epoch = None
     return attacker
+
+
+def feature_layers(defences: Sequence[keras.Model], config: AttackerConfig) -> list:
+    """The layer a feature loss reads in each defence: `config.feature_layer`, else the
+    default for its architecture (`losses.FEATURE_LAYERS`, by model name). Raises
+    ValueError for a model with neither."""
+    if not any(name.startswith("feature") for name in config.losses):
+        return [None] * len(defences)
+    layers = []
+    for defence in defences:
+        layer = config.feature_layer or FEATURE_LAYERS.get(defence.name)
+        if layer is None:
+            raise ValueError(f"a feature loss needs --feature-layer for {defence.name!r} (defaults "
+                             f"exist for {', '.join(FEATURE_LAYERS)})")
+        layers.append(layer)
+    return layers
 
 
 def discard(attacker: AdversarialAttacker) -> None:

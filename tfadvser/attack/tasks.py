@@ -54,8 +54,20 @@ def attacker_suffix(config: AttackerConfig) -> str:
     suffix = f"-{config.budget.key}" if config.perturbation != "paper" else ""
     if config.generator != "atrous":
         suffix += f"-{config.generator}"
-    return (suffix + (f"-seed{config.seed}" if config.seed else "")
+    return (suffix + recipe_suffix(config) + (f"-seed{config.seed}" if config.seed else "")
             + ("-roundtrip" if config.round_trip else ""))
+
+
+def recipe_suffix(config: AttackerConfig) -> str:
+    """The recipe fields that differ from the default, as a name part, e.g.
+    `-ce+feature-cos-headscale-div0.5-cur4` (empty for the default recipe)."""
+    recipe = config.recipe
+    parts = ["+".join(recipe["losses"])] if "losses" in recipe else []
+    names = {"kappa": "kappa", "head": "head", "feature_layer": "layer", "diversity": "div",
+             "curriculum": "cur"}
+    parts += [f"{names[k]}{v:g}" if isinstance(v, float) else f"{names[k]}{v}"
+              for k, v in recipe.items() if k != "losses"]
+    return "".join(f"-{p}" for p in parts)
 
 
 def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
@@ -108,6 +120,9 @@ def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: Att
         identity["generator"] = config.generator
     if config.round_trip:  # only when set: keys of the paper's attackers stay as they were
         identity["round_trip"] = True
+    if config.recipe:  # likewise: only the fields that differ from the default recipe
+        identity["recipe"] = {k: list(v) if isinstance(v, tuple) else v
+                              for k, v in config.recipe.items()}
     if stage.ewc:
         identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
         if config.fisher_clips is not None:

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfadvser.attack import continual, ewc
 from tfadvser.attack.attacker import generator_for
+from tfadvser.attack.budget import BudgetCurriculum
 from tfadvser.attack.cache import discard, prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
@@ -167,6 +168,9 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     # SI's path integral (attack/continual.py), outside the compiled step.
     extra = ([continual.PathIntegral(task_dir, ctx.weight_names(), resumed_epoch(task_dir / "backup"))]
              if path_integral else [])
+    if config.curriculum > 1.0:  # the budget anneals over the first half (attack/budget.py)
+        extra.append(BudgetCurriculum(generator.get_layer("eta"), config.curriculum, stage.steps // 2,
+                                      resumed_epoch(task_dir / "backup") * per_epoch))
     try:
         history = attacker.fit(
             # A resumed task skips the batches its finished epochs consumed (runtime/backup.py).
