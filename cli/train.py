@@ -42,11 +42,15 @@ def train_group():
               help="Fine-tuning steps (default: the profile's defence steps per epoch).")
 @click.option("--learning-rate", type=float, default=None,
               help="Fine-tuning Adam step size (default: a tenth of the profile's).")
+@click.option("--seed", type=int, default=None,
+              help="Train a transfer control: MODEL with this seed instead of the profile's "
+                   "(same data and schedule), saved as OUT/defences/MODEL-seedN/ and scored "
+                   "as a target by every evaluation: the easiest black-box target there is.")
 @strategy_option
 @user_errors
 def train_defence_command(data_dir, model, profile, run_dir, quiet, adversarial, attacker,
                           pgd_epsilon, pgd_steps, adversarial_ratio, steps, learning_rate,
-                          strategy):
+                          seed, strategy):
     """Train CNN-4, VGG-16 and/or ResNet-50 on prepared log-Mel data.
 
     Keeps the epoch with the best dev UAR, reports dev and test UAR, and resumes an
@@ -59,6 +63,9 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet, adversarial,
     if adversarial:
         from tfadvser.experiment.hardening import harden
 
+        if seed is not None:
+            raise click.UsageError("--seed trains a new control defence; it does not combine "
+                                   "with --adversarial")
         for name in DEFENCE_NAMES if model == "all" else (model,):
             harden(data_dir, run_dir, name, get_profile(profile), attacker=attacker,
                    pgd_epsilon=pgd_epsilon, pgd_steps=pgd_steps, ratio=adversarial_ratio,
@@ -68,7 +75,8 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet, adversarial,
         raise click.UsageError("--attacker and --pgd-epsilon need --adversarial")
     with strategy_scope(strategy):
         train_defences(data_dir, DEFENCE_NAMES if model == "all" else (model,),
-                       get_profile(profile), run_dir, verbose=2 if quiet else 1, log=click.echo)
+                       get_profile(profile), run_dir, verbose=2 if quiet else 1, log=click.echo,
+                       seed=seed)
 
 
 def _defence_list(ctx, param, value):

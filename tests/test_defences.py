@@ -240,3 +240,27 @@ def test_a_defence_trains_with_its_own_exceptions_to_the_profile():
     assert small.for_model("cnn4").steps == 200
     record = small.for_model("resnet50").record()
     assert "per_model" not in record and record["learning_rate"] == 3e-3
+
+
+def test_a_seed_control_is_its_own_defence(tiny_data, tmp_path):
+    """`train defence --seed 1`: the same architecture and schedule with another seed, saved
+    beside the profile's as cnn4-seed1, listed as a control, with other weights."""
+    from click.testing import CliRunner
+
+    from tfadvser.defence.training import control_defences, load_defence, weights_digest
+    from tfadvser_cli.main import main
+
+    run_dir = tmp_path / "run"
+    args = ["train", "defence", "--data", str(tiny_data), "--model", "cnn4", "--profile", "smoke",
+            "--out", str(run_dir), "--quiet"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, args + ["--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "defences/cnn4-seed1" in result.output
+    assert control_defences(run_dir) == ["cnn4-seed1"]
+    assert weights_digest(load_defence(run_dir, "cnn4")) != weights_digest(load_defence(run_dir, "cnn4-seed1"))
+    # the profile's own seed is the defence itself, not a control
+    assert CliRunner().invoke(main, args + ["--seed", "0"]).exit_code == 0
+    assert control_defences(run_dir) == ["cnn4-seed1"]
+    bad = CliRunner().invoke(main, args + ["--seed", "1", "--adversarial", "--pgd-epsilon", "0.01"])
+    assert bad.exit_code == 2 and "does not combine with --adversarial" in bad.output

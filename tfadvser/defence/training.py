@@ -15,11 +15,13 @@ Output of one defence, `runs/NAME/defences/<model>/`:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
+from typing import Optional
 
 import keras
 import numpy as np
@@ -156,16 +158,38 @@ class _DevScore(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int = 1) -> dict:
+# A transfer control: the same architecture and schedule trained with another seed, the
+# easiest black-box target there is (issue 30). Stored as `<model>-seed<N>`.
+CONTROL_MARK = "-seed"
+
+
+def control_name(name: str, seed: int) -> str:
+    """The folder name of `name` trained with `seed`, e.g. `cnn4-seed1`."""
+    return f"{name}{CONTROL_MARK}{seed}"
+
+
+def control_defences(run_dir) -> list[str]:
+    """Names of the finished seed controls of a run (`train defence --seed N`), sorted."""
+    return sorted(p.parent.name for p in Path(run_dir).glob(f"defences/*{CONTROL_MARK}*/{RESULTS_FILE}")
+                  if p.parent.name.split(CONTROL_MARK)[0] in DEFENCE_NAMES)
+
+
+def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int = 1,
+                  seed: Optional[int] = None) -> dict:
     """Train one defence into `run_dir/defences/<name>` (or reuse a finished one with the
-    same config); return its results. Runs under the current tf.distribute strategy."""
+    same config); return its results. Runs under the current tf.distribute strategy.
+    `seed`: another seed than the profile's trains a transfer control into
+    `defences/<name>-seed<seed>` (`control_name`), a target of every evaluation."""
     if name not in DEFENCE_NAMES:
         raise TfadvserError(f"unknown defence {name!r}; choose one of {', '.join(DEFENCE_NAMES)}")
     run_dir = distribute.worker_run_dir(run_dir)
     data = load_data(data_dir)
     bind_run(run_dir, data, profile)
     config = profile.defence.for_model(name)
-    out = defence_dir(run_dir, name)
+    folder = name
+    if seed is not None and seed != config.seed:
+        config, folder = dataclasses.replace(config, seed=seed), control_name(name, seed)
+    out = defence_dir(run_dir, folder)
     record = {"model": name, "profile": profile.name, "defence": config.record(),
               "data_fingerprint": data.fingerprint, "labels": list(data.labels),
               "feature_config": data.feature_config.to_dict()}
@@ -225,13 +249,14 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
 
 
 def train_defences(data_dir, names, profile: Profile, run_dir, verbose: int = 1,
-                   log=print) -> dict:
+                   log=print, seed: Optional[int] = None) -> dict:
     """`train_defence` for each of `names` in turn, logging a line before and after each;
     returns {name: results}."""
     out = {}
     for name in names:
-        log(f"training {name} ({profile.name} profile) into {defence_dir(run_dir, name)}")
-        results = out[name] = train_defence(data_dir, name, profile, run_dir, verbose=verbose)
+        folder = name if seed is None or seed == profile.defence.for_model(name).seed else control_name(name, seed)
+        log(f"training {name} ({profile.name} profile) into {defence_dir(run_dir, folder)}")
+        results = out[name] = train_defence(data_dir, name, profile, run_dir, verbose=verbose, seed=seed)
         log(f"{name}: dev UAR {results['dev']['uar']:.3f}, test UAR {results['test']['uar']:.3f} "
             f"(chance {1 / len(results['dev']['recall']):.3f}), best epoch "
             f"{results['best_epoch']}, {results['seconds']:.0f} s")

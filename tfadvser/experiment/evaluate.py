@@ -23,7 +23,8 @@ from tfadvser.data.audio import UnreadableAudio
 from tfadvser.data.folder import load_data
 from tfadvser.defence.external import VictimSpec
 from tfadvser.defence.hardening import hardened_defences
-from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence, weights_digest
+from tfadvser.defence.training import (RESULTS_FILE, control_defences, defence_dir, load_defence,
+                                       weights_digest)
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, AudioSubset,
                                             clean_scores, score_task)
@@ -98,7 +99,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     labels = list(data.labels)
     names = [d for d in DEFENCE_NAMES if (defence_dir(run_dir, d) / RESULTS_FILE).exists()]
     own = list(names)  # white-box baselines are crafted on these
-    names += hardened_defences(run_dir)
+    controls = control_defences(run_dir)  # `train defence --seed N`: transfer targets
+    names += hardened_defences(run_dir) + controls
     if not names:
         raise TfadvserError(f"{run_dir} has no trained defences: run `tfadvser train defence "
                             f"--model all --out {run_dir} ...` first")
@@ -138,7 +140,7 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
             results["defences"][d] = {"training": read_json(defence_dir(run_dir, d) / RESULTS_FILE),
                                       "weights_sha256": weights_digest(defences[d])}
             if d not in DEFENCE_NAMES:
-                results["defences"][d]["kind"] = "hardened"
+                results["defences"][d]["kind"] = "control" if d in controls else "hardened"
         for s in SPLITS:
             results["defences"][d][s] = {**classification_scores(truth[s], clean[d][s], labels),
                                          "predictions": clean[d][s].tolist()}
