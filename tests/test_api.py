@@ -65,8 +65,9 @@ def test_the_readme_example_runs_on_a_smoke_run(smoke_run, tiny_corpus, tmp_path
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_example(), str(README), "exec"), {"__name__": "readme_example"})
     printed = capsys.readouterr().out
-    assert re.search(r"CNN-4 UAR \d+\.\d% -> \d+\.\d% \(95 % CI \d+\.\d%-\d+\.\d%\), SNR 3\d\.\d dB",
-                     printed), printed
+    found = re.search(r"CNN-4 UAR \d+\.\d% -> \d+\.\d% \(95 % CI \d+\.\d%-\d+\.\d%\), "
+                      r"SNR (\d+\.\d) dB", printed)
+    assert found and float(found.group(1)) >= 30.0, printed  # the budget's floor
     assert re.search(r"waveform SNR -?\d+\.\d dB", printed), printed
 
 
