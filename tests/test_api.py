@@ -66,8 +66,9 @@ def test_the_readme_example_runs_on_a_smoke_run(smoke_run, tiny_corpus, tmp_path
     exec(compile(readme_example(), str(README), "exec"), {"__name__": "readme_example"})
     printed = capsys.readouterr().out
     found = re.search(r"CNN-4 UAR \d+\.\d% -> \d+\.\d% \(95 % CI \d+\.\d%-\d+\.\d%\), "
-                      r"SNR (\d+\.\d) dB", printed)
-    assert found and float(found.group(1)) >= 30.0, printed  # the budget's floor
+                      r"L∞ (\d\.\d{3}), SNR (\d+\.\d) dB", printed)
+    # the budget: L∞ within 0.008, SNR at or above the 30 dB floor
+    assert found and float(found.group(1)) <= 0.008 and float(found.group(2)) >= 30.0, printed
     assert re.search(r"waveform SNR -?\d+\.\d dB", printed), printed
 
 
