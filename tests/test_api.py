@@ -36,6 +36,8 @@ def test_every_name_in_all_resolves_with_a_docstring():
             assert value.__doc__ and len(value.__doc__) > 80, name
     with pytest.raises(AttributeError, match="no attribute 'load_runs'"):
         tfadvser.load_runs  # noqa: B018
+    with pytest.raises(TfadvserError, match="synthesize: difficulty must be in \\[0, 1\\], got 2"):
+        tfadvser.synthesize("unused", difficulty=2.0)
 
 
 @pytest.fixture(scope="module")

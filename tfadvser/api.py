@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from tfadvser.attack.tasks import find_task, load_generator, sequences_of
 from tfadvser.attack.training import train_attacker as _train_attacker
-from tfadvser.config import DEFENCE_NAMES, Profile, get_profile
+from tfadvser.config import DEFENCE_NAMES, CorpusConfig, Profile, get_profile
 from tfadvser.data.audio import UnreadableAudio, load_mono
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import DataFolder, load_data
@@ -134,13 +134,21 @@ def _folder(data: Union[Run, DataFolder, str, Path]) -> DataFolder:
     return data.data if isinstance(data, Run) else load_data(data)
 
 
-def synthesize(out_dir, speakers: int = 30, utterances: int = 9, difficulty: float = 0.0,
-               seed: int = 0, include_neutral: bool = True) -> list[Path]:
+def synthesize(out_dir, speakers: int = CorpusConfig.speakers,
+               utterances: int = CorpusConfig.utterances,
+               difficulty: float = CorpusConfig.difficulty, seed: int = CorpusConfig.seed,
+               include_neutral: bool = CorpusConfig.include_neutral) -> list[Path]:
     """Write the built-in emotional-speech corpus (16-bit WAVs named as in DEMoS) to
     `out_dir`; return the files' paths. The defaults are the main job's corpus
-    (`config.CorpusConfig`; `data.synth.synthesize_corpus`)."""
-    return synthesize_corpus(out_dir, n_speakers=speakers, utterances=utterances,
-                             difficulty=difficulty, seed=seed, include_neutral=include_neutral)
+    (`config.CorpusConfig`; `data.synth.synthesize_corpus`). Same seed, same bytes.
+    Raises TfadvserError for a difficulty outside [0, 1] or fewer than one speaker or
+    utterance."""
+    try:
+        return synthesize_corpus(out_dir, n_speakers=speakers, utterances=utterances,
+                                 difficulty=difficulty, seed=seed,
+                                 include_neutral=include_neutral)
+    except ValueError as exc:  # the synthesiser's own checks, as a user's error
+        raise TfadvserError(f"synthesize: {exc}") from None
 
 
 def prepare(audio_dir, out_dir, corpus: str = "demos", **options) -> dict:
@@ -158,7 +166,10 @@ def train_defences(data, run_dir, models: Sequence[str] = DEFENCE_NAMES,
                    profile: Union[str, Profile] = "small", verbose: int = 2) -> dict:
     """Train the defences `models` (cnn4, vgg16, resnet50) on prepared `data` into
     `run_dir/defences/`, reusing finished ones (`defence.training.train_defences`);
-    returns their results by name (dev and test UAR, ...)."""
+    returns their results by name (dev and test UAR, ...). `profile`: a name (paper,
+    small, smoke) or a `config.Profile`. Raises TfadvserError for an unknown profile, data
+    that is not a prepared folder, or a run folder bound to other data or another profile
+    (`runs.bind_run`)."""
     return _train_defences(data, tuple(models), _profile(profile), run_dir, verbose=verbose)
 
 
@@ -175,7 +186,9 @@ def train_attacker(data, run_dir, method: str, defences: Sequence[str],
 def reproduce(data, run_dir, profile: Union[str, Profile] = "small", **options) -> dict:
     """The whole protocol (`tfadvser reproduce`): defences, Table 1's attackers, the lambda
     sweep, evaluation and report; returns `experiment.reproduce.reproduce`'s outputs
-    (`report`: the path of report.md). `options` as that function's."""
+    (`report`: the path of report.md). `options` as that function's (seeds, lambdas,
+    orders, multi_pairs, baselines, audio_clips, verbose, log). Raises TfadvserError as
+    that function and the training functions do."""
     return _reproduce(data, run_dir, _profile(profile), **options)
 
 
