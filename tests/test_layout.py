@@ -16,7 +16,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tfadvser"
 # Lower ranks are imported by higher ones, never the other way round (the data flow, with
 # the plumbing at the bottom and the leaves on top).
 RANKS = {"__init__": 0, "errors": 0, "config": 0, "runtime": 1, "runs": 2, "data": 2,
-         "evaluation": 3, "defence": 4, "attack": 5, "experiment": 6, "serving": 6}
+         "evaluation": 3, "defence": 4, "attack": 5, "experiment": 6, "serving": 6, "api": 7}
+# The one upward import allowed: the package's `__init__` (rank 0, since `runtime.versions`
+# reads `__version__` from it) hands out the public API's names, importing `tfadvser.api`
+# inside its module `__getattr__`, i.e. only when a name is first used.
+LAZY = {("tfadvser.__init__", "tfadvser.api")}
 
 
 def _modules():
@@ -27,7 +31,12 @@ def _modules():
 
 def _imports(path):
     """Every tfadvser module named by an import statement anywhere in the file."""
-    for node in ast.walk(ast.parse(path.read_text())):
+    yield from _imports_from(ast.parse(path.read_text()))
+
+
+def _imports_from(tree):
+    """The same, under one syntax-tree node."""
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfadvser"):
             if node.module == "tfadvser":  # a submodule, or a name of the package itself
                 yield from (f"tfadvser.{alias.name}" if (PACKAGE / alias.name).is_dir()
@@ -54,9 +63,21 @@ def test_stages_import_only_downwards():
     for path, module, stage in _modules():
         for target in _imports(path):
             other = _stage(target)
-            if other != stage and RANKS[other] > RANKS[stage]:
+            if other != stage and RANKS[other] > RANKS[stage] and (module, target) not in LAZY:
                 upward.append(f"{module} imports {target}")
     assert upward == []
+
+
+def test_the_package_imports_its_api_only_lazily():
+    """`import tfadvser` must not load the API (and TensorFlow with it): every import at the
+    top level of `__init__.py` stays at rank 0, and the API's is inside a function."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    top = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert top and all(RANKS[_stage(t)] == 0 for node in top
+                       for t in _imports_from(node))
+    lazy = [node for function in tree.body if isinstance(function, ast.FunctionDef)
+            for node in ast.walk(function) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert {t for node in lazy for t in _imports_from(node)} == {"tfadvser.api"}
 
 
 def test_no_import_cycles():
