@@ -121,6 +121,7 @@ EXPECTED_CHOICES = {
     ("tune", "regulariser"): config.REGULARISERS,
     ("tune", "strategy"): config.STRATEGIES,
     ("export", "defence"): config.DEFENCE_NAMES,
+    ("train attacker", "head"): config.HEADS,
     **{(command, option): choices for command in ("train attacker", "tune", "reproduce")
        for option, choices in (("perturbation", config.PERTURBATIONS),
                                ("generator_kind", config.GENERATORS))},
