@@ -34,9 +34,16 @@ def _lambdas(ctx, param, value):
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score noise, PGD and MI-FGSM at each bounded budget of the run and draw "
                    "its budget curve.")
+@click.option("--scan", type=click.Choice(("fast", "full", "none")), default="fast",
+              show_default=True,
+              help="With --baselines, the budget scan on test: every attack (noise, PGD, MI-FGSM, "
+                   "DI-FGSM, ensemble MI-FGSM, the learned attackers) from 40 to 0 dB on every "
+                   "defence, summarised by SNR₅₀. fast: 5 points on 48 clips, 5 iterations, the "
+                   "transfer methods at 20 dB and louder (the main job's); full: 7 points on 96 "
+                   "clips, 10 iterations, every method everywhere (~4x the time); none: skip.")
 @victim_options
 @user_errors
-def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, victims, trust_model_code):
+def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, scan, victims, trust_model_code):
     """Score every attacker checkpoint of RUN_DIR against every defence (dev and test), then
     the Table 1 attackers again after rendering them as audio, and write Table 1, the
     lifelong grids, the figures, WAVs to listen to, report.md and report.html to
@@ -46,7 +53,7 @@ def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, victims,
     written = evaluate_and_report(
         run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True),
         audio_clips=audio_clips, listen=listen, baselines=baselines, victims=victims,
-        trust_code=trust_model_code)
+        trust_code=trust_model_code, scan=None if scan == "none" else scan)
     _echo_missing_rows(written["rows"])
     click.echo(f"report: {written['dir']}/report.md (and report.html)")
 
@@ -59,6 +66,24 @@ def _echo_missing_rows(rows: list) -> None:
                    "run `tfadvser reproduce` with this run's --data, --out and --profile and "
                    "--orders both --multi-pairs): "
                    + "; ".join(f"{r['method']} {r['sequence']}" for r in missing), err=True)
+
+
+def _controls(ctx, param, value):
+    """'cnn4:1,vgg16:2' -> (("cnn4", 1), ("vgg16", 2)); 'none' -> (); None: the profile's."""
+    from tfadvser.config import DEFENCE_NAMES
+
+    if value is None:
+        return None
+    if value.strip() == "none":
+        return ()
+    out = []
+    for item in value.split(","):
+        model, _, seed = item.strip().partition(":")
+        if model not in DEFENCE_NAMES or not seed.lstrip("-").isdigit():
+            raise click.BadParameter(f"{item!r}: expected MODEL:SEED with MODEL one of "
+                                     f"{', '.join(DEFENCE_NAMES)}, e.g. cnn4:1")
+        out.append((model, int(seed)))
+    return tuple(out)
 
 
 @click.command("reproduce")
@@ -75,6 +100,18 @@ def _echo_missing_rows(rows: list) -> None:
 @click.option("--verbose", is_flag=True, help="Keras progress lines for every epoch.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score noise, PGD and MI-FGSM at the attackers' budget and draw the budget curve.")
+@click.option("--scan", type=click.Choice(("fast", "full", "none")), default="fast",
+              show_default=True,
+              help="With --baselines, the budget scan on test: every attack (noise, PGD, MI-FGSM, "
+                   "DI-FGSM, ensemble MI-FGSM, the learned attackers) from 40 to 0 dB on every "
+                   "defence, summarised by SNR₅₀. fast: 5 points on 48 clips, 5 iterations, the "
+                   "transfer methods at 20 dB and louder (the main job's); full: 7 points on 96 "
+                   "clips, 10 iterations, every method everywhere (~4x the time); none: skip.")
+@click.option("--control", "controls", default=None, metavar="MODEL:SEED[,...]",
+              callback=_controls,
+              help="Transfer controls to train and score: MODEL trained again with SEED (e.g. "
+                   "cnn4:1), the easiest black-box target. Default: the profile's (small: "
+                   "cnn4:1); 'none' trains none.")
 @click.option("--audio-clips", default=64, show_default=True, type=click.IntRange(0),
               help="Test clips the Table 1 attackers are rendered as audio for; 0 skips it.")
 @click.option("--orders", type=click.Choice(ORDERS + ("both",)), default=None,
@@ -88,8 +125,8 @@ def _echo_missing_rows(rows: list) -> None:
 @budget_options
 @strategy_option
 @user_errors
-def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, baselines, audio_clips,
-                      orders, multi_pairs, budget, strategy):
+def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, baselines, scan, controls,
+                      audio_clips, orders, multi_pairs, budget, strategy):
     """Run the protocol: three defences, the attackers of Table 1, the λ sweep, then evaluate
     with baselines of the same budget and the paper's findings tested. By default the
     attackers are bounded (L∞ 0.008, SNR ≥ 30 dB); `--perturbation paper` runs the paper's
@@ -102,7 +139,8 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, basel
                         lambdas=lambdas, verbose=2 if verbose else 0, log=click.echo,
                         baselines=baselines, audio_clips=audio_clips,
                         orders=None if orders is None else ORDERS if orders == "both" else (orders,),
-                        multi_pairs=multi_pairs)
+                        multi_pairs=multi_pairs, scan=None if scan == "none" else scan,
+                        controls=controls)
     _echo_missing_rows(out["rows"])
     click.echo(f"report: {out['report']}")
 

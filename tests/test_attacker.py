@@ -292,7 +292,18 @@ def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
             assert base[split]["sizes"][method]["cnn4"]["linf"] <= 0.008 + 1e-6
     assert set(base["curve"]["curves"]) >= {"noise at the budget", "PGD white-box", "PGD transferred"}
     assert (out / "figures" / "budget_curve_eps0.008-snr30.png").stat().st_size > 1000
+    # the budget scan: 5 points from 40 to 0 dB, the run's own budget among them, every
+    # crafted attack on every defence, the learned attackers, SNR50 with intervals
+    scan = results["scan"]
+    assert [b["snr_db"] for b in scan["budgets"]] == [40.0, 30.0, 20.0, 10.0, 0.0]
+    assert scan["budgets"][1] == {"epsilon": 0.008, "snr_db": 30.0}
+    assert set(scan["snr50"]["PGD from cnn4"]) == {"cnn4", "vgg16", "resnet50"}
+    assert set(scan["snr50"]["ensemble MI-FGSM (all but vgg16)"]) == {"vgg16"}
+    learned = [k for k in scan["snr50"] if k.startswith("learned: ")]
+    assert "learned: single-cnn4-eps0.008-snr30" in learned
+    assert all(len(cell["ci"]) == 2 for cell in scan["snr50"]["noise"].values())
     report = (out / "report.md").read_text()
+    assert report.index("## SNR₅₀") < report.index("## Table 1")  # the report's first table
     for needle in ("## Table 1: adversarial UAR [%] (lower = stronger attack), L∞ ≤ 0.008, SNR ≥ 30 dB",
                    "## Table 1: adversarial UAR [%] (lower = stronger attack), unbounded",
                    "Each attacker against noise of its own size", "Baselines at the same budget",

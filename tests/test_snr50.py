@@ -68,3 +68,27 @@ def test_interval_of_a_censored_attack_is_censored():
     assert format_with_interval(result) == "> 40 [> 40, > 40]"
     with pytest.raises(ValueError, match="predictions"):
         snr50_interval(y, clean, [all_wrong], [40.0, 20.0], 2)
+
+
+def test_paired_difference_of_two_scanned_attacks():
+    from tfadvser.evaluation.snr50 import snr50_difference
+
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(4), 25)
+    clean = y.copy()
+    snrs = [40.0, 20.0, 0.0]
+
+    def attack(shares):
+        out = []
+        for share in shares:
+            p = clean.copy()
+            flip = rng.random(100) < share
+            p[flip] = (p[flip] + 1) % 4
+            out.append(p)
+        return out
+
+    quiet, loud = attack([0.2, 0.9, 1.0]), attack([0.0, 0.1, 0.9])
+    result = snr50_difference(y, clean, (quiet, snrs), (loud, snrs), 4, resamples=300)
+    assert result["difference"] > 0 and result["ci"][0] > 0  # quiet wins, decidedly
+    same = snr50_difference(y, clean, (quiet, snrs), (quiet, snrs), 4, resamples=300)
+    assert same == {"difference": 0.0, "ci": [0.0, 0.0]}

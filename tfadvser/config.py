@@ -383,6 +383,9 @@ class Profile:
     # 3-defence one. The CPU profile does not: it cost ~100-125 s of the main job's
     # ~21 minutes (measured), and `reproduce --multi-pairs` trains them.
     multi_pairs: bool = True
+    # Transfer controls `reproduce` trains: (defence, seed), the defence trained again with
+    # another seed, the easiest black-box target (issue 30; `train defence --seed`).
+    controls: tuple = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting of the profile as a JSON-ready dict (written next to each run)."""
@@ -425,7 +428,7 @@ PROFILES = {
                                     first_steps=120, later_steps=30, multi_steps=120,
                                     monitor_every=30, monitor_clips=48, fisher_clips=128,
                                     default_lambda=100.0, lambdas=(1.0, 1e4)),
-                     orders=("clockwise",), multi_pairs=False),
+                     orders=("clockwise",), multi_pairs=False, controls=(("cnn4", 1),)),
     "smoke": Profile("smoke", "tiny networks and a few steps: for tests",
                      DefenceConfig(width=0.0625, batch_size=4, decay_every=10,
                                    steps=4, steps_per_epoch=2),

@@ -133,3 +133,29 @@ def format_with_interval(result: dict) -> str:
     low, high = result["ci"]
     return (f"{format_snr50(result['snr50'], scan)} "
             f"[{format_snr50(low, scan)}, {format_snr50(high, scan)}]")
+
+
+def snr50_difference(y_true, clean_pred, attack_a: tuple, attack_b: tuple, n_classes: int,
+                     confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """SNR₅₀(a) - SNR₅₀(b) in dB of two attacks scanned on the same clips, each given as
+    (predictions [P, N], snr_db [P]), with a paired bootstrap interval (the same resampled
+    clips for both curves and the clean predictions). Positive: a is the quieter successful
+    attack. Censored values make the difference ±inf (or NaN when both are censored on the
+    same side); percentiles as in `snr50_interval`. Returns {"difference", "ci"}."""
+    y_true, clean_pred = np.asarray(y_true, int), np.asarray(clean_pred, int)
+    curves = [(np.atleast_2d(np.asarray(p, int)), np.asarray(s, float)) for p, s in (attack_a, attack_b)]
+    clean = float(uar_batch(y_true, clean_pred, n_classes))
+    with np.errstate(invalid="ignore"):
+        point = float(np.float64(snr50(curves[0][1], [uar_batch(y_true, p, n_classes) for p in curves[0][0]],
+                                       clean, n_classes))
+                      - snr50(curves[1][1], [uar_batch(y_true, p, n_classes) for p in curves[1][0]],
+                              clean, n_classes))
+    drawn = _stratified_indices(y_true, resamples, np.random.default_rng(seed))
+    truth = y_true[drawn]
+    clean_draws = uar_batch(truth, clean_pred[drawn], n_classes)
+    draws = [np.stack([uar_batch(truth, p[drawn], n_classes) for p in preds], axis=1) for preds, _ in curves]
+    with np.errstate(invalid="ignore"):
+        values = np.array([np.float64(snr50(curves[0][1], a, k, n_classes)) - snr50(curves[1][1], b, k, n_classes)
+                           for a, b, k in zip(draws[0], draws[1], clean_draws)])
+    low, high = _censored_percentiles(values, confidence)
+    return {"difference": point, "ci": [low, high]}

@@ -204,3 +204,78 @@ def summarise(scan: dict, y, n_classes: int, seed: int = 0) -> dict:
                                        n_classes, seed=seed)
                      for t, cell in entry["targets"].items()}
     return out
+
+
+def learned_attackers(sequences: Sequence[dict], lambda_choice: Mapping[str, dict]) -> dict:
+    """{sequence label: its last task's key} for every sequence a scan should show: all but
+    the lifelong sequences of a λ the sweep did not choose (`evaluate.lambda_choices`)."""
+    out = {}
+    for seq in sequences:
+        if seq["method"] == "lifelong":
+            chosen = lambda_choice.get(seq.get("sweep"), {}).get("lambda")
+            if chosen is not None and float(seq["ewc_lambda"]) != chosen:
+                continue
+        out[seq["label"]] = seq["tasks"][-1]["key"]
+    return out
+
+
+def scan_subset(n_clips: int, plan: ScanPlan) -> np.ndarray:
+    """The scan's clips: the first `plan.clips` of the seeded order the baselines draw their
+    subset from (seed 0), sorted, so the scan's clips are among the baselines' clips."""
+    order = np.random.default_rng(0).permutation(n_clips)
+    return np.sort(order[:min(plan.clips, n_clips)])
+
+
+def snr50_differences(scan: dict, y, n_classes: int, pairs: Sequence[tuple], seed: int = 0) -> list:
+    """Paired SNR₅₀ differences (`snr50.snr50_difference`) of attack pairs (a, b) on every
+    target both reach: [{"a", "b", "target", "difference", "ci"}]; positive when a is the
+    quieter successful attack."""
+    from tfadvser.evaluation.snr50 import snr50_difference
+
+    out = []
+    for a, b in pairs:
+        cells_a, cells_b = scan["attacks"][a]["targets"], scan["attacks"][b]["targets"]
+        for target in [t for t in cells_a if t in cells_b]:
+            result = snr50_difference(y, scan["clean"][target],
+                                      (cells_a[target]["predictions"], cells_a[target]["snr_db"]),
+                                      (cells_b[target]["predictions"], cells_b[target]["snr_db"]),
+                                      n_classes, seed=seed)
+            out.append({"a": a, "b": b, "target": target, **result})
+    return out
+
+
+def scan_stage(results: dict, x_test, y_test, defences: Mapping[str, object], sources: Sequence[str],
+               labels, mean, std, load_generator: Callable, plan: ScanPlan = FAST,
+               progress: Optional[Callable] = None) -> dict:
+    """The evaluation's scan (`results["scan"]`): `budget_scan` on `scan_subset` of the test
+    clips x_test [N, ...], y_test [N], with every learned attacker of `learned_attackers`
+    (loaded by `load_generator(task key)` -> a function x -> eta), its SNR₅₀ summary and
+    the paired SNR₅₀ comparisons of the paper's methods (lifelong vs transfer, lifelong vs
+    single-task, multi-task vs single-task) where both were trained."""
+    subset = scan_subset(len(x_test), plan)
+    x, y = np.asarray(x_test)[subset], np.asarray(y_test)[subset]
+    budgets = [Budget(**seq["budget"]) for seq in results["sequences"] if seq.get("budget")]
+    bounded = [b for b in budgets if b.bounded]
+    own = bounded[0] if bounded else None
+    learned = {}
+    for label, key in learned_attackers(results["sequences"], results.get("lambda_choice", {})).items():
+        seq = next(s for s in results["sequences"] if s["label"] == label)
+        trained = Budget(**seq["budget"])
+        if not trained.bounded:
+            continue  # the paper's unbounded attacker has no budget to scale
+        forward = load_generator(key)
+        if forward is not None:
+            learned[label] = (np.asarray(forward(x)), trained)
+    scan = budget_scan(x, y, defences, sources, labels, mean, std, plan, learned, own, progress)
+    scan["clips"] = subset.tolist()
+    scan["truth"] = y.tolist()
+    scan["snr50"] = summarise(scan, y, len(labels))
+    methods = {seq["label"]: seq["method"] for seq in results["sequences"]}
+    by_method = {}
+    for label in learned:
+        by_method.setdefault(methods[label], f"learned: {label}")
+    pairs = [(by_method[a], by_method[b]) for a, b in (("lifelong", "transfer"), ("lifelong", "single"),
+                                                       ("multi", "single"))
+             if a in by_method and b in by_method]
+    scan["comparisons"] = snr50_differences(scan, y, len(labels), pairs)
+    return scan

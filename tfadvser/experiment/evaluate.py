@@ -67,7 +67,7 @@ def lambda_choices(run_dir: Path, sequences: list[dict], dev_uar) -> dict:
 def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
                  audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
                  baselines: bool = True, victims: Sequence[VictimSpec] = (),
-                 trust_code: bool = False) -> dict:
+                 trust_code: bool = False, scan: Optional[str] = "fast") -> dict:
     """Score all defences clean and the run's attackers adversarially; return the results.
 
     Every task is scored on dev (the lambda rule's split). On test, and there also against
@@ -86,7 +86,8 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     column of results["defences"] and of every task's "against" (external ones marked
     "kind": "external"; waveform victims are scored on the perturbation rendered as audio,
     `experiment/victims.py`). White-box baselines are crafted on the run's own defences and
-    scored on all.
+    scored on all. `scan`, with `baselines`: the budget scan's plan ("fast", "full"; None
+    skips it), on the test split: every attack from 40 to 0 dB and its SNR₅₀ (`experiment/budget_scan.py`).
     """
     started = time.time()
     run_dir = Path(run_dir)
@@ -220,6 +221,11 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         t = time.time()
         _baselines(results, data, batches, truth, clean, defences, own, labels, generators, run_dir)
         results["seconds_by_stage"]["baselines"] = round(time.time() - t, 1)
+    if baselines and scan is not None:
+        t = time.time()
+        results["scan"] = _scan(results, data, batches, truth, defences, own, labels, generators,
+                                run_dir, scan)
+        results["seconds_by_stage"]["scan"] = round(time.time() - t, 1)
     if audio_clips > 0:
         t = time.time()
         _audio_domain(results, run_dir, data, defences, generators, audio_clips, listen)
@@ -269,6 +275,24 @@ def _baselines(results: dict, data, batches, truth, clean, defences, sources, la
                                       {d: defences[d] for d in sources}, labels,
                                       data.mean, data.std, attacker, name, pgd_at_budget=at_budget)
         results["baselines"][budget.key] = entry
+
+
+def _scan(results: dict, data, batches, truth, defences, sources, labels, generators,
+          run_dir: Path, plan_name: str) -> dict:
+    """The budget scan of the run's test clips (`budget_scan.scan_stage`)."""
+    from tfadvser.experiment.budget_scan import PLANS, scan_stage
+
+    def load(key):
+        path = run_dir / results["tasks"].get(key, {}).get("path", "") / GENERATOR_FILE
+        if key not in results["tasks"] or not path.exists():
+            return None
+        forward = inference(generators.load(path))
+        return lambda xs: np.concatenate([np.asarray(forward(xs[i:i + EVAL_BATCH]))
+                                          for i in range(0, len(xs), EVAL_BATCH)])
+
+    x = np.concatenate([np.asarray(b[0]) for b in batches["test"]])
+    return scan_stage(results, x, truth["test"], defences, sources, labels, data.mean, data.std,
+                      load, PLANS[plan_name])
 
 
 def _audio_domain(results: dict, run_dir: Path, data, defences: dict, generators: GeneratorSlot,
@@ -342,7 +366,7 @@ def figure2(run_dir, data_dir, results: dict, rows: list[dict]) -> Optional[dict
 def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
                         audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
                         baselines: bool = True, victims: Sequence[VictimSpec] = (),
-                        trust_code: bool = False) -> dict:
+                        trust_code: bool = False, scan: Optional[str] = "fast") -> dict:
     """`evaluate_run`, Fig. 2 and every output of `report.write_outputs` (Table 1 as .md and
     .csv, figures, report.md) under `run_dir/evaluation/`; returns what `write_outputs`
     returns plus `results`."""
@@ -350,7 +374,7 @@ def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
 
     results = evaluate_run(run_dir, data_dir, progress=progress, audio_clips=audio_clips,
                            listen=listen, baselines=baselines, victims=victims,
-                           trust_code=trust_code)
+                           trust_code=trust_code, scan=scan)
     data_dir = data_dir or results["data_dir"]
     written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
     return {**written, "results": results}

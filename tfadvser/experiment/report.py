@@ -19,6 +19,7 @@ import numpy as np
 
 from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.evaluation.statistics import RESAMPLES, resolution
+from tfadvser.experiment.scan_report import scan_section
 from tfadvser.experiment.findings import attack_table_head, markdown as findings_markdown
 from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
@@ -484,6 +485,7 @@ def render_report(results: dict, rows: list[dict], figures: dict, figure2: Optio
              f"Data: `{results['data_dir']}` (fingerprint `{run['fingerprint'][:16]}`), "
              f"labels: {', '.join(results['labels'])}. Profile: `{run['profile']}`.", "",
              _budget_note(results)]
+    lines += scan_section(results)  # the first table: where attacks exist (SNR₅₀)
     for budget in budgets_in(results):
         shown = rows if budget == primary_budget(results) else table1(results, budget)
         label = _budget_label(results, budget)

@@ -28,11 +28,14 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
               lambdas: Optional[Sequence[float]] = None, verbose: int = 0,
               log: Callable[[str], None] = print, baselines: bool = True,
               audio_clips: int = AUDIO_CLIPS, orders: Optional[Sequence[str]] = None,
-              multi_pairs: Optional[bool] = None) -> dict:
+              multi_pairs: Optional[bool] = None, scan: Optional[str] = "fast",
+              controls: Optional[Sequence[tuple]] = None) -> dict:
     """Train and evaluate the whole protocol (`protocol.py`) for `orders` (config.ORDERS;
     default the profile's), with the 2-defence multi-task attackers when `multi_pairs`
     (default the profile's), under the current tf.distribute strategy; log one line per
-    stage. Returns `evaluate_and_report`'s outputs with `report`, the path of report.md.
+    stage. `controls`: (model, seed) transfer controls to train (`train_defence`'s seed;
+    default the profile's); `scan`: the evaluation's budget scan plan. Returns
+    `evaluate_and_report`'s outputs with `report`, the path of report.md.
     Raises TfadvserError for `seeds` < 1, a lambda grid that is empty or holds a
     non-positive value, or an unknown order."""
     if seeds < 1:
@@ -51,6 +54,10 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
         t = time.time()
         results = train_defence(data_dir, name, profile, run_dir, verbose=verbose)
         log(f"defence {name}: test UAR {results['test']['uar']:.3f} ({time.time() - t:.0f} s)")
+    for name, seed in (profile.controls if controls is None else controls):
+        t = time.time()
+        results = train_defence(data_dir, name, profile, run_dir, verbose=verbose, seed=seed)
+        log(f"control {name} seed {seed}: test UAR {results['test']['uar']:.3f} ({time.time() - t:.0f} s)")
     for seed in range(seeds):
         for method, defences in plan.first_tasks + plan.transfer:
             _train(data_dir, run_dir, method, defences, profile, seed, verbose, log)
@@ -62,7 +69,8 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
         for method, defences in plan.multi:
             _train(data_dir, run_dir, method, defences, profile, seed, verbose, log)
     t = time.time()
-    written = evaluate_and_report(run_dir, data_dir, baselines=baselines, audio_clips=audio_clips)
+    written = evaluate_and_report(run_dir, data_dir, baselines=baselines, audio_clips=audio_clips,
+                                  scan=scan)
     stages = written["results"].get("seconds_by_stage", {})
     log(f"evaluation ({time.time() - t:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
         + f"); total {time.time() - started:.0f} s")
