@@ -1,7 +1,7 @@
 """`tfadvser evaluate` and `tfadvser reproduce`."""
 import click
 
-from tfadvser.config import LAMBDA_SEARCHES, ORDERS, REGULARISERS
+from tfadvser.config import LAMBDA_SEARCHES, ORDERS, REGULARISERS, SCAN_PLANS
 from tfadvser_cli.budget import budget_options, with_budget
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
@@ -34,7 +34,7 @@ def _lambdas(ctx, param, value):
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score noise, PGD and MI-FGSM at each bounded budget of the run and draw "
                    "its budget curve.")
-@click.option("--scan", type=click.Choice(("fast", "full", "none")), default="fast",
+@click.option("--scan", type=click.Choice(SCAN_PLANS + ("none",)), default="fast",
               show_default=True,
               help="With --baselines, the budget scan on test: every attack (noise, PGD, MI-FGSM, "
                    "DI-FGSM, ensemble MI-FGSM, the learned attackers) from 40 to 0 dB on every "
@@ -100,7 +100,7 @@ def _controls(ctx, param, value):
 @click.option("--verbose", is_flag=True, help="Keras progress lines for every epoch.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score noise, PGD and MI-FGSM at the attackers' budget and draw the budget curve.")
-@click.option("--scan", type=click.Choice(("fast", "full", "none")), default="fast",
+@click.option("--scan", type=click.Choice(SCAN_PLANS + ("none",)), default="fast",
               show_default=True,
               help="With --baselines, the budget scan on test: every attack (noise, PGD, MI-FGSM, "
                    "DI-FGSM, ensemble MI-FGSM, the learned attackers) from 40 to 0 dB on every "

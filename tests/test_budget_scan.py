@@ -74,3 +74,10 @@ def test_scan_gives_every_attack_its_points_and_snr50():
     assert white["ci"][0] <= white["snr50"] <= white["ci"][1]
     assert scan == budget_scan(x, y, defences, ["a", "b", "c"], ["x", "y", "z"], MEAN, STD, plan,
                                learned) | {"seconds": scan["seconds"]}
+
+
+def test_the_plans_are_the_configs():
+    from tfadvser.config import SCAN_PLANS
+    from tfadvser.experiment.budget_scan import PLANS
+
+    assert tuple(PLANS) == SCAN_PLANS

@@ -36,3 +36,25 @@ def test_attacker_config_accepts_the_edges(field, value):
 def test_every_profile_is_valid():
     for profile in PROFILES.values():
         assert isinstance(profile.attacker, AttackerConfig)
+
+
+def test_long_profile_trains_attackers_in_a_small_run_only(tmp_path):
+    """`long` shares `small`'s defences: its attackers may join a small run; its defences
+    (or attackers of another profile) may not."""
+    import types
+
+    from tfadvser.config import get_profile
+    from tfadvser.data.folder import FeatureConfig
+    from tfadvser.errors import TfadvserError
+    from tfadvser.runs import bind_run
+
+    data = types.SimpleNamespace(path=tmp_path, fingerprint="f" * 64, labels=["a", "b"],
+                                 feature_config=FeatureConfig())
+    small, long_, smoke = (get_profile(n) for n in ("small", "long", "smoke"))
+    assert long_.defence == small.defence and long_.attacker.width == 0.25
+    bind_run(tmp_path, data, small)
+    assert bind_run(tmp_path, data, long_, attacker=True)["profile"] == "small"
+    with pytest.raises(TfadvserError, match="profile 'small', not 'long'"):
+        bind_run(tmp_path, data, long_)  # training a defence
+    with pytest.raises(TfadvserError, match="profile 'small', not 'smoke'"):
+        bind_run(tmp_path, data, smoke, attacker=True)

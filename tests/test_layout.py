@@ -122,6 +122,8 @@ EXPECTED_CHOICES = {
     ("tune", "strategy"): config.STRATEGIES,
     ("export", "defence"): config.DEFENCE_NAMES,
     ("train attacker", "head"): config.HEADS,
+    ("evaluate", "scan"): config.SCAN_PLANS + ("none",),
+    ("reproduce", "scan"): config.SCAN_PLANS + ("none",),
     **{(command, option): choices for command in ("train attacker", "tune", "reproduce")
        for option, choices in (("perturbation", config.PERTURBATIONS),
                                ("generator_kind", config.GENERATORS))},

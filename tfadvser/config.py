@@ -34,6 +34,8 @@ ATTACK_LOSSES = ("cw", "ce", "rce", "feature-cos", "feature-mse")
 # The bounded head: eta = epsilon * tanh(z) (the product's first), a projection
 # clip(z, -epsilon, epsilon), or GAP's L∞ scaling epsilon * z / max|z| (uses the whole budget).
 HEADS = ("tanh", "clip", "scale")
+# The budget scan's plans (`experiment/budget_scan.py`: PLANS).
+SCAN_PLANS = ("fast", "full")
 
 
 # --- continual-learning regularisers of lifelong learning (attack/continual.py) ---------
@@ -386,6 +388,9 @@ class Profile:
     # Transfer controls `reproduce` trains: (defence, seed), the defence trained again with
     # another seed, the easiest black-box target (issue 30; `train defence --seed`).
     controls: tuple = ()
+    # A profile that only trains attackers may train them in a run of this profile (whose
+    # defences it shares): `long` in a `small` run.
+    attacks_on: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting of the profile as a JSON-ready dict (written next to each run)."""
@@ -395,6 +400,11 @@ class Profile:
 # The paper's two defence orders of its sequences (experiment/protocol.py spells them out):
 # clockwise CNN-4 -> VGG-16 -> ResNet-50, counter-clockwise ResNet-50 -> VGG-16 -> CNN-4.
 ORDERS = ("clockwise", "counter")
+
+# The CPU profile's defences (`small`, and `long`, which trains attackers in a small run).
+SMALL_DEFENCE = DefenceConfig(width=0.25, batch_size=32, decay_every=100, steps=200, steps_per_epoch=40,
+                              per_model=(("vgg16", (("steps", 160),)),
+                                         ("resnet50", (("learning_rate", 3e-3), ("steps", 160)))))
 
 PROFILES = {
     "paper": Profile("paper", "full-width networks and the paper's schedules (needs a GPU)",
@@ -406,10 +416,7 @@ PROFILES = {
                      # VGG-16 and ResNet-50 stop after 160 steps: their dev UAR peaked at
                      # epoch 4 of 5 (and, at 3e-3, of 7 for ResNet-50), and training is
                      # deterministic, so the 5th epoch only cost time (~60 s of the main job).
-                     DefenceConfig(width=0.25, batch_size=32, decay_every=100,
-                                   steps=200, steps_per_epoch=40,
-                                   per_model=(("vgg16", (("steps", 160),)),
-                                              ("resnet50", (("learning_rate", 3e-3), ("steps", 160))))),
+                     SMALL_DEFENCE,
                      # A CPU cannot afford 10 000 steps at 1e-4: a 100x larger step size
                      # over 120 steps moves the attacker about as far as the paper's schedule
                      # (150 until the main job had to fit in 20 minutes; at the default
@@ -429,6 +436,16 @@ PROFILES = {
                                     monitor_every=30, monitor_clips=48, fisher_clips=128,
                                     default_lambda=100.0, lambdas=(1.0, 1e4)),
                      orders=("clockwise",), multi_pairs=False, controls=(("cnn4", 1),)),
+    # One long CPU run of a learned attacker (issue 30): the `small` run's defences, a
+    # quarter-width generator, thousands of steps. For `train attacker --profile long` in a
+    # run made with `small` (it trains no defence of its own).
+    "long": Profile("long", "one attacker, thousands of steps at 1/4 width, on a small run's defences",
+                    SMALL_DEFENCE,
+                    AttackerConfig(width=0.25, learning_rate=1e-2, decay_every=500, first_steps=3000,
+                                   later_steps=300, multi_steps=3000, monitor_every=250,
+                                   monitor_clips=64, fisher_clips=128, default_lambda=100.0,
+                                   lambdas=(1.0, 1e4)),
+                    orders=("clockwise",), multi_pairs=False, attacks_on="small"),
     "smoke": Profile("smoke", "tiny networks and a few steps: for tests",
                      DefenceConfig(width=0.0625, batch_size=4, decay_every=10,
                                    steps=4, steps_per_epoch=2),

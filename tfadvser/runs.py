@@ -15,11 +15,13 @@ from tfadvser.runtime.files import read_json, write_json
 RUN_FILE = "run.json"
 
 
-def bind_run(run_dir, data, profile: Profile, create: bool = True) -> dict:
+def bind_run(run_dir, data, profile: Profile, create: bool = True, attacker: bool = False) -> dict:
     """Create `run.json` for `data` (a `DataFolder`) and `profile`, or check that an existing
     run used the same data (by fingerprint) and profile; return the record. Raises
     TfadvserError on a mismatch. With `create` off, a missing `run.json` is not written (a
-    command checks an existing run before its other inputs, and writes only once they pass)."""
+    command checks an existing run before its other inputs, and writes only once they pass).
+    `attacker`: the caller trains attackers only, so a profile whose `attacks_on` names the
+    run's profile (`long` on a `small` run: the same defences) may join it."""
     run_dir = Path(run_dir)
     record = {"data_dir": str(Path(data.path).resolve()), "fingerprint": data.fingerprint,
               "labels": list(data.labels), "feature_config": data.feature_config.to_dict(),
@@ -35,7 +37,8 @@ def bind_run(run_dir, data, profile: Profile, create: bool = True) -> dict:
             f"{run_dir} was made with other data ({existing.get('data_dir')}, fingerprint "
             f"{str(existing.get('fingerprint'))[:12]}); {data.path} has fingerprint "
             f"{record['fingerprint'][:12]}. Use another --out for this data")
-    if existing.get("profile") != profile.name:
+    joins = attacker and profile.attacks_on is not None and existing.get("profile") == profile.attacks_on
+    if existing.get("profile") != profile.name and not joins:
         raise TfadvserError(f"{run_dir} was made with profile {existing.get('profile')!r}, not "
                             f"{profile.name!r}; use another --out or the same profile")
     return existing

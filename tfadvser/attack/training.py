@@ -57,13 +57,13 @@ class _Context:
                  trust_code: bool = False):
         self.run_dir, self.config, self.verbose = Path(run_dir), config, verbose
         self.data = load_data(data_dir)
-        bind_run(run_dir, self.data, profile, create=False)  # an existing run's data and profile
+        bind_run(run_dir, self.data, profile, create=False, attacker=True)  # an existing run's data and profile
         self.shape = self.data.shape
         own = [name for name in names if name in DEFENCE_NAMES]
         self.targets = training_targets(victims, self.data,
                                         DEFENCE_NAMES + tuple(hardened_defences(run_dir)), trust_code)
         loaded = {name: load_defence(run_dir, name, self.data) for name in own}
-        bind_run(run_dir, self.data, profile)  # written once every input has passed
+        bind_run(run_dir, self.data, profile, attacker=True)  # written once every input has passed
         self.defences = {name: loaded[name] if name in loaded else self.targets[name] for name in names}
         # A target's pin stands where a defence's file hash does: a changed model, new tasks.
         self.defence_hashes = {**defence_hashes(run_dir, own),
