@@ -126,3 +126,6 @@ def test_a_recipe_trains_end_to_end_from_the_cli(tiny_data, tmp_path):
     # the default recipe keeps its old label, and a bad loss name is one clear line
     bad = CliRunner().invoke(main, base + ["--loss", "hinge"])
     assert bad.exit_code == 2 and "hinge: choose from cw, ce, rce" in bad.output
+    missing = CliRunner().invoke(main, base + ["--loss", "feature-mse", "--feature-layer", "nope"])
+    assert missing.exit_code == 1 and "cnn4 has no layer 'nope' for a feature loss" in missing.output
+    assert "Traceback" not in missing.output

@@ -27,6 +27,7 @@ from tfadvser.attack.continual import distillation_loss
 from tfadvser.attack.diversity import Diversity, diversify
 from tfadvser.attack.ewc import EWCTerms
 from tfadvser.attack.losses import attack_loss
+from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.metrics import success_rate
 
 GENERATOR_CHANNELS = (64, 128, 64, 1)
@@ -162,6 +163,9 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         5. One Adam step on the generator's trainable weights.
         6. The loss terms, the fooling rate and eta's size go to one Mean tracker each.
 
+        With input diversity (`attack/diversity.py`), step 3 scores a random view of x' (and
+        the relativistic and feature losses a view of x through the same draw); the logged
+        success rate is then that on the views.
         Trained through the audio round trip (`round_trip`, batches ((x, waveforms,
         lengths), y)), step 3 scores the log-Mel re-extracted from x' rendered as audio
         (`attack/round_trip.py`) instead of x'; the MSE still measures eta.
@@ -239,12 +243,12 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
 
 def feature_model(defence: keras.Model, layer: str) -> keras.Model:
     """defence's input -> (the activations of `layer`, its log-probabilities), for the feature
-    losses. Raises ValueError naming the layer and the model when it has no such layer."""
+    losses. Raises TfadvserError naming the layer and the model when it has no such layer."""
     try:
         inner = defence.get_layer(layer).output
     except (ValueError, AttributeError):
         names = ", ".join(l.name for l in getattr(defence, "layers", [])[:40])
-        raise ValueError(f"{getattr(defence, 'name', 'the model')} has no layer {layer!r} for a "
+        raise TfadvserError(f"{getattr(defence, 'name', 'the model')} has no layer {layer!r} for a "
                          f"feature loss (its layers: {names})") from None
     return keras.Model(defence.inputs, [inner, defence.outputs[0]],
                        name=f"{defence.name}_features_{layer}")

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfadvser.attack.attacker import AdversarialAttacker, generator_for
 from tfadvser.attack.losses import FEATURE_LAYERS
 from tfadvser.config import AttackerConfig
+from tfadvser.errors import TfadvserError
 
 # Settings the compiled step or the optimizer depend on (the seed and step counts do not).
 _GRAPH_SETTINGS = ("width", "cw_weight", "cw_reduction", "lr_schedule", "learning_rate",
@@ -94,14 +95,14 @@ def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, s
 def feature_layers(defences: Sequence[keras.Model], config: AttackerConfig) -> list:
     """The layer a feature loss reads in each defence: `config.feature_layer`, else the
     default for its architecture (`losses.FEATURE_LAYERS`, by model name). Raises
-    ValueError for a model with neither."""
+    TfadvserError for a model with neither."""
     if not any(name.startswith("feature") for name in config.losses):
         return [None] * len(defences)
     layers = []
     for defence in defences:
         layer = config.feature_layer or FEATURE_LAYERS.get(defence.name)
         if layer is None:
-            raise ValueError(f"a feature loss needs --feature-layer for {defence.name!r} (defaults "
+            raise TfadvserError(f"a feature loss needs --feature-layer for {defence.name!r} (defaults "
                              f"exist for {', '.join(FEATURE_LAYERS)})")
         layers.append(layer)
     return layers
