@@ -207,45 +207,63 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
     # A resumed fit skips the batches its finished epochs consumed (runtime/backup.py).
     train = make_dataset(data, "train", config.batch_size, shuffle=True, seed=config.seed,
                          repeat=True).skip(resumed_epoch(out / "backup") * config.steps_per_epoch)
-    dev = make_dataset(data, "dev", EVAL_BATCH)
     model = _GlobalBatchTrainer(build_defence(name, len(labels), config.width, shape),
                                 len(labels))
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.learning_rate, config.decay_every, config.decay_rate, staircase=True)
     model.compile(optimizer=keras.optimizers.Adam(schedule))
-    model(tf.zeros((1, *shape)))  # build it: BackupAndRestore restores into built models
-    logs = out / "logs"
-    with tf.summary.create_file_writer(str(logs / "config")).as_default():
-        tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
-    history = model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-                        verbose=verbose,
-                        # The backup comes last: a kill before it redoes the whole epoch.
-                        callbacks=[_DevScore(dev, labels, logs), _KeepBest(out),
-                                   keras.callbacks.TensorBoard(str(logs)),
-                                   EpochBackup(out / "backup")])
-
-    best = read_json(out / "best.json")
-    # best.json from before the weights file was named by epoch names none.
-    model.load_weights(out / best.get("weights", "best.weights.h5"))
+    history, best = fit_defence(model, data, out, record, train, config.epochs,
+                                config.steps_per_epoch, verbose)
     results = {"model": name, "profile": profile.name, "best_epoch": best["epoch"],
-               "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if v},
+               "final_train_metrics": history,
                "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-               "seconds": round(time.time() - started, 1)}
-    for split in ("dev", "test"):
-        batches = list(make_dataset(data, split, EVAL_BATCH))
-        results[split] = classification_scores(labels_of(batches), predictions(model, batches),
-                                                labels)
-    with tf.summary.create_file_writer(str(logs / "confusion")).as_default():
-        for split in ("dev", "test"):
-            png = confusion_png(np.array(results[split]["confusion"]), labels,
-                                f"{name} best epoch, {split}")
-            tf.summary.image(f"best_{split}_confusion", tf.image.decode_png(png)[None], step=0)
+               "seconds": round(time.time() - started, 1),
+               **split_scores(model, data, out / "logs", name)}
     # A model without optimizer state: the defences are only ever used for inference.
     clean = build_defence(name, len(labels), config.width, shape)
     clean.set_weights(model.net.get_weights())
     save_model(clean, out / MODEL_FILE)
     write_json(out / RESULTS_FILE, results)
     return results
+
+
+def fit_defence(model: _GlobalBatchTrainer, data: DataFolder, out: Path, record: dict, train,
+                epochs: int, steps_per_epoch: int, verbose: int) -> tuple[dict, dict]:
+    """`model.fit` as every defence of a run is fitted (`train_defence`, and hardening in
+    `defence/hardening.py`): dev scores every epoch, the best dev UAR's weights kept
+    (`best.json` in `out`), TensorBoard under `out/logs` (with `record` as text), and the
+    epoch backup in `out/backup` that an interrupted fit resumes from. `train` must already
+    skip the batches of the epochs a backup holds (`resumed_epoch`). On return the model
+    holds the best epoch's weights. Returns (the last epoch's training metrics, best.json)."""
+    model(tf.zeros((1, *data.shape)))  # build it: BackupAndRestore restores into built models
+    logs = out / "logs"
+    with tf.summary.create_file_writer(str(logs / "config")).as_default():
+        tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
+    history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
+                        # The backup comes last: a kill before it redoes the whole epoch.
+                        callbacks=[_DevScore(make_dataset(data, "dev", EVAL_BATCH),
+                                             list(data.labels), logs),
+                                   _KeepBest(out), keras.callbacks.TensorBoard(str(logs)),
+                                   EpochBackup(out / "backup")])
+    best = read_json(out / "best.json")
+    # best.json from before the weights file was named by epoch names none.
+    model.load_weights(out / best.get("weights", "best.weights.h5"))
+    return {k: float(v[-1]) for k, v in history.history.items() if v}, best
+
+
+def split_scores(model: keras.Model, data: DataFolder, log_dir: Path, title: str) -> dict:
+    """{"dev": ..., "test": ...}: `classification_scores` of `model` on the two splits, with
+    their confusion matrices as TensorBoard images under `log_dir/confusion`."""
+    labels, out = list(data.labels), {}
+    for split in ("dev", "test"):
+        batches = list(make_dataset(data, split, EVAL_BATCH))
+        out[split] = classification_scores(labels_of(batches), predictions(model, batches), labels)
+    with tf.summary.create_file_writer(str(log_dir / "confusion")).as_default():
+        for split in ("dev", "test"):
+            png = confusion_png(np.array(out[split]["confusion"]), labels,
+                                f"{title} best epoch, {split}")
+            tf.summary.image(f"best_{split}_confusion", tf.image.decode_png(png)[None], step=0)
+    return out
 
 
 def train_defences(data_dir, names, profile: Profile, run_dir, verbose: int = 1,
