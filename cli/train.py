@@ -132,8 +132,8 @@ def _defence_list(ctx, param, value):
 
 def _check_defences(names, victims):
     """The names after --victim/--victims are known: each is a defence or a victim, and
-    each victim is one of them and can be trained against (`targets.check_targets`)."""
-    from tfadvser.attack.targets import check_targets
+    each victim is one of them and can be trained against (`victims.check_targets`)."""
+    from tfadvser.defence.victims import check_targets
     from tfadvser.errors import TfadvserError
 
     unknown = [n for n in names if n not in DEFENCE_NAMES and n not in {v.name for v in victims}]

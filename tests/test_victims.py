@@ -278,7 +278,8 @@ def test_an_interrupted_hardening_resumes_to_the_uninterrupted_weights(tiny_data
     the start of the second: the rerun starts at epoch 2, skips the batches epoch 1 used, and
     PGD's random starts follow the restored step count, so it ends with the weights of a
     hardening that was never interrupted."""
-    from tfadvser.defence.training import _DevScore, load_defence
+    from tfadvser.defence.training import _DevScore
+    from tfadvser.defence.victims import load_defence
     from tfadvser.experiment.hardening import harden
 
     straight_run, resumed_run = tmp_path / "straight", tmp_path / "resumed"

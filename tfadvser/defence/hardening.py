@@ -31,7 +31,6 @@ import hashlib
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import keras
@@ -42,13 +41,12 @@ from tfadvser.config import DEFENCE_NAMES
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import DataFolder
 from tfadvser.defence.training import (CONFIG_FILE, MODEL_FILE, RESULTS_FILE, _GlobalBatchTrainer,
-                                       defence_dir, fit_defence, load_defence, split_scores,
-                                       weights_digest)
+                                       defence_dir, fit_defence, split_scores)
+from tfadvser.defence.victims import HARDENED_MARK, load_defence, weights_digest
 from tfadvser.errors import TfadvserError
 from tfadvser.runtime.backup import resumed_epoch
 from tfadvser.runtime.files import read_json, save_model, write_json
 
-MARK = "-adv-"
 # (model being trained, clean x [n, frames, mels], labels y [n], training step from 0)
 #   -> eta [n, frames, mels]; the step lets a random attack draw the same start on a resume.
 Perturbation = Callable[[keras.Model, tf.Tensor, tf.Tensor, int], np.ndarray]
@@ -57,12 +55,7 @@ Perturbation = Callable[[keras.Model, tf.Tensor, tf.Tensor, int], np.ndarray]
 def hardened_name(recipe: dict) -> str:
     """`<base>-adv-<8 hex digits of the recipe>`, e.g. `cnn4-adv-1f3a9c0e`."""
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{recipe['base']}{MARK}{digest}"
-
-
-def hardened_defences(run_dir) -> list[str]:
-    """Names of the finished hardened defences of a run, sorted."""
-    return sorted(p.parent.name for p in Path(run_dir).glob(f"defences/*{MARK}*/{RESULTS_FILE}"))
+    return f"{recipe['base']}{HARDENED_MARK}{digest}"
 
 
 def adversarial_count(batch: int, ratio: float) -> int:

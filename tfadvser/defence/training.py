@@ -1,4 +1,5 @@
-"""Training the defences with compile/fit, and loading them frozen for the attacks.
+"""Training the defences with compile/fit (loading them, with every other model under
+attack, is `victims.py`).
 
 The network is fitted through a thin wrapper whose train step reduces the NLL over the
 global batch, so that the same code trains on one device or under a tf.distribute strategy.
@@ -16,7 +17,6 @@ Output of one defence, `runs/NAME/defences/<model>/`:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -168,12 +168,6 @@ def control_name(name: str, seed: int) -> str:
     return f"{name}{CONTROL_MARK}{seed}"
 
 
-def control_defences(run_dir) -> list[str]:
-    """Names of the finished seed controls of a run (`train defence --seed N`), sorted."""
-    return sorted(p.parent.name for p in Path(run_dir).glob(f"defences/*{CONTROL_MARK}*/{RESULTS_FILE}")
-                  if p.parent.name.split(CONTROL_MARK)[0] in DEFENCE_NAMES)
-
-
 def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int = 1,
                   seed: Optional[int] = None) -> dict:
     """Train one defence into `run_dir/defences/<name>` (or reuse a finished one with the
@@ -279,44 +273,3 @@ def train_defences(data_dir, names, profile: Profile, run_dir, verbose: int = 1,
             f"(chance {1 / len(results['dev']['recall']):.3f}), best epoch "
             f"{results['best_epoch']}, {results['seconds']:.0f} s")
     return out
-
-
-def weights_digest(model: keras.Model) -> str:
-    """The first 16 hex digits of a SHA-256 over every weight's float bytes, in order: equal
-    for equal weights, whatever file or process they come from (a .keras file's own hash
-    also covers its zip timestamps)."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def load_defence(run_dir, name: str, data: DataFolder | None = None) -> keras.Model:
-    """A trained defence, frozen (`trainable=False`): callers run it with training=False.
-    Input log_mel [B, frames, n_mels] standardised, output log-probabilities [B, classes].
-
-    With `data` (the `DataFolder` about to be used), refuse a defence trained on other data.
-    Raises TfadvserError when the defence is not trained or was trained on other data.
-    Loaded models are shared within a process (per file version and strategy): reproduce
-    and the lambda sweep open the same three defences dozens of times.
-    """
-    out = defence_dir(run_dir, name)
-    if not (out / RESULTS_FILE).exists():
-        raise TfadvserError(f"defence {name!r} is not trained in {run_dir}: run "
-                            f"`tfadvser train defence --model {name} --out {run_dir} ...` first")
-    if data is not None:
-        trained_on = read_json(out / CONFIG_FILE)["data_fingerprint"]
-        if trained_on != data.fingerprint:
-            raise TfadvserError(f"defence {name!r} in {run_dir} was trained on other data "
-                                f"(fingerprint {trained_on[:12]}, this data {data.fingerprint[:12]})")
-    path = (out / MODEL_FILE).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size, id(tf.distribute.get_strategy()))
-    if key not in _LOADED:
-        model = keras.saving.load_model(path, compile=False)
-        model.trainable = False
-        _LOADED[key] = model
-    return _LOADED[key]
-
-
-_LOADED: dict[tuple, keras.Model] = {}

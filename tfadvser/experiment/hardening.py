@@ -19,7 +19,7 @@ from tfadvser.config import Budget, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.defence.hardening import fine_tune
-from tfadvser.defence.training import load_defence
+from tfadvser.defence.victims import load_defence
 from tfadvser.evaluation.scoring import EVAL_BATCH, attack_scores, labels_of, predictions
 from tfadvser.errors import TfadvserError
 from tfadvser.runs import bind_run
