@@ -220,6 +220,10 @@ def test_adversarial_training_adds_a_hardened_defence(attacked_run, tiny_data):
     # Fitted as a defence is: the best epoch kept, TensorBoard logs, no backup left behind.
     assert record["best_epoch"] == 1 and record["parameters"] == base["parameters"]
     assert (hardened / "logs" / "train").is_dir() and not (hardened / "backup").exists()
+    # The one loader lists it among the run's models and opens it like a defence.
+    from tfadvser.defence.victims import load_defence, run_defences, weights_digest
+    assert run_defences(attacked_run)[hardened.name] == "hardened"
+    assert weights_digest(load_defence(attacked_run, hardened.name)) == record["weights_sha256"]
     again = run(*args, "--attacker", label)
     assert "already hardened with this recipe, reused" in again.output
     assert run(*args).exit_code == 1  # neither source
