@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from tfadvser.config import Budget, get_profile
     from tfadvser.data.dataset import make_dataset
     from tfadvser.data.folder import load_data
-    from tfadvser.defence.training import load_defence
+    from tfadvser.defence.victims import load_defence
     from tfadvser.evaluation.metrics import mel_snr_db
     from tfadvser.evaluation.statistics import paired_difference, uar_batch, uar_interval
     from tfadvser.runtime.inference import inference

@@ -12,7 +12,7 @@ from tfadvser import __version__  # noqa: E402
 from tfadvser_cli.data import prepare_command, synth_command  # noqa: E402
 from tfadvser_cli.evaluate import evaluate_command, reproduce_command, tune_command  # noqa: E402
 from tfadvser_cli.export import export_command, predict_command  # noqa: E402
-from tfadvser_cli.train import train_group  # noqa: E402
+from tfadvser_cli.train import harden_command, train_group  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,13 +24,14 @@ def main():
     Lifelong Learning for Speech Emotion Recognition Models" (INTERSPEECH 2020).
 
     Typical flow: `synth` (or your own corpus) -> `prepare` -> train defences -> train
-    attackers -> evaluate.
+    attackers -> evaluate (`harden` adds adversarially trained defences).
     """
 
 
 main.add_command(synth_command)
 main.add_command(prepare_command)
 main.add_command(train_group)
+main.add_command(harden_command)
 main.add_command(evaluate_command)
 main.add_command(reproduce_command)
 main.add_command(tune_command)

@@ -27,21 +27,14 @@ def train_group():
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder, e.g. runs/NAME; the model goes to OUT/defences/<model>/.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
-@click.option("--adversarial", is_flag=True,
-              help="Harden the trained MODEL: fine-tune it on clean clips mixed with clips "
-                   "perturbed by --attacker or by PGD at --pgd-epsilon; saved as a new defence "
-                   "OUT/defences/MODEL-adv-<hash>/ that evaluation scores every attacker against.")
-@click.option("--attacker", default=None, help="With --adversarial: a trained attacker of OUT, "
-              "LABEL[:TASK] (e.g. single-cnn4) or a task key.")
-@click.option("--pgd-epsilon", type=float, default=None,
-              help="With --adversarial: L-inf PGD budget on the standardised log-Mel, e.g. 0.01.")
-@click.option("--pgd-steps", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--adversarial-ratio", type=click.FloatRange(0.0, 1.0), default=0.5,
-              show_default=True, help="Share of each batch that is perturbed.")
-@click.option("--steps", type=click.IntRange(1), default=None,
-              help="Fine-tuning steps (default: the profile's defence steps per epoch).")
-@click.option("--learning-rate", type=float, default=None,
-              help="Fine-tuning Adam step size (default: a tenth of the profile's).")
+@click.option("--adversarial", is_flag=True, hidden=True,
+              help="Deprecated: `tfadvser harden` (same options, --adversarial-ratio as --ratio).")
+@click.option("--attacker", default=None, hidden=True)
+@click.option("--pgd-epsilon", type=float, default=None, hidden=True)
+@click.option("--pgd-steps", type=click.IntRange(1), default=10, hidden=True)
+@click.option("--adversarial-ratio", type=click.FloatRange(0.0, 1.0), default=0.5, hidden=True)
+@click.option("--steps", type=click.IntRange(1), default=None, hidden=True)
+@click.option("--learning-rate", type=float, default=None, hidden=True)
 @click.option("--seed", type=int, default=None,
               help="Train a transfer control: MODEL with this seed instead of the profile's "
                    "(same data and schedule), saved as OUT/defences/MODEL-seedN/ and scored "
@@ -55,28 +48,79 @@ def train_defence_command(data_dir, model, profile, run_dir, quiet, adversarial,
 
     Keeps the epoch with the best dev UAR, reports dev and test UAR, and resumes an
     interrupted run. A finished defence with the same settings is reused, not retrained.
-    With --adversarial, fine-tunes a trained one against the run's attacks instead.
+    (`--adversarial` is the deprecated spelling of `tfadvser harden`.)
     """
     from tfadvser.config import get_profile
     from tfadvser.defence.training import train_defences
 
     if adversarial:
-        from tfadvser.experiment.hardening import harden
-
+        click.echo("warning: `train defence --adversarial` is deprecated; use `tfadvser harden` "
+                   "(--adversarial-ratio is its --ratio)", err=True)
         if seed is not None:
             raise click.UsageError("--seed trains a new control defence; it does not combine "
                                    "with --adversarial")
-        for name in DEFENCE_NAMES if model == "all" else (model,):
-            harden(data_dir, run_dir, name, get_profile(profile), attacker=attacker,
-                   pgd_epsilon=pgd_epsilon, pgd_steps=pgd_steps, ratio=adversarial_ratio,
-                   steps=steps, learning_rate=learning_rate, log=click.echo)
+        _harden(data_dir, model, profile, run_dir, quiet, attacker, pgd_epsilon, pgd_steps,
+                adversarial_ratio, steps, learning_rate, 0)
         return
-    if attacker is not None or pgd_epsilon is not None:
-        raise click.UsageError("--attacker and --pgd-epsilon need --adversarial")
+    if attacker is not None or pgd_epsilon is not None or steps is not None \
+            or learning_rate is not None:
+        raise click.UsageError("--attacker, --pgd-epsilon, --steps and --learning-rate are "
+                               "`tfadvser harden`'s options")
     with strategy_scope(strategy):
         train_defences(data_dir, DEFENCE_NAMES if model == "all" else (model,),
                        get_profile(profile), run_dir, verbose=2 if quiet else 1, log=click.echo,
                        seed=seed)
+
+
+@click.command("harden")
+@click.option("--data", "data_dir", required=True, type=click.Path(),
+              help="The prepared data the run's defences were trained on.")
+@click.option("--model", "model", required=True, type=click.Choice(DEFENCE_NAMES + ("all",)),
+              help="The trained defence of OUT to harden; `all` hardens the three in turn.")
+@click.option("--profile", default="small", show_default=True, type=click.Choice(PROFILE_NAMES),
+              help="The run's profile: batch size, default steps and learning rate.")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="The run folder (runs/NAME); the hardened defence goes to "
+                   "OUT/defences/MODEL-adv-<hash>/.")
+@click.option("--attacker", default=None, help="Perturb with a trained attacker of OUT, "
+              "LABEL[:TASK] (e.g. single-cnn4) or a task key.")
+@click.option("--pgd-epsilon", type=float, default=None,
+              help="Or perturb with L-inf PGD at this budget on the standardised log-Mel "
+                   "(e.g. 0.01), against the weights being trained (Madry et al. 2018).")
+@click.option("--pgd-steps", type=click.IntRange(1), default=10, show_default=True,
+              help="PGD iterations per batch.")
+@click.option("--ratio", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Share of each batch that is perturbed.")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Fine-tuning steps (default: the profile's defence steps per epoch).")
+@click.option("--learning-rate", type=float, default=None,
+              help="Fine-tuning Adam step size (default: a tenth of the profile's).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the batches' order and of PGD's random starts.")
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@user_errors
+def harden_command(data_dir, model, profile, run_dir, attacker, pgd_epsilon, pgd_steps, ratio,
+                   steps, learning_rate, seed, quiet):
+    """Adversarial training: fine-tune a trained defence of a run on clean clips mixed with
+    clips perturbed by a trained attacker of the run or by PGD.
+
+    Fitted as the defences are (dev UAR per epoch, the best epoch kept, TensorBoard under
+    the new defence's logs/, an interrupted hardening resumes); saved as a new defence that
+    `evaluate` scores every attacker against. The same recipe again is reused.
+    """
+    _harden(data_dir, model, profile, run_dir, quiet, attacker, pgd_epsilon, pgd_steps, ratio,
+            steps, learning_rate, seed)
+
+
+def _harden(data_dir, model, profile, run_dir, quiet, attacker, pgd_epsilon, pgd_steps, ratio,
+            steps, learning_rate, seed):
+    from tfadvser.config import get_profile
+    from tfadvser.experiment.hardening import harden
+
+    for name in DEFENCE_NAMES if model == "all" else (model,):
+        harden(data_dir, run_dir, name, get_profile(profile), attacker=attacker,
+               pgd_epsilon=pgd_epsilon, pgd_steps=pgd_steps, ratio=ratio, steps=steps,
+               learning_rate=learning_rate, seed=seed, log=click.echo, verbose=2 if quiet else 1)
 
 
 def _defence_list(ctx, param, value):
@@ -88,8 +132,8 @@ def _defence_list(ctx, param, value):
 
 def _check_defences(names, victims):
     """The names after --victim/--victims are known: each is a defence or a victim, and
-    each victim is one of them and can be trained against (`targets.check_targets`)."""
-    from tfadvser.attack.targets import check_targets
+    each victim is one of them and can be trained against (`victims.check_targets`)."""
+    from tfadvser.defence.victims import check_targets
     from tfadvser.errors import TfadvserError
 
     unknown = [n for n in names if n not in DEFENCE_NAMES and n not in {v.name for v in victims}]

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from tfadvser.runtime.batch_norm import FusedBatchNormalization
 from tfadvser.config import PROFILES
-from tfadvser.defence.training import _DevScore, load_defence, train_defence
+from tfadvser.defence.training import _DevScore, train_defence
+from tfadvser.defence.victims import load_defence
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.evaluation.scoring import labels_of, predictions
@@ -220,7 +221,7 @@ def test_every_defence_is_built_with_the_same_weights_in_every_process():
 def test_weights_digest_is_a_hash_of_the_weight_bytes():
     import hashlib
 
-    from tfadvser.defence.training import weights_digest
+    from tfadvser.defence.victims import weights_digest
 
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1, kernel_initializer="ones",
@@ -247,7 +248,7 @@ def test_a_seed_control_is_its_own_defence(tiny_data, tmp_path):
     beside the profile's as cnn4-seed1, listed as a control, with other weights."""
     from click.testing import CliRunner
 
-    from tfadvser.defence.training import control_defences, load_defence, weights_digest
+    from tfadvser.defence.victims import control_defences, run_defences, weights_digest
     from tfadvser_cli.main import main
 
     run_dir = tmp_path / "run"
@@ -258,6 +259,7 @@ def test_a_seed_control_is_its_own_defence(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "defences/cnn4-seed1" in result.output
     assert control_defences(run_dir) == ["cnn4-seed1"]
+    assert run_defences(run_dir) == {"cnn4": "defence", "cnn4-seed1": "control"}
     assert weights_digest(load_defence(run_dir, "cnn4")) != weights_digest(load_defence(run_dir, "cnn4-seed1"))
     # the profile's own seed is the defence itself, not a control
     assert CliRunner().invoke(main, args + ["--seed", "0"]).exit_code == 0

@@ -157,7 +157,7 @@ def cli_exported(tiny_data, tmp_path_factory):
     from click.testing import CliRunner
 
     from tfadvser.attack.tasks import find_task, load_generator
-    from tfadvser.defence.training import load_defence
+    from tfadvser.defence.victims import load_defence
     from tfadvser_cli.main import main
 
     def cli(*args):

@@ -107,6 +107,8 @@ EXPECTED_CHOICES = {
     ("train defence", "model"): config.DEFENCE_NAMES + ("all",),
     ("train defence", "profile"): tuple(config.PROFILES),
     ("train defence", "strategy"): config.STRATEGIES,
+    ("harden", "model"): config.DEFENCE_NAMES + ("all",),
+    ("harden", "profile"): tuple(config.PROFILES),
     ("train attacker", "method"): tuple(METHODS),
     ("train attacker", "regulariser"): config.REGULARISERS,
     ("train attacker", "profile"): tuple(config.PROFILES),

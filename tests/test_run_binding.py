@@ -41,8 +41,8 @@ def test_failed_input_checks_write_no_run_json(tiny_data, tmp_path):
 
     # Hardening needs a trained base defence: refused without creating the run either.
     out = tmp_path / "hardened"
-    result = run("train", "defence", "--data", tiny_data, "--profile", "smoke", "--out", out,
-                 "--model", "cnn4", "--adversarial", "--pgd-epsilon", "0.01")
+    result = run("harden", "--data", tiny_data, "--profile", "smoke", "--out", out,
+                 "--model", "cnn4", "--pgd-epsilon", "0.01")
     assert result.exit_code == 1 and "defence 'cnn4' is not trained in" in result.output, result.output
     assert not (out / RUN_FILE).exists()
     assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))

@@ -1,4 +1,4 @@
-"""A user's own SER model as a training target of `tfadvser train attacker` (attack/targets.py),
+"""A user's own SER model as a training target of `tfadvser train attacker` (defence/victims.py),
 then scored by `tfadvser evaluate --victim`; a smoke run with CNN-4 and one outside model."""
 import json
 

@@ -1,11 +1,13 @@
 """External victims (a user's own SER model) scored by `tfadvser evaluate`, and adversarial
-training (`tfadvser train defence --adversarial`), on a smoke run: CNN-4 and one attacker."""
+training (`tfadvser harden`), on a smoke run: CNN-4 and one attacker."""
 import json
 import warnings
 
 # ART configures a logging StreamHandler on sys.stderr when first imported: imported inside
 # CliRunner, that handler would keep CliRunner's stream, closed after the command.
 import importlib
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -204,8 +206,8 @@ def test_adapter_and_output_kinds():
 
 
 def test_adversarial_training_adds_a_hardened_defence(attacked_run, tiny_data):
-    args = ("train", "defence", "--adversarial", "--data", tiny_data, "--model", "cnn4",
-            "--profile", "smoke", "--out", attacked_run, "--steps", "2", "--quiet")
+    args = ("harden", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke",
+            "--out", attacked_run, "--steps", "2", "--quiet")
     (label,) = [p.name for p in (attacked_run / "attackers").iterdir() if p.name.startswith("single-")]
     result = run(*args, "--attacker", label)
     assert result.exit_code == 0, result.output
@@ -215,6 +217,13 @@ def test_adversarial_training_adds_a_hardened_defence(attacked_run, tiny_data):
     assert record["hardening"]["ratio"] == 0.5 and record["hardening"]["steps"] == 2
     assert "attacker" in record["hardening"]["source"] and record["weights_sha256"]
     assert base["test"]["clips"] == record["test"]["clips"]
+    # Fitted as a defence is: the best epoch kept, TensorBoard logs, no backup left behind.
+    assert record["best_epoch"] == 1 and record["parameters"] == base["parameters"]
+    assert (hardened / "logs" / "train").is_dir() and not (hardened / "backup").exists()
+    # The one loader lists it among the run's models and opens it like a defence.
+    from tfadvser.defence.victims import load_defence, run_defences, weights_digest
+    assert run_defences(attacked_run)[hardened.name] == "hardened"
+    assert weights_digest(load_defence(attacked_run, hardened.name)) == record["weights_sha256"]
     again = run(*args, "--attacker", label)
     assert "already hardened with this recipe, reused" in again.output
     assert run(*args).exit_code == 1  # neither source
@@ -234,9 +243,9 @@ def test_adversarial_training_adds_a_hardened_defence(attacked_run, tiny_data):
 def test_pgd_hardening_and_white_box_robustness(attacked_run, tiny_data):
     from tfadvser.experiment.hardening import pgd_robustness
 
-    result = run("train", "defence", "--adversarial", "--data", tiny_data, "--model", "cnn4",
-                 "--profile", "smoke", "--out", attacked_run, "--steps", "2",
-                 "--pgd-epsilon", "0.5", "--pgd-steps", "3", "--adversarial-ratio", "1.0")
+    result = run("harden", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke",
+                 "--out", attacked_run, "--steps", "2", "--pgd-epsilon", "0.5", "--pgd-steps", "3",
+                 "--ratio", "1.0")
     assert result.exit_code == 0, result.output
     (name,) = [line.split(":")[0] for line in result.output.splitlines() if "test UAR" in line]
     record = json.loads((attacked_run / "defences" / name / "results.json").read_text())
@@ -247,3 +256,65 @@ def test_pgd_hardening_and_white_box_robustness(attacked_run, tiny_data):
             (attacked_run / "defences" / "cnn4" / "results.json").read_text())), (name, record)):
         assert scores[defence]["clean_uar"] == pytest.approx(expected["test"]["uar"])
         assert scores[defence]["adversarial_uar"] <= scores[defence]["clean_uar"]
+
+
+def test_the_old_spelling_still_hardens_and_says_it_is_deprecated(attacked_run, tiny_data):
+    """`train defence --adversarial` is `harden` (its --adversarial-ratio the --ratio): the
+    same recipe, so the same hardened defence, reused."""
+    new = run("harden", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke", "--out",
+              attacked_run, "--steps", "2", "--pgd-epsilon", "0.25", "--pgd-steps", "2",
+              "--ratio", "0.5", "--quiet")
+    assert new.exit_code == 0, new.output
+    old = run("train", "defence", "--adversarial", "--data", tiny_data, "--model", "cnn4",
+              "--profile", "smoke", "--out", attacked_run, "--steps", "2", "--pgd-epsilon",
+              "0.25", "--pgd-steps", "2", "--adversarial-ratio", "0.5", "--quiet")
+    assert old.exit_code == 0, old.output
+    assert "`train defence --adversarial` is deprecated; use `tfadvser harden`" in old.output
+    assert "already hardened with this recipe, reused" in old.output
+    wrong = run("train", "defence", "--data", tiny_data, "--model", "cnn4", "--profile", "smoke",
+                "--out", attacked_run, "--pgd-epsilon", "0.25")
+    assert wrong.exit_code == 2 and "`tfadvser harden`'s options" in wrong.output
+
+
+def test_an_interrupted_hardening_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path,
+                                                                       monkeypatch):
+    """PGD hardening of 4 steps in 2 epochs (the smoke profile's defence epoch), killed at
+    the start of the second: the rerun starts at epoch 2, skips the batches epoch 1 used, and
+    PGD's random starts follow the restored step count, so it ends with the weights of a
+    hardening that was never interrupted."""
+    from tfadvser.defence.training import _DevScore
+    from tfadvser.defence.victims import load_defence
+    from tfadvser.experiment.hardening import harden
+
+    straight_run, resumed_run = tmp_path / "straight", tmp_path / "resumed"
+    train_defence(tiny_data, "cnn4", SMOKE, straight_run, verbose=0)
+    shutil.copytree(straight_run, resumed_run)  # the same trained base, and run.json
+    recipe = dict(pgd_epsilon=0.5, pgd_steps=2, ratio=0.5, steps=4, log=lambda *_: None)
+    straight = harden(tiny_data, straight_run, "cnn4", SMOKE, **recipe)
+
+    epochs_seen, interrupted = [], []
+    original = _DevScore.on_epoch_end
+
+    def record(self, epoch, logs=None):
+        epochs_seen.append(epoch)
+        original(self, epoch, logs)
+
+    def interrupt_second_epoch(self, epoch, logs=None):  # epoch 0 is backed up by now
+        if epoch == 1 and not interrupted:
+            interrupted.append(epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_DevScore, "on_epoch_end", record)
+    monkeypatch.setattr(_DevScore, "on_epoch_begin", interrupt_second_epoch, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        harden(tiny_data, resumed_run, "cnn4", SMOKE, **recipe)
+    folder = resumed_run / "defences" / straight["model"]
+    assert (folder / "backup").exists() and not (folder / "results.json").exists()
+    resumed = harden(tiny_data, resumed_run, "cnn4", SMOKE, **recipe)
+    assert epochs_seen == [0, 1]  # the rerun started at the second epoch
+
+    assert resumed["model"] == straight["model"]
+    for key in ("best_epoch", "dev", "test", "weights_sha256", "base", "hardening"):
+        assert resumed[key] == straight[key], key
+    assert ([w.tolist() for w in load_defence(resumed_run, straight["model"]).get_weights()]
+            == [w.tolist() for w in load_defence(straight_run, straight["model"]).get_weights()])

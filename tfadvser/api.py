@@ -39,8 +39,7 @@ from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import DataFolder, load_data
 from tfadvser.data.prepare import prepare as _prepare
 from tfadvser.data.synth import synthesize_corpus
-from tfadvser.defence.hardening import hardened_defences
-from tfadvser.defence.training import RESULTS_FILE, defence_dir, load_defence
+from tfadvser.defence.victims import load_defence, run_defences
 from tfadvser.defence.training import train_defences as _train_defences
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import (EVAL_BATCH, attack_scores, perturb as _perturb,
@@ -71,10 +70,10 @@ class Run:
 
     @property
     def defences(self) -> list[str]:
-        """The trained defences' names: the paper's (cnn4, vgg16, resnet50) and hardened
-        ones (`cnn4-adv-<hash>`), in that order."""
-        own = [d for d in DEFENCE_NAMES if (defence_dir(self.path, d) / RESULTS_FILE).exists()]
-        return own + hardened_defences(self.path)
+        """The trained defences' names: the paper's (cnn4, vgg16, resnet50), hardened ones
+        (`cnn4-adv-<hash>`) and seed controls (`cnn4-seed1`), in that order
+        (`defence.victims.run_defences`)."""
+        return list(run_defences(self.path))
 
     @property
     def attackers(self) -> list[str]:
@@ -85,7 +84,7 @@ class Run:
     def defence(self, name: str) -> keras.Model:
         """The trained defence `name`, frozen: standardised log-Mel [B, 373, 64] ->
         log-probabilities [B, classes]. Raises TfadvserError when it is not trained here
-        or was trained on other data (`defence.training.load_defence`)."""
+        or was trained on other data (`defence.victims.load_defence`)."""
         return load_defence(self.path, name, self.data)
 
     def attacker(self, spec: str) -> keras.Model:

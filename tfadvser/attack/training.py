@@ -25,16 +25,14 @@ from tfadvser.attack.cache import discard, prepared_attacker
 from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
 from tfadvser.attack.round_trip import RoundTrip, with_waveforms
-from tfadvser.attack.targets import check_targets, target_pin, training_targets
 from tfadvser.attack.tasks import (GENERATOR_FILE, SEQUENCE_FILE, TASK_FILE, defence_hashes,
                                    sequence_label, task_key, tasks_dir)
 from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.data.rendering import corpus_waveform
-from tfadvser.defence.external import VictimSpec, check_victims
-from tfadvser.defence.hardening import hardened_defences
-from tfadvser.defence.training import load_defence
+from tfadvser.defence.victims import (VictimSpec, check_targets, check_victims, hardened_defences,
+                                      load_defence, target_pin, training_targets)
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import predictions
 from tfadvser.runs import bind_run

@@ -1,5 +1,5 @@
-"""Victims from outside the run: a user's own SER model, loaded safely, checked, and adapted
-to what the run's defences are ("standardised log-Mel [B, 373, 64] in, log-probabilities
+"""Victims from outside the run: a user's own SER model, read safely from its file, checked,
+and adapted to what the run's defences are ("standardised log-Mel [B, 373, 64] in, log-probabilities
 [B, C] out"), so that the project's scoring applies to it unchanged.
 
 A victim is named on the command line (`--victim NAME=PATH`) or in a manifest, a JSON list
@@ -17,7 +17,11 @@ Input kinds: `log_mel_standardised` takes the run's standardised log-Mel as is;
 `log_mel_raw` gets it de-standardised with the data's training statistics (x * std + mean,
 natural-log mel magnitude as `prepare` writes it); `waveform_16k` takes mono 16 kHz audio
 [B, samples]: such a victim never sees a log-Mel, so attacks on it are rendered as audio
-first (`data/rendering.py`, `experiment/victims.py`).
+first (`data/rendering.py`, `victims.WaveformSplits`).
+
+This module reads and adapts one model file; `victims.py` is the loader that callers use
+(`load_outside`, `training_targets`, `victims_for_run`), for outside models as for the
+run's own.
 
 Loading is a security boundary. A `.keras` file loads with Keras's safe mode: a model that
 carries deserialised Python code (a `Lambda` layer's bytecode) is refused unless the user
@@ -49,7 +53,7 @@ from tfadvser.errors import TfadvserError
 
 INPUT_KINDS = ("log_mel_standardised", "log_mel_raw", "waveform_16k")
 OUTPUT_KINDS = ("log_probs", "probs", "logits")
-DIGEST_DIGITS = 16  # as `defence.training.weights_digest`
+DIGEST_DIGITS = 16  # `victims.weights_digest` is this digest, for the run's models too
 _TOLERANCE = 1e-3  # a distribution's sum (or log-sum-exp) may differ from 1 (0) by this
 PROBE_CLIPS = 4  # dev clips run through each victim once, to check its output
 
@@ -204,8 +208,8 @@ def _first_line(exc: BaseException) -> str:
 
 def victim_digest(raw) -> str:
     """The first 16 hex digits of a SHA-256 over the victim's weights' bytes, in the model's
-    own order: `keras.Model.get_weights()` (the same number as `weights_digest` for the
-    run's defences), or a SavedModel's `variables` (order of its object graph). Equal for
+    own order: `keras.Model.get_weights()` (`victims.weights_digest`, the pin of the
+    run's defences too), or a SavedModel's `variables` (order of its object graph). Equal for
     equal weights whatever file or process they come from."""
     digest = hashlib.sha256()
     arrays = raw.get_weights() if isinstance(raw, keras.Model) else [v.numpy() for v in raw.variables]
@@ -390,15 +394,6 @@ def load_victim(spec: VictimSpec, data: DataFolder, probe: np.ndarray,
 def _show(shape) -> str:
     return "[" + ", ".join("B" if i == 0 and d is None else ("?" if d is None else str(d))
                            for i, d in enumerate(shape)) + "]"
-
-
-def load_victims(specs: Sequence[VictimSpec], data: DataFolder, probe: np.ndarray,
-                 trust_code: bool = False, reserved: Sequence[str] = (),
-                 probe_waves: Optional[Sequence[np.ndarray]] = None) -> dict[str, ExternalVictim]:
-    """`load_victim` for each spec, by name, after `check_victims(specs, reserved)`
-    (`reserved`: the run's own defences)."""
-    check_victims(specs, reserved)
-    return {spec.name: load_victim(spec, data, probe, trust_code, probe_waves) for spec in specs}
 
 
 def check_victims(specs: Sequence[VictimSpec], reserved: Sequence[str] = ()) -> None:

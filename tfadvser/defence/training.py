@@ -1,4 +1,5 @@
-"""Training the defences with compile/fit, and loading them frozen for the attacks.
+"""Training the defences with compile/fit (loading them, with every other model under
+attack, is `victims.py`).
 
 The network is fitted through a thin wrapper whose train step reduces the NLL over the
 global batch, so that the same code trains on one device or under a tf.distribute strategy.
@@ -16,7 +17,6 @@ Output of one defence, `runs/NAME/defences/<model>/`:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -168,12 +168,6 @@ def control_name(name: str, seed: int) -> str:
     return f"{name}{CONTROL_MARK}{seed}"
 
 
-def control_defences(run_dir) -> list[str]:
-    """Names of the finished seed controls of a run (`train defence --seed N`), sorted."""
-    return sorted(p.parent.name for p in Path(run_dir).glob(f"defences/*{CONTROL_MARK}*/{RESULTS_FILE}")
-                  if p.parent.name.split(CONTROL_MARK)[0] in DEFENCE_NAMES)
-
-
 def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int = 1,
                   seed: Optional[int] = None) -> dict:
     """Train one defence into `run_dir/defences/<name>` (or reuse a finished one with the
@@ -207,45 +201,63 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
     # A resumed fit skips the batches its finished epochs consumed (runtime/backup.py).
     train = make_dataset(data, "train", config.batch_size, shuffle=True, seed=config.seed,
                          repeat=True).skip(resumed_epoch(out / "backup") * config.steps_per_epoch)
-    dev = make_dataset(data, "dev", EVAL_BATCH)
     model = _GlobalBatchTrainer(build_defence(name, len(labels), config.width, shape),
                                 len(labels))
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.learning_rate, config.decay_every, config.decay_rate, staircase=True)
     model.compile(optimizer=keras.optimizers.Adam(schedule))
-    model(tf.zeros((1, *shape)))  # build it: BackupAndRestore restores into built models
-    logs = out / "logs"
-    with tf.summary.create_file_writer(str(logs / "config")).as_default():
-        tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
-    history = model.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-                        verbose=verbose,
-                        # The backup comes last: a kill before it redoes the whole epoch.
-                        callbacks=[_DevScore(dev, labels, logs), _KeepBest(out),
-                                   keras.callbacks.TensorBoard(str(logs)),
-                                   EpochBackup(out / "backup")])
-
-    best = read_json(out / "best.json")
-    # best.json from before the weights file was named by epoch names none.
-    model.load_weights(out / best.get("weights", "best.weights.h5"))
+    history, best = fit_defence(model, data, out, record, train, config.epochs,
+                                config.steps_per_epoch, verbose)
     results = {"model": name, "profile": profile.name, "best_epoch": best["epoch"],
-               "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if v},
+               "final_train_metrics": history,
                "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-               "seconds": round(time.time() - started, 1)}
-    for split in ("dev", "test"):
-        batches = list(make_dataset(data, split, EVAL_BATCH))
-        results[split] = classification_scores(labels_of(batches), predictions(model, batches),
-                                                labels)
-    with tf.summary.create_file_writer(str(logs / "confusion")).as_default():
-        for split in ("dev", "test"):
-            png = confusion_png(np.array(results[split]["confusion"]), labels,
-                                f"{name} best epoch, {split}")
-            tf.summary.image(f"best_{split}_confusion", tf.image.decode_png(png)[None], step=0)
+               "seconds": round(time.time() - started, 1),
+               **split_scores(model, data, out / "logs", name)}
     # A model without optimizer state: the defences are only ever used for inference.
     clean = build_defence(name, len(labels), config.width, shape)
     clean.set_weights(model.net.get_weights())
     save_model(clean, out / MODEL_FILE)
     write_json(out / RESULTS_FILE, results)
     return results
+
+
+def fit_defence(model: _GlobalBatchTrainer, data: DataFolder, out: Path, record: dict, train,
+                epochs: int, steps_per_epoch: int, verbose: int) -> tuple[dict, dict]:
+    """`model.fit` as every defence of a run is fitted (`train_defence`, and hardening in
+    `defence/hardening.py`): dev scores every epoch, the best dev UAR's weights kept
+    (`best.json` in `out`), TensorBoard under `out/logs` (with `record` as text), and the
+    epoch backup in `out/backup` that an interrupted fit resumes from. `train` must already
+    skip the batches of the epochs a backup holds (`resumed_epoch`). On return the model
+    holds the best epoch's weights. Returns (the last epoch's training metrics, best.json)."""
+    model(tf.zeros((1, *data.shape)))  # build it: BackupAndRestore restores into built models
+    logs = out / "logs"
+    with tf.summary.create_file_writer(str(logs / "config")).as_default():
+        tf.summary.text("config", "```\n" + json.dumps(record, indent=2) + "\n```", step=0)
+    history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
+                        # The backup comes last: a kill before it redoes the whole epoch.
+                        callbacks=[_DevScore(make_dataset(data, "dev", EVAL_BATCH),
+                                             list(data.labels), logs),
+                                   _KeepBest(out), keras.callbacks.TensorBoard(str(logs)),
+                                   EpochBackup(out / "backup")])
+    best = read_json(out / "best.json")
+    # best.json from before the weights file was named by epoch names none.
+    model.load_weights(out / best.get("weights", "best.weights.h5"))
+    return {k: float(v[-1]) for k, v in history.history.items() if v}, best
+
+
+def split_scores(model: keras.Model, data: DataFolder, log_dir: Path, title: str) -> dict:
+    """{"dev": ..., "test": ...}: `classification_scores` of `model` on the two splits, with
+    their confusion matrices as TensorBoard images under `log_dir/confusion`."""
+    labels, out = list(data.labels), {}
+    for split in ("dev", "test"):
+        batches = list(make_dataset(data, split, EVAL_BATCH))
+        out[split] = classification_scores(labels_of(batches), predictions(model, batches), labels)
+    with tf.summary.create_file_writer(str(log_dir / "confusion")).as_default():
+        for split in ("dev", "test"):
+            png = confusion_png(np.array(out[split]["confusion"]), labels,
+                                f"{title} best epoch, {split}")
+            tf.summary.image(f"best_{split}_confusion", tf.image.decode_png(png)[None], step=0)
+    return out
 
 
 def train_defences(data_dir, names, profile: Profile, run_dir, verbose: int = 1,
@@ -261,44 +273,3 @@ def train_defences(data_dir, names, profile: Profile, run_dir, verbose: int = 1,
             f"(chance {1 / len(results['dev']['recall']):.3f}), best epoch "
             f"{results['best_epoch']}, {results['seconds']:.0f} s")
     return out
-
-
-def weights_digest(model: keras.Model) -> str:
-    """The first 16 hex digits of a SHA-256 over every weight's float bytes, in order: equal
-    for equal weights, whatever file or process they come from (a .keras file's own hash
-    also covers its zip timestamps)."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def load_defence(run_dir, name: str, data: DataFolder | None = None) -> keras.Model:
-    """A trained defence, frozen (`trainable=False`): callers run it with training=False.
-    Input log_mel [B, frames, n_mels] standardised, output log-probabilities [B, classes].
-
-    With `data` (the `DataFolder` about to be used), refuse a defence trained on other data.
-    Raises TfadvserError when the defence is not trained or was trained on other data.
-    Loaded models are shared within a process (per file version and strategy): reproduce
-    and the lambda sweep open the same three defences dozens of times.
-    """
-    out = defence_dir(run_dir, name)
-    if not (out / RESULTS_FILE).exists():
-        raise TfadvserError(f"defence {name!r} is not trained in {run_dir}: run "
-                            f"`tfadvser train defence --model {name} --out {run_dir} ...` first")
-    if data is not None:
-        trained_on = read_json(out / CONFIG_FILE)["data_fingerprint"]
-        if trained_on != data.fingerprint:
-            raise TfadvserError(f"defence {name!r} in {run_dir} was trained on other data "
-                                f"(fingerprint {trained_on[:12]}, this data {data.fingerprint[:12]})")
-    path = (out / MODEL_FILE).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size, id(tf.distribute.get_strategy()))
-    if key not in _LOADED:
-        model = keras.saving.load_model(path, compile=False)
-        model.trainable = False
-        _LOADED[key] = model
-    return _LOADED[key]
-
-
-_LOADED: dict[tuple, keras.Model] = {}

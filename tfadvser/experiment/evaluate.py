@@ -16,15 +16,14 @@ from tfadvser.attack.tasks import (GENERATOR_FILE, load_generator, recorded_conf
                                    sweep_label)
 from tfadvser.attack.baselines import matched_noise
 from tfadvser.attack.monitor import training_curves
-from tfadvser.attack.targets import check_pins
 from tfadvser.config import DEFENCE_NAMES, Budget
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.audio import UnreadableAudio
 from tfadvser.data.folder import load_data
-from tfadvser.defence.external import VictimSpec
-from tfadvser.defence.hardening import hardened_defences
-from tfadvser.defence.training import (RESULTS_FILE, control_defences, defence_dir, load_defence,
-                                       weights_digest)
+from tfadvser.defence.training import RESULTS_FILE, defence_dir
+from tfadvser.defence.victims import (VictimSpec, WaveformSplits, check_pins, control_defences,
+                                      hardened_defences, load_defence, victims_for_run,
+                                      weights_digest)
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, AudioSubset,
                                             clean_scores, score_task)
@@ -32,7 +31,6 @@ from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
 from tfadvser.experiment.continual_report import untrained_predictions
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
-from tfadvser.experiment.victims import WaveformSplits, victims_for_run
 from tfadvser.runs import load_run
 from tfadvser.runtime.files import read_json, write_json
 from tfadvser.experiment.baseline_scores import scores_with_predictions

@@ -1,4 +1,4 @@
-"""`tfadvser train defence --adversarial`: harden a defence of a run with the run's attacks.
+"""`tfadvser harden`: harden a defence of a run with the run's attacks.
 
 The perturbations come from a trained attacker of the run (`--attacker LABEL[:TASK]`, its
 generator applied to the clean clips: fixed, it does not adapt to the hardened weights) or
@@ -19,7 +19,7 @@ from tfadvser.config import Budget, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.defence.hardening import fine_tune
-from tfadvser.defence.training import load_defence
+from tfadvser.defence.victims import load_defence
 from tfadvser.evaluation.scoring import EVAL_BATCH, attack_scores, labels_of, predictions
 from tfadvser.errors import TfadvserError
 from tfadvser.runs import bind_run
@@ -31,11 +31,12 @@ PGD_STEPS = 10
 def harden(data_dir, run_dir, base: str, profile: Profile, attacker: Optional[str] = None,
            pgd_epsilon: Optional[float] = None, pgd_steps: int = PGD_STEPS, ratio: float = 0.5,
            steps: Optional[int] = None, learning_rate: Optional[float] = None, seed: int = 0,
-           log=print) -> dict:
+           log=print, verbose: int = 0) -> dict:
     """Fine-tune the run's defence `base` on clean clips mixed at `ratio` with clips
     perturbed by `attacker` (a `find_task` spec) or by PGD at `pgd_epsilon` (exactly one of
     the two); `steps` (default: the profile's defence steps per epoch) at the profile's
-    defence batch size and `learning_rate` (default: a tenth of the profile's). Returns
+    defence batch size and `learning_rate` (default: a tenth of the profile's), in epochs
+    of at most the profile's defence steps per epoch (`hardening.epoch_steps`). Returns
     the hardened defence's results, with its name under "model".
 
     Raises TfadvserError when neither or both sources are given, or for an unknown attacker.
@@ -52,23 +53,25 @@ def harden(data_dir, run_dir, base: str, profile: Profile, attacker: Optional[st
         generator = load_generator(run_dir, task)  # held here: `inference` keeps a weak reference
         source = {"attacker": task["key"]}
 
-        def perturbation(model, x, y):
+        def perturbation(model, x, y, step):
             return inference(generator)(x)
     else:
         if not pgd_epsilon > 0:
             raise TfadvserError(f"--pgd-epsilon must be positive, got {pgd_epsilon}")
         source = {"pgd": {"epsilon": pgd_epsilon, "steps": pgd_steps}}
-        budget, calls = Budget(epsilon=pgd_epsilon), iter(range(10**9))
+        budget = Budget(epsilon=pgd_epsilon)
 
-        def perturbation(model, x, y):
-            # A new random start per batch, reproducible from the recipe's seed.
+        def perturbation(model, x, y, step):
+            # A new random start per step, reproducible from the recipe's seed and the step
+            # (which a resumed hardening restores).
             return pgd(inference(model), x, y, budget, data.mean, data.std, steps=pgd_steps,
-                       seed=seed * 100003 + next(calls))
+                       seed=seed * 100003 + step)
     recipe = {"source": source, "ratio": ratio, "steps": steps or config.steps_per_epoch,
               "batch_size": config.batch_size,
               "learning_rate": learning_rate or config.learning_rate / 10, "seed": seed}
     log(f"hardening {base} ({source}) at ratio {ratio} for {recipe['steps']} steps")
-    results = fine_tune(run_dir, base, data, perturbation, recipe, log=log)
+    results = fine_tune(run_dir, base, data, perturbation, recipe, log=log,
+                        steps_per_epoch=config.steps_per_epoch, verbose=verbose)
     log(f"{results['model']}: dev UAR {results['dev']['uar']:.3f}, test UAR "
         f"{results['test']['uar']:.3f}, {results['seconds']:.0f} s")
     return results

@@ -28,7 +28,7 @@ from tfadvser.attack.training import train_attacker
 from tfadvser.config import LAMBDA_SEARCHES, AttackerConfig, Profile
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
-from tfadvser.defence.training import load_defence
+from tfadvser.defence.victims import load_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.experiment.protocol import choose_lambda, lambda_objective
 from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores, labels_of, perturb,

@@ -231,7 +231,7 @@ def export_from_run(run_dir, out_root, name: str, version: Optional[int] = None,
     version folder. Raises TfadvserError unless exactly one of the two is given, or when the
     run, the task or the defence is missing."""
     from tfadvser.attack.tasks import find_task, load_generator
-    from tfadvser.defence.training import load_defence
+    from tfadvser.defence.victims import load_defence
 
     if (attacker is None) == (defence is None):
         raise TfadvserError("name exactly one of --attacker or --defence")
