@@ -81,3 +81,28 @@ def test_the_plans_are_the_configs():
     from tfadvser.experiment.budget_scan import PLANS
 
     assert tuple(PLANS) == SCAN_PLANS
+
+
+def test_scan_section_renders_a_hand_made_scan():
+    from tfadvser.experiment.scan_report import scan_section
+
+    cell = {"snr50": 23.44, "ci": [20.0, 27.06], "clean_uar": 0.75, "target_uar": 0.4464,
+            "uar": [0.7, 0.3], "snr_db": [40.0, 20.0]}
+    censored = {**cell, "snr50": math.inf, "ci": [math.inf, math.inf]}
+    results = {"scan": {
+        "clean": {"cnn4": [], "cnn4-seed1": []}, "clips": list(range(48)),
+        "plan": {"name": "fast", "steps": 5, "transfer_max_db": 20.0},
+        "budgets": [{"epsilon": 0.002, "snr_db": 40.0}, {"epsilon": 0.03, "snr_db": 20.0}],
+        "attacks": {"PGD from cnn4": {"source": "cnn4"}, "noise": {"source": None}},
+        "snr50": {"PGD from cnn4": {"cnn4": censored, "cnn4-seed1": cell},
+                  "noise": {"cnn4": {**cell, "snr50": -math.inf, "ci": [-math.inf, -math.inf]}}},
+        "comparisons": [{"a": "learned: x", "b": "learned: y", "target": "cnn4", "difference": 2.0,
+                         "ci": [0.5, 3.5]}],
+        "seconds": 12.0}}
+    lines = scan_section(results)
+    assert lines[0].startswith("## SNR₅₀")
+    assert "| attack | CNN-4 | CNN-4 seed 1 |" in lines
+    assert "| PGD from CNN-4 | > 40 [> 40, > 40] *wb* | 23.4 [20.0, 27.1] |" in lines
+    assert "| noise | < 20 [< 20, < 20] |  |" in lines
+    assert "| learned: x | learned: y | CNN-4 | +2.0 [+0.5, +3.5] | holds |" in lines
+    assert scan_section({}) == []
