@@ -25,14 +25,14 @@ from tfadvser.runtime.inference import inference
 from tfadvser.attack.budget import BudgetHead, UniversalPerturbation
 from tfadvser.attack.diversity import Diversity, diversify
 from tfadvser.attack.losses import attack_loss
+from tfadvser.config import Budget
 from tfadvser.evaluation.metrics import success_rate
 
 GENERATOR_CHANNELS = (64, 128, 64, 1)
 GENERATOR_DILATIONS = (1, 2, 4, 8)
 
 
-def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "paper",
-                    epsilon: Optional[float] = None, snr_db: Optional[float] = None,
+def build_generator(width: float = 1.0, shape=(373, 64), budget: Optional[Budget] = None,
                     mean=None, std=None, kind: str = "atrous", head: str = "tanh",
                     curriculum: bool = False) -> keras.Model:
     """The generator G: log_mel [B, *shape] -> eta [B, *shape], float32.
@@ -41,12 +41,13 @@ def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "pa
     1); at width 1.0, 413 314 trainable parameters (412 800 conv + 514 BN), as the original
     (facts section 4). kind "universal": one trainable map for every clip
     (`budget.UniversalPerturbation`, frames x n_mels parameters; `width` unused).
-    The output head (`budget.BudgetHead`): the paper's sigmoid, eta in (0, 1), or a bounded
-    eta (epsilon * tanh, then the per-clip SNR floor, which needs the data's `mean` and `std`
+    The output head (`budget.BudgetHead`): the paper's sigmoid, eta in (0, 1), for no
+    `budget` or an unbounded one (`config.Budget()`), or an eta bounded by `budget`
+    (epsilon * tanh, then the per-clip SNR floor, which needs the data's `mean` and `std`
     [n_mels]). Raises ValueError for an unknown kind or an SNR floor without statistics.
     """
     inputs = keras.Input(shape=tuple(shape), name="log_mel")
-    bounded = perturbation == "bounded"
+    bounded = budget is not None and budget.bounded
     if kind == "universal":
         z = UniversalPerturbation(name="universal")(inputs)
         if not bounded:
@@ -70,8 +71,8 @@ def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "pa
             return keras.Model(inputs, z, name="atrous_generator")
     else:
         raise ValueError(f"unknown generator kind {kind!r}")
-    eta = BudgetHead(perturbation, epsilon, snr_db, mean, std, head=head, curriculum=curriculum,
-                     name="eta")([inputs, z])
+    eta = BudgetHead("bounded", budget.epsilon, budget.snr_db, mean, std, head=head,
+                     curriculum=curriculum, name="eta")([inputs, z])
     return keras.Model(inputs, eta, name=f"{kind}_generator")
 
 
@@ -79,9 +80,8 @@ def generator_for(config, shape, data=None) -> keras.Model:
     """`build_generator` as an AttackerConfig asks (`data`: a DataFolder, for the SNR floor's
     statistics)."""
     stats = {"mean": data.mean, "std": data.std} if data is not None else {}
-    return build_generator(config.width, shape, config.perturbation, config.epsilon,
-                           config.snr_db, kind=config.generator, head=config.head,
-                           curriculum=config.curriculum > 1.0, **stats)
+    return build_generator(config.width, shape, config.budget, kind=config.generator,
+                           head=config.head, curriculum=config.curriculum > 1.0, **stats)
 
 
 class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
