@@ -233,8 +233,8 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
         raise TfadvserError(f"--regulariser {regulariser} anchors lifelong tasks, but {method} "
                             f"learning has none (only {', '.join(ANCHORED_METHODS)} does)")
     if strength is not None and method not in ANCHORED_METHODS:
-        raise TfadvserError(f"--lambda is the regulariser's (EWC's) weight, but {method} learning "
-                            f"anchors no task (only {', '.join(ANCHORED_METHODS)} does)")
+        raise TfadvserError(f"--lambda is the EWC (or --regulariser's) weight, but {method} learning "
+                            f"has no EWC or other regulariser (only {', '.join(ANCHORED_METHODS)} does)")
     try:
         config = resolve(profile, budget, **overrides)
     except ValueError as exc:
