@@ -92,3 +92,8 @@ def test_budget_options_become_one_budget():
     assert resolved_profile(smoke, None, generator=None) == smoke
     with pytest.raises(click.BadParameter, match="head and curriculum"):
         resolved_profile(smoke, Budget(), head="scale")
+
+
+def test_a_budget_bound_must_be_a_number():
+    with pytest.raises(ValueError, match="epsilon must be a number, got 'x'"):
+        AttackerConfig(epsilon="x")

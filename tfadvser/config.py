@@ -8,6 +8,7 @@ number (`shared/paper/original-code-facts.md` section 1).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, Mapping, Optional
 
 LONG_CLIP_POLICIES = ("head", "center", "error")
@@ -306,9 +307,15 @@ class Budget:
     snr_db: Optional[float] = None
 
     def __post_init__(self):
-        if self.epsilon is not None and not (0.0 < self.epsilon < float("inf")):
+        # Numbers only: inside a graph a bound may be a tensor (the budget curriculum's
+        # loosened floor, `attack/budget.py`), which cannot be compared in Python.
+        for name in ("epsilon", "snr_db"):
+            value = getattr(self, name)
+            if not (value is None or isinstance(value, numbers.Real) or hasattr(value, "dtype")):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if isinstance(self.epsilon, numbers.Real) and not 0.0 < self.epsilon < float("inf"):
             raise ValueError(f"epsilon must be a positive number, got {self.epsilon}")
-        if self.snr_db is not None and not (-float("inf") < self.snr_db < float("inf")):
+        if isinstance(self.snr_db, numbers.Real) and not -float("inf") < self.snr_db < float("inf"):
             raise ValueError(f"snr_db must be a finite number of dB, got {self.snr_db}")
 
     @classmethod
