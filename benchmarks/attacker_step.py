@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from tfadvser.attack.attacker import AdversarialAttacker, build_generator
     from tfadvser.attack.budget import snr_scale
     from tfadvser.attack.cache import feature_layers, learning_rate
-    from tfadvser.config import AttackerConfig
+    from tfadvser.config import AttackerConfig, Budget
     from tfadvser.defence.models import build_defence
 
     rng = np.random.default_rng(0)
@@ -81,8 +81,7 @@ def main(argv=None) -> int:
     rows = {}
     for name, changes in recipes.items():
         config = AttackerConfig(width=args.width, **changes)
-        generator = build_generator(config.width, SHAPE, config.perturbation, config.epsilon,
-                                    config.snr_db, mean, std, head=config.head)
+        generator = build_generator(config.width, SHAPE, config.budget, mean, std, head=config.head)
         attacker = AdversarialAttacker(generator, [defence], alpha=config.cw_weight,
                                        losses=config.losses, diversity=config.diversity,
                                        feature_layers=feature_layers([defence], config))
@@ -90,8 +89,7 @@ def main(argv=None) -> int:
         rows[name] = median_time(lambda: attacker.train_on_batch(x, y), args.repeats)
         print(f"{name}: {rows[name]:.3f} s/step", flush=True)
 
-    generator = build_generator(args.width, SHAPE, "bounded", 0.008, 30.0, mean, std)
-    plain = build_generator(args.width, SHAPE, "bounded", 0.032, None)
+    plain = build_generator(args.width, SHAPE, Budget(0.032, None))
 
     @tf.function
     def generator_forward():
@@ -129,7 +127,6 @@ def main(argv=None) -> int:
     for name, fn in parts.items():
         part_times[name] = median_time(fn, args.repeats)
         print(f"{name}: {part_times[name]:.3f} s", flush=True)
-    del generator
 
     result = {"width": args.width, "defence_width": args.defence_width, "batch": BATCH,
               "repeats": args.repeats, "steps": rows, "parts": part_times,

@@ -39,7 +39,7 @@ def main(mode: str, data: str, run: str, profile_name: str) -> None:
     elif mode == "multi":
         train_attacker(data, run, "multi", ["cnn4", "vgg16", "resnet50"], profile, verbose=0)
     elif mode == "lifelong":
-        train_attacker(data, run, "lifelong", ["cnn4", "vgg16"], profile, ewc_lambda=1e5, verbose=0)
+        train_attacker(data, run, "lifelong", ["cnn4", "vgg16"], profile, strength=1e5, verbose=0)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     status = Path("/proc/self/status").read_text()

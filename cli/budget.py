@@ -4,11 +4,13 @@ import functools
 
 import click
 
-from tfadvser.config import GENERATORS, PERTURBATIONS
+from tfadvser.config import GENERATORS, PERTURBATIONS, Budget, resolve
 
 
 def budget_options(command):
-    """--perturbation, --epsilon, --snr-db and --generator, passed on as `budget`."""
+    """--perturbation, --epsilon, --snr-db and --generator, passed on as `budget` (a
+    `config.Budget`, None for the profile's: `budget_of`) and `generator` (None for the
+    profile's)."""
     @click.option("--perturbation", type=click.Choice(PERTURBATIONS), default=None,
                   help="bounded (default): a signed perturbation within --epsilon and --snr-db "
                        "by construction, the product's protocol; paper: the paper's positive, "
@@ -24,33 +26,36 @@ def budget_options(command):
                        "learned perturbation for every clip.")
     @functools.wraps(command)
     def wrapper(*args, perturbation, epsilon, snr_db, generator_kind, **kwargs):
-        return command(*args, budget=(perturbation, epsilon, snr_db, generator_kind), **kwargs)
+        return command(*args, budget=budget_of(perturbation, epsilon, snr_db),
+                       generator=generator_kind, **kwargs)
     return wrapper
 
 
-def with_budget(profile, budget):
-    """`profile` with the budget options applied. Raises click.BadParameter for a bound
-    given with `--perturbation paper` or a non-positive epsilon."""
-    perturbation, epsilon, snr_db, generator = budget
-    changes = {}
-    if generator is not None:
-        changes["generator"] = generator
+def budget_of(perturbation, epsilon, snr_db):
+    """The `config.Budget` the options ask for, None for the profile's: `--perturbation
+    paper` is the unbounded `Budget()`; --epsilon / --snr-db bound it (the one not given
+    dropped); `--perturbation bounded` alone is the product's default budget. Raises
+    click.BadParameter for a bound given with `--perturbation paper` or a bad bound."""
     if perturbation == "paper":
         if epsilon is not None or snr_db is not None:
             raise click.BadParameter("the paper's perturbation is unbounded: drop --epsilon / "
                                      "--snr-db, or use --perturbation bounded",
                                      param_hint="--perturbation")
-        changes["perturbation"] = "paper"
-    elif epsilon is not None or snr_db is not None:
-        if epsilon is not None and not epsilon > 0:
-            raise click.BadParameter(f"must be positive, got {epsilon}", param_hint="--epsilon")
-        changes.update(perturbation="bounded", epsilon=epsilon, snr_db=snr_db)
-    elif perturbation == "bounded":
-        changes["perturbation"] = "bounded"
-    if not changes:
-        return profile
+        return Budget()
+    if epsilon is not None or snr_db is not None:
+        try:
+            return Budget(epsilon, snr_db)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--epsilon / --snr-db") from None
+    return Budget.default() if perturbation == "bounded" else None
+
+
+def resolved_profile(profile, budget=None, **overrides):
+    """`profile` with its attacker resolved (`config.resolve`), for the library functions
+    that take a whole profile (`reproduce`, `tune`); an override of None is an option not
+    given. Raises click.BadParameter with resolve's message."""
     try:
-        attacker = dataclasses.replace(profile.attacker, **changes)
+        attacker = resolve(profile, budget, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--epsilon / --snr-db") from None
+        raise click.BadParameter(str(exc), param_hint="--epsilon / --snr-db / --generator") from None
     return dataclasses.replace(profile, attacker=attacker)

@@ -2,7 +2,7 @@
 import click
 
 from tfadvser.config import LAMBDA_SEARCHES, ORDERS, REGULARISERS, SCAN_PLANS
-from tfadvser_cli.budget import budget_options, with_budget
+from tfadvser_cli.budget import budget_options, resolved_profile
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
 from tfadvser_cli.train import PROFILE_NAMES
@@ -126,7 +126,7 @@ def _controls(ctx, param, value):
 @strategy_option
 @user_errors
 def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, baselines, scan, controls,
-                      audio_clips, orders, multi_pairs, budget, strategy):
+                      audio_clips, orders, multi_pairs, budget, generator, strategy):
     """Run the protocol: three defences, the attackers of Table 1, the λ sweep, then evaluate
     with baselines of the same budget and the paper's findings tested. By default the
     attackers are bounded (L∞ 0.008, SNR ≥ 30 dB); `--perturbation paper` runs the paper's
@@ -134,8 +134,9 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, basel
     from tfadvser.config import get_profile
     from tfadvser.experiment.reproduce import reproduce
 
+    resolved = resolved_profile(get_profile(profile), budget, generator=generator)
     with strategy_scope(strategy):
-        out = reproduce(data_dir, run_dir, with_budget(get_profile(profile), budget), seeds=seeds,
+        out = reproduce(data_dir, run_dir, resolved, seeds=seeds,
                         lambdas=lambdas, verbose=2 if verbose else 0, log=click.echo,
                         baselines=baselines, audio_clips=audio_clips,
                         orders=None if orders is None else ORDERS if orders == "both" else (orders,),
@@ -166,7 +167,7 @@ def reproduce_command(data_dir, profile, run_dir, seeds, lambdas, verbose, basel
 @strategy_option
 @user_errors
 def tune_command(data_dir, run_dir, sequence, profile, lambdas, regulariser, search, max_trials,
-                 seed, budget, strategy):
+                 seed, budget, generator, strategy):
     """Sweep the EWC λ (or another --regulariser's strength) of one lifelong sequence with
     keras-tuner; the objective is the mean adversarial dev UAR over the sequence's defences
     (lower is better; `protocol.lambda_objective`, the rule Table 1 uses too). Results,
@@ -176,11 +177,13 @@ def tune_command(data_dir, run_dir, sequence, profile, lambdas, regulariser, sea
     from tfadvser.experiment.tuning import tune
 
     names = [s.strip() for s in sequence.split(",") if s.strip()]
+    resolved = resolved_profile(get_profile(profile), budget, generator=generator)
     with strategy_scope(strategy):
-        best = tune(data_dir, run_dir, names, with_budget(get_profile(profile), budget), lambdas=lambdas,
+        best = tune(data_dir, run_dir, names, resolved, lambdas=lambdas,
                     search=search, max_trials=max_trials, seed=seed, regulariser=regulariser)
     for trial in best["trials"]:
         value = trial["metrics"].get("mean_dev_adversarial_uar")
         click.echo(f"  λ {trial['lambda']:g}: " + (f"mean dev adversarial UAR {value:.3f}"
                                                    if value is not None else trial["status"]))
     click.echo(f"best λ {best['lambda']:g} (mean dev adversarial UAR {best['best_objective']:.3f})")
+

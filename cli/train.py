@@ -3,7 +3,7 @@ import click
 
 from tfadvser.attack.methods import METHODS
 from tfadvser.config import DEFENCE_NAMES, FISHER_MODES, LR_SCHEDULES, PROFILES, REGULARISERS
-from tfadvser_cli.budget import budget_options, with_budget
+from tfadvser_cli.budget import budget_options
 from tfadvser_cli.recipe import recipe_options
 from tfadvser_cli.distribution import strategy_option, strategy_scope
 from tfadvser_cli.errors import user_errors
@@ -160,7 +160,7 @@ def _check_defences(names, victims):
               type=click.Choice(tuple(METHODS)),
               help="single: one defence; multi: all at once; transfer: in order, each task "
                    "fine-tuning the last; lifelong: transfer + EWC.")
-@click.option("--lambda", "ewc_lambda", type=float, default=None,
+@click.option("--lambda", "strength", type=float, default=None,
               help="EWC weight (lifelong only), or the --regulariser's strength. Default: the "
                    "profile's for EWC (small: 100; paper: 1e5), the regulariser's own otherwise.")
 @click.option("--regulariser", default="ewc", show_default=True, type=click.Choice(REGULARISERS),
@@ -188,9 +188,9 @@ def _check_defences(names, victims):
 @victim_options
 @strategy_option
 @user_errors
-def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, profile, run_dir, seed,
+def train_attacker_command(data_dir, defences, method, strength, regulariser, profile, run_dir, seed,
                            lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, budget,
-                           recipe, victims, trust_model_code, strategy):
+                           generator, recipe, victims, trust_model_code, strategy):
     """Train the atrous-CNN attacker against trained defences.
 
     Writes a checkpoint after every task (the 2-defence results of the paper are the
@@ -205,17 +205,17 @@ def train_attacker_command(data_dir, defences, method, ewc_lambda, regulariser, 
     from tfadvser.config import get_profile
 
     _check_defences(defences, victims)
+    # The options given, as AttackerConfig fields (`config.resolve` checks them all).
     overrides = {k: v for k, v in (("seed", seed), ("lr_schedule", lr_schedule),
                                    ("fisher_mode", fisher_mode), ("ewc_accumulate", accumulate_ewc),
-                                   ("round_trip", round_trip))
+                                   ("round_trip", round_trip), ("generator", generator))
                  if v is not None}
     overrides.update(recipe)
     with strategy_scope(strategy):
-        record = train_attacker(data_dir, run_dir, method, defences,
-                                with_budget(get_profile(profile), budget),
-                                ewc_lambda=ewc_lambda, verbose=2 if quiet else 1,
+        record = train_attacker(data_dir, run_dir, method, defences, get_profile(profile),
+                                strength=strength, verbose=2 if quiet else 1,
                                 regulariser=regulariser, victims=victims,
-                                trust_code=trust_model_code, **overrides)
+                                trust_code=trust_model_code, budget=budget, **overrides)
     click.echo(f"{record['label']}: {len(record['tasks'])} task(s) in "
                f"{run_dir}/attackers/{record['label']}/sequence.json")
     for task in record["tasks"]:

@@ -57,7 +57,7 @@ def run(name, strategy):
         # The paper's attacker: its loss terms are far from 0, so relative comparisons of
         # the replicas' sums mean something (the bounded one's eta_mean is ~0).
         record = train_attacker(data, root / "attack", "lifelong", ["cnn4", "vgg16"], profile,
-                                ewc_lambda=1e3, verbose=0, perturbation="paper")
+                                strength=1e3, verbose=0, perturbation="paper")
     tasks = [root / "attack" / t["path"] for t in record["tasks"]]
     with np.load(tasks[0] / "ewc-batch-32clips.npz") as fisher:
         fisher = [fisher[f"fisher_{i}"].tolist() for i in range(len(fisher["names"]))]

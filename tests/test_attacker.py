@@ -19,6 +19,7 @@ from tfadvser.runtime import atrous
 from tfadvser.runtime.atrous import AtrousConv2D
 from tfadvser.attack.attacker import AdversarialAttacker, build_generator
 from tfadvser.attack.monitor import AttackMonitor
+from tfadvser.attack.regularisers.base import QuadraticPenalty
 from tfadvser.attack.training import train_attacker
 from tfadvser.config import PROFILES
 from tfadvser.defence.training import train_defence
@@ -108,8 +109,8 @@ def test_methods_are_deltas_on_one_stage_list():
         Stage(("cnn4",), 10000), Stage(("vgg16",), 1000, from_previous=True),
         Stage(("resnet50",), 1000, from_previous=True)]
     assert METHODS["lifelong"](seq, config) == [
-        Stage(("cnn4",), 10000), Stage(("vgg16",), 1000, from_previous=True, ewc=True),
-        Stage(("resnet50",), 1000, from_previous=True, ewc=True)]
+        Stage(("cnn4",), 10000), Stage(("vgg16",), 1000, from_previous=True, anchored=True),
+        Stage(("resnet50",), 1000, from_previous=True, anchored=True)]
     with pytest.raises(TfadvserError, match="single-task trains against one defence"):
         METHODS["single"](seq, config)
     with pytest.raises(TfadvserError, match="needs at least two defences"):
@@ -130,46 +131,51 @@ def test_training_step_leaves_defences_untouched():
     for a, b in zip(before, defence.weights):
         np.testing.assert_array_equal(a, b.numpy())
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(generator_before, generator.trainable_weights))
-    assert set(history.history) == {"loss", "cw", "mse", "ewc", "success_rate", "eta_mean", "eta_max"}
-    assert history.history["ewc"] == [0.0, 0.0]
+    # no regulariser's term: nothing but the attack's own parts
+    assert set(history.history) == {"loss", "cw", "mse", "success_rate", "eta_mean", "eta_max"}
+    # a penalty with no pairs (what every unanchored task of a run trains with) logs 0
+    attacker = AdversarialAttacker(generator, [defence], term=QuadraticPenalty())
+    attacker.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = attacker.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert history.history["penalty"] == [0.0, 0.0]
 
 
-def test_ewc_term_enters_the_loss():
+def test_penalty_term_enters_the_loss():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, 373, 64)).astype("float32")
     y = rng.integers(0, 7, 4)
     generator = build_generator(0.0625)
     anchor = [w.numpy() + 0.1 for w in generator.trainable_weights]  # 0.1 away everywhere
     fisher = [np.ones_like(a) for a in anchor]
-    attacker = AdversarialAttacker(generator, [build_defence("cnn4", 7, 0.0625)], ewc_lambda=2.0,
-                                   ewc_terms=[(fisher, anchor)])
+    attacker = AdversarialAttacker(generator, [build_defence("cnn4", 7, 0.0625)],
+                                   term=QuadraticPenalty(2.0, [(fisher, anchor)]))
     attacker.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: the first step's penalty
     history = attacker.fit(x, y, batch_size=4, epochs=1, verbose=0)
     n = sum(a.size for a in anchor)
-    assert history.history["ewc"][0] == pytest.approx(0.01 * n, rel=1e-4)
-    plain = history.history["loss"][0] - 2.0 * history.history["ewc"][0]
+    assert history.history["penalty"][0] == pytest.approx(0.01 * n, rel=1e-4)
+    plain = history.history["loss"][0] - 2.0 * history.history["penalty"][0]
     assert plain == pytest.approx(0.02 * history.history["cw"][0] + 0.98 * history.history["mse"][0], rel=1e-4)
 
 
-def test_set_ewc_replaces_the_terms_of_a_compiled_attacker():
+def test_assign_replaces_the_term_of_a_compiled_attacker():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(4, 373, 64)).astype("float32")
     y = rng.integers(0, 7, 4)
     generator = build_generator(0.0625)
     weights = [w.numpy() for w in generator.trainable_weights]
     ones = [np.ones_like(w) for w in weights]
-    attacker = AdversarialAttacker(generator, [build_defence("cnn4", 7, 0.0625)], ewc_lambda=2.0,
-                                   ewc_terms=[(ones, [w + 0.1 for w in weights])])
+    attacker = AdversarialAttacker(generator, [build_defence("cnn4", 7, 0.0625)],
+                                   term=QuadraticPenalty(2.0, [(ones, [w + 0.1 for w in weights])]))
     attacker.compile(optimizer=keras.optimizers.SGD(0.0))
     attacker.fit(x, y, batch_size=4, epochs=1, verbose=0)  # traced with the first terms
-    attacker.set_ewc(3.0, [([2.0 * f for f in ones], [w + 0.2 for w in weights])])
+    attacker.term.assign(3.0, [([2.0 * f for f in ones], [w + 0.2 for w in weights])])
     history = attacker.fit(x, y, batch_size=4, epochs=1, verbose=0)
     n = sum(w.size for w in weights)
-    assert history.history["ewc"][0] == pytest.approx(2.0 * 0.04 * n, rel=1e-4)
-    plain = history.history["loss"][0] - 3.0 * history.history["ewc"][0]
+    assert history.history["penalty"][0] == pytest.approx(2.0 * 0.04 * n, rel=1e-4)
+    plain = history.history["loss"][0] - 3.0 * history.history["penalty"][0]
     assert plain == pytest.approx(0.02 * history.history["cw"][0] + 0.98 * history.history["mse"][0], rel=1e-4)
-    with pytest.raises(ValueError, match="built for 1 EWC term"):
-        attacker.set_ewc(1.0, [])
+    with pytest.raises(ValueError, match="built for 1 penalty term"):
+        attacker.term.assign(1.0, [])
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +234,7 @@ def test_each_method_trains_and_shares_tasks(defended_run, tiny_data):
         assert int(ewc["clips"]) == 14
         assert sum(float(ewc[f"fisher_{i}"].sum()) for i in range(len(ewc["names"]))) > 0
     task = json.loads((tasks / lifelong["tasks"][1]["key"] / "task.json").read_text())
-    assert task["final_train_metrics"]["ewc"] >= 0.0 and task["ewc_lambda"] == 1e6
+    assert task["final_train_metrics"]["penalty"] >= 0.0 and task["ewc_lambda"] == 1e6
     logs = tasks / lifelong["tasks"][1]["key"] / "logs"
     for folder in ("train", "monitor", "config"):
         assert any((logs / folder).glob("events.out.tfevents.*")), folder
@@ -471,7 +477,7 @@ def test_a_reused_attacker_trains_like_a_new_one(defended_run, tiny_data):
         # The paper's attacker: its MSE term gives the tiny run's Fisher a gradient even
         # where the near-chance smoke defences leave no C&W margin to push on.
         record = train_attacker(tiny_data, defended_run, "lifelong", ["cnn4", "vgg16"], SMOKE,
-                                ewc_lambda=1e6, verbose=0, seed=7, perturbation="paper")
+                                strength=1e6, verbose=0, seed=7, perturbation="paper")
         dirs = [defended_run / task["path"] for task in record["tasks"]]
         weights = [keras.saving.load_model(d / "generator.keras", compile=False).get_weights()
                    for d in dirs]
@@ -494,7 +500,7 @@ def test_a_reused_attacker_trains_like_a_new_one(defended_run, tiny_data):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-12)
     for first, second in zip(metrics, again[3]):
         assert second == pytest.approx(first, rel=1e-5)
-    assert metrics[1]["ewc"] > 0.0  # the second task's own EWC term was in force
+    assert metrics[1]["penalty"] > 0.0  # the second task's own EWC penalty was in force
 
 
 def test_bad_inputs(defended_run, tiny_data, tmp_path):

@@ -32,7 +32,7 @@ def test_snr_scale_matches_a_hand_computation():
 def test_a_bounded_generator_stays_within_its_budget_for_any_input(kind, scale):
     rng = np.random.default_rng(int(scale) + 7)
     mean, std = rng.uniform(-13, -8, 16), rng.uniform(1.4, 4.1, 16)
-    generator = build_generator(0.0625, (37, 16), "bounded", 0.05, 30.0, mean, std, kind=kind)
+    generator = build_generator(0.0625, (37, 16), Budget(0.05, 30.0), mean, std, kind=kind)
     if kind == "universal":  # a saturated universal map: tanh at +-1 everywhere
         generator.get_layer("universal").z.assign(rng.normal(size=(37, 16)).astype("float32") * 50)
     x = (rng.normal(size=(5, 37, 16)) * scale).astype("float32")

@@ -1,4 +1,4 @@
-"""Continual-learning regularisers beyond EWC: pure functions against hand computations on
+"""Continual-learning regularisers beyond EWC (`attack/regularisers/`): pure functions against hand computations on
 one-parameter models, SI's path integral read during a real fit, and every regulariser
 through `tfadvser train attacker` and `tfadvser tune` at the smoke profile."""
 import json
@@ -9,10 +9,14 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from tfadvser.attack import continual
+from tfadvser import config as config_module
+from tfadvser.attack import regularisers
 from tfadvser.attack.attacker import AdversarialAttacker
 from tfadvser.attack.ewc import ewc_penalty
-from tfadvser.config import PROFILES, REGULARISER_STRENGTHS
+from tfadvser.attack.regularisers import lwf, mas, online_ewc, si
+from tfadvser.attack.regularisers.base import QuadraticPenalty
+from tfadvser.config import PROFILES
+from tfadvser.errors import TfadvserError
 from tfadvser.defence.training import train_defence
 from tfadvser_cli.main import main
 
@@ -24,10 +28,10 @@ SMOKE = PROFILES["smoke"]
 def test_online_fisher_decays_the_earlier_tasks():
     fishers = [[np.array([1.0, 2.0])], [np.array([3.0, 4.0])], [np.array([5.0, 6.0])]]
     # 0.5 * (0.5 * [1, 2] + [3, 4]) + [5, 6] = 0.5 * [3.5, 5] + [5, 6]
-    np.testing.assert_allclose(continual.online_fisher(fishers, 0.5)[0], [6.75, 8.5])
-    np.testing.assert_allclose(continual.online_fisher(fishers, 1.0)[0], [9.0, 12.0])
+    np.testing.assert_allclose(online_ewc.online_fisher(fishers, 0.5)[0], [6.75, 8.5])
+    np.testing.assert_allclose(online_ewc.online_fisher(fishers, 1.0)[0], [9.0, 12.0])
     with pytest.raises(ValueError):
-        continual.online_fisher([], 1.0)
+        online_ewc.online_fisher([], 1.0)
 
 
 def test_si_path_integral_and_importance_on_one_parameter():
@@ -35,14 +39,14 @@ def test_si_path_integral_and_importance_on_one_parameter():
     thetas = [0.0, 0.5, 0.8, 1.0]
     omega = [np.zeros(())]
     for before, after in zip(thetas, thetas[1:]):
-        omega = continual.path_integral_step(omega, [2 * (before - 2)], [np.array(before)], [np.array(after)])
+        omega = si.path_integral_step(omega, [2 * (before - 2)], [np.array(before)], [np.array(after)])
     # -(-4)(0.5) - (-3)(0.3) - (-2.4)(0.2) = 2 + 0.9 + 0.48
     assert float(omega[0]) == pytest.approx(3.38)
     # one task: 3.38 / (1.0^2 + 0.1); a second task with omega 1.2 and Delta -0.5 adds
     # 1.2 / (0.25 + 0.1)
-    single = continual.si_importance([omega], [[np.array(1.0)]], 0.1)
+    single = si.si_importance([omega], [[np.array(1.0)]], 0.1)
     assert float(single[0]) == pytest.approx(3.0727273, rel=1e-6)
-    both = continual.si_importance([omega, [np.array(1.2)]], [[np.array(1.0)], [np.array(-0.5)]], 0.1)
+    both = si.si_importance([omega, [np.array(1.2)]], [[np.array(1.0)], [np.array(-0.5)]], 0.1)
     assert float(both[0]) == pytest.approx(6.5012987, rel=1e-6)
     # SI's penalty is EWC's quadratic form with Omega: 3.0727273 * (1.3 - 1.0)^2 = 0.2765455
     penalty = ewc_penalty([tf.constant(1.3)], [([tf.constant(single[0])], [tf.constant(1.0)])])
@@ -51,9 +55,9 @@ def test_si_path_integral_and_importance_on_one_parameter():
 
 def test_gradient_recovered_from_adam_and_stripped_of_the_penalty():
     # m_before 0.2, g 1.0, beta_1 0.9: m_after = 0.18 + 0.1 = 0.28
-    assert float(continual.adam_gradient(0.28, 0.2, 0.9)) == pytest.approx(1.0)
+    assert float(si.adam_gradient(0.28, 0.2, 0.9)) == pytest.approx(1.0)
     # total 1.0 at w 1.5, Omega 2, anchor 1.0, lambda 0.25: 1.0 - 0.25 * 2 * 2 * 0.5
-    out = continual.unregularised_gradient([np.array(1.0)], [np.array(1.5)],
+    out = si.unregularised_gradient([np.array(1.0)], [np.array(1.5)],
                                            [([np.array(2.0)], [np.array(1.0)])], 0.25)
     assert float(out[0]) == pytest.approx(0.5)
 
@@ -74,7 +78,7 @@ def test_mas_importance_is_the_mean_absolute_per_clip_gradient():
     clips = np.array([[[1.0], [2.0]], [[-1.0], [0.5]]], np.float32)
     # d/da sum_i (a x_i + 1)^2 = sum_i 2 x_i (a x_i + 1):
     #   clip 1: 2*1*0.7 + 2*2*0.4 = 3.0;  clip 2: 2*(-1)*1.3 + 2*0.5*0.85 = -1.75
-    importance, n = continual.mas_importance(generator, tf.data.Dataset.from_tensor_slices(clips).batch(2))
+    importance, n = mas.mas_importance(generator, tf.data.Dataset.from_tensor_slices(clips).batch(2))
     assert n == 2
     assert float(importance[0]) == pytest.approx((3.0 + 1.75) / 2, rel=1e-6)  # not |3.0 - 1.75| / 2
 
@@ -83,8 +87,8 @@ def test_distillation_is_the_mean_squared_distance_per_clip():
     eta = tf.constant([[[1.0, 2.0]], [[0.0, 0.0]]])
     teacher = tf.constant([[[0.0, 0.0]], [[1.0, 1.0]]])
     # clip 1: 1 + 4 = 5; clip 2: 1 + 1 = 2
-    assert float(continual.distillation_loss(eta, teacher)) == pytest.approx(3.5)
-    assert float(continual.distillation_loss(eta, teacher, global_batch=4)) == pytest.approx(1.75)
+    assert float(lwf.distillation_loss(eta, teacher)) == pytest.approx(3.5)
+    assert float(lwf.distillation_loss(eta, teacher, global_batch=4)) == pytest.approx(1.75)
 
 
 def test_path_integral_callback_follows_the_fit_with_the_unregularised_gradient(tmp_path):
@@ -93,8 +97,8 @@ def test_path_integral_callback_follows_the_fit_with_the_unregularised_gradient(
     keras.utils.set_random_seed(0)
     generator, defence = tiny_models()
     lam, importance, anchor = 0.5, 3.0, 0.1
-    attacker = AdversarialAttacker(generator, [defence], alpha=ALPHA, ewc_lambda=lam,
-                                   ewc_terms=[([np.float32(importance)], [np.float32(anchor)])])
+    attacker = AdversarialAttacker(generator, [defence], alpha=ALPHA, term=QuadraticPenalty(
+        lam, [([np.float32(importance)], [np.float32(anchor)])]))
     attacker.compile(optimizer=keras.optimizers.Adam(0.05))
 
     class Trace(keras.callbacks.Callback):
@@ -107,11 +111,11 @@ def test_path_integral_callback_follows_the_fit_with_the_unregularised_gradient(
     trace = Trace()
     data = tf.data.Dataset.from_tensor_slices((X, Y)).batch(4).repeat()
     attacker.fit(data, epochs=2, steps_per_epoch=2, verbose=0,
-                 callbacks=[continual.PathIntegral(tmp_path, ["a"]), trace])
+                 callbacks=[si.PathIntegral(tmp_path, ["a"]), trace])
     a = trace.values
     assert len(a) == 5 and a[0] == pytest.approx(0.3) and a[-1] != a[0]
     expected = sum(-hand_gradient(X, Y, a0) * (a1 - a0) for a0, a1 in zip(a, a[1:]))
-    with np.load(tmp_path / continual.PATH_FILE) as saved:
+    with np.load(tmp_path / si.PATH_FILE) as saved:
         assert float(saved["a_0"]) == pytest.approx(expected, rel=1e-4)
         assert float(saved["b_0"]) == pytest.approx(a[-1] - a[0], rel=1e-6)
     # with the regularised gradient it would differ by sum_t 2 lambda Omega (a_t - anchor) da
@@ -122,10 +126,45 @@ def test_path_integral_callback_follows_the_fit_with_the_unregularised_gradient(
 
 def test_key_fields_leave_ewc_keys_alone():
     config = SMOKE.attacker
-    assert continual.key_fields("ewc", config, True) is None
-    assert continual.key_fields("lwf", config, False) is None
-    assert continual.key_fields("si", config, False) == {"name": "si", "damping": 1e-3}
-    assert continual.key_fields("online-ewc", config, True)["gamma"] == 1.0
+    anchored = {"ewc": {"fisher_mode": "batch", "accumulate": False, "fisher_clips": 32}}
+    # EWC: only the anchored-task settings keys always held; a first task: nothing
+    assert regularisers.get("ewc").key_fields(config, True) == anchored
+    assert regularisers.get("ewc").key_fields(config, False) == {}
+    assert regularisers.get("lwf").key_fields(config, False) == {}
+    assert regularisers.get("lwf").key_fields(config, True) == {**anchored, "regulariser": {"name": "lwf"}}
+    # SI's every task records its path integral, the first included
+    assert regularisers.get("si").key_fields(config, False) == {"regulariser": {"name": "si", "damping": 1e-3}}
+    assert regularisers.get("online-ewc").key_fields(config, True)["regulariser"]["gamma"] == 1.0
+    assert regularisers.get("mas").key_fields(config, True)["regulariser"] == {"name": "mas", "clips": 32}
+
+
+def test_the_registry_is_the_configs_list_and_holds_the_strengths():
+    assert tuple(regularisers.REGISTRY) == config_module.REGULARISERS
+    with pytest.raises(TfadvserError, match="unknown regulariser 'l2'; choose one of ewc, online-ewc"):
+        regularisers.get("l2")
+    config = SMOKE.attacker
+    # EWC and online EWC weigh a Fisher: the profile's strengths; the others their own
+    for name in ("ewc", "online-ewc"):
+        assert regularisers.get(name).default_strength(config) == config.default_lambda == 1e5
+        assert regularisers.get(name).strength_grid(config) == (1e4, 1e5, 1e6, 1e7)
+    assert regularisers.get("si").default_strength(config) == 0.1
+    assert regularisers.get("si").strength_grid(config) == (1e-2, 1e-1, 1.0, 10.0)
+    for name in ("mas", "lwf"):
+        assert regularisers.get(name).default_strength(config) == 1e-2
+        assert regularisers.get(name).strength_grid(config) == (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def test_the_attacker_imports_no_regulariser():
+    import ast
+    import pathlib
+
+    import tfadvser.attack.attacker as attacker_module
+
+    tree = ast.parse(pathlib.Path(attacker_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert not [m for m in imported if m and ("regularisers" in m or m.endswith(".ewc")
+                                              or m.endswith(".continual"))]
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +200,7 @@ def test_each_regulariser_trains_through_the_cli(two_defences, tiny_data, regula
     result = run(*base, "--regulariser", regulariser)
     assert result.exit_code == 0, result.output
     # online EWC takes EWC's default (the smoke profile's, the paper's 1e5), the others theirs
-    lam = 1e5 if regulariser == "online-ewc" else REGULARISER_STRENGTHS[regulariser].default
+    lam = 1e5 if regulariser == "online-ewc" else {"si": 0.1, "mas": 1e-2, "lwf": 1e-2}[regulariser]
     seq = sequence(two_defences, f"lifelong-{regulariser}-cnn4-vgg16-lambda{lam:g}")
     assert seq["regulariser"] == regulariser and [t["ewc_lambda"] for t in seq["tasks"]] == [0.0, lam]
     first, second = (task_record(two_defences, t) for t in seq["tasks"])
@@ -173,14 +212,14 @@ def test_each_regulariser_trains_through_the_cli(two_defences, tiny_data, regula
     if regulariser == "si":  # SI trains its own first task, which records its path integral
         assert seq["tasks"][0]["key"] != ewc["tasks"][0]["key"]
         for task in seq["tasks"]:
-            assert (tasks / task["key"] / continual.PATH_FILE).exists()
+            assert (tasks / task["key"] / si.PATH_FILE).exists()
     else:  # the others share the first task with EWC (and single-task)
         assert seq["tasks"][0]["key"] == ewc["tasks"][0]["key"]
         assert "regulariser" not in first
     if regulariser == "lwf":
-        assert metrics["distillation"] > 0 and metrics["ewc"] == 0
+        assert metrics["distillation"] > 0 and "penalty" not in metrics
     else:
-        assert metrics["ewc"] > 0 and "distillation" not in metrics
+        assert metrics["penalty"] > 0 and "distillation" not in metrics
     if regulariser == "mas":
         assert (tasks / seq["tasks"][0]["key"] / "mas-32clips.npz").exists()
 
@@ -425,12 +464,12 @@ def test_path_integral_resumes_after_an_interrupted_epoch(tmp_path):
 
         try:
             attacker.fit(data, epochs=2, steps_per_epoch=2, verbose=0,
-                         callbacks=[continual.PathIntegral(out, ["a"]), Kill()])
+                         callbacks=[si.PathIntegral(out, ["a"]), Kill()])
         except RuntimeError:
-            assert (out / "si-path-epoch1.npz").exists() and not (out / continual.PATH_FILE).exists()
+            assert (out / "si-path-epoch1.npz").exists() and not (out / si.PATH_FILE).exists()
             attacker.fit(data, initial_epoch=1, epochs=2, steps_per_epoch=2, verbose=0,
-                         callbacks=[continual.PathIntegral(out, ["a"], resumed=1)])
-        with np.load(out / continual.PATH_FILE) as saved:
+                         callbacks=[si.PathIntegral(out, ["a"], resumed=1)])
+        with np.load(out / si.PATH_FILE) as saved:
             return float(saved["a_0"]), float(saved["b_0"])
 
     (tmp_path / "once").mkdir()

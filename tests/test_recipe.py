@@ -12,7 +12,7 @@ from tfadvser.attack.attacker import build_generator
 from tfadvser.attack.budget import BudgetCurriculum, bounded_head
 from tfadvser.attack.losses import (attack_loss, ce_loss, cw_loss, feature_loss,
                                     relativistic_ce_loss)
-from tfadvser.config import AttackerConfig
+from tfadvser.config import AttackerConfig, Budget
 from tfadvser_cli.main import main
 
 LOG_PROBS = tf.constant([[-0.1, -2.5, -3.0], [-2.0, -0.2, -1.9]])
@@ -71,7 +71,7 @@ def test_heads_literal():
 
 
 def test_curriculum_anneals_geometrically_and_ends_at_the_budget():
-    generator = build_generator(0.0625, (37, 16), "bounded", 0.05, None, head="scale", curriculum=True)
+    generator = build_generator(0.0625, (37, 16), Budget(0.05), head="scale", curriculum=True)
     head = generator.get_layer("eta")
     schedule = BudgetCurriculum(head, 4.0, steps=2)
     assert [schedule.value(t) for t in (0, 1, 2, 3)] == [4.0, 2.0, 1.0, 1.0]

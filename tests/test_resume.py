@@ -233,7 +233,7 @@ def test_lifelong_task_failed_while_tracing_reruns_in_the_same_process(first_tas
     shutil.copytree(first_task_run, clean)
     shutil.copytree(first_task_run, failed)
     expected = train_attacker(tiny_data, clean, "lifelong", ["cnn4", "vgg16"], SMOKE,
-                              ewc_lambda=1e4, verbose=0)
+                              strength=1e4, verbose=0)
 
     real, armed = attacker_module.inference, [True]
 
@@ -249,13 +249,13 @@ def test_lifelong_task_failed_while_tracing_reruns_in_the_same_process(first_tas
 
     monkeypatch.setattr(attacker_module, "inference", fails_once_in_a_trace)
     with pytest.raises(IndexError):
-        train_attacker(tiny_data, failed, "lifelong", ["cnn4", "vgg16"], SMOKE, ewc_lambda=1e4,
+        train_attacker(tiny_data, failed, "lifelong", ["cnn4", "vgg16"], SMOKE, strength=1e4,
                        verbose=0)
     assert not armed
     # A distinct compiled attacker for each run directory (the defences are other objects),
     # so the rerun below meets the attacker whose trace failed, as in one `reproduce`.
     record = train_attacker(tiny_data, failed, "lifelong", ["cnn4", "vgg16"], SMOKE,
-                            ewc_lambda=1e4, verbose=0)
+                            strength=1e4, verbose=0)
     assert [t["key"] for t in record["tasks"]] == [t["key"] for t in expected["tasks"]]
     ours = keras.saving.load_model(failed / record["tasks"][-1]["path"] / "generator.keras",
                                    compile=False).get_weights()

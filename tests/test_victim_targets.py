@@ -144,7 +144,7 @@ def test_a_sequence_mixing_a_defence_and_an_outside_model(defended_run, tiny_dat
                                                      "input": "log_mel_standardised",
                                                      "output": "logits"}}
     assert identity["parent"] == first["key"] and identity["ewc_lambda"] > 0
-    assert identity["final_train_metrics"]["ewc"] > 0.0  # task 0's Fisher was in force
+    assert identity["final_train_metrics"]["penalty"] > 0.0  # task 0's Fisher was in force
     assert list(record["victims"]) == ["theirs"]
 
     for victim in ((), ("--victim", f"theirs={saved}")):

@@ -176,7 +176,7 @@ def train_attacker(data, run_dir, method: str, defences: Sequence[str],
                    profile: Union[str, Profile] = "small", **options) -> dict:
     """Train an attacker sequence (`method`: single, multi, transfer or lifelong) against
     the run's trained `defences`, in order; returns the sequence record (label, tasks).
-    `options` are `attack.training.train_attacker`'s (ewc_lambda, regulariser, verbose,
+    `options` are `attack.training.train_attacker`'s (strength, regulariser, budget, verbose,
     seed, ...). Raises TfadvserError as that function does."""
     options.setdefault("verbose", 2)
     return _train_attacker(data, run_dir, method, list(defences), _profile(profile), **options)

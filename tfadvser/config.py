@@ -8,6 +8,7 @@ number (`shared/paper/original-code-facts.md` section 1).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, Mapping, Optional
 
 LONG_CLIP_POLICIES = ("head", "center", "error")
@@ -38,37 +39,10 @@ HEADS = ("tanh", "clip", "scale")
 SCAN_PLANS = ("fast", "full")
 
 
-# --- continual-learning regularisers of lifelong learning (attack/continual.py) ---------
-# "ewc" is the paper's (attack/ewc.py); its strengths are AttackerConfig.default_lambda and
-# .lambdas. The others' strength ("lambda" on the command line) and `tune` grid, one source:
+# The continual-learning regularisers of lifelong learning, by name (their plugins, with
+# their default strengths and grids: `attack/regularisers/`). "ewc" is the paper's; its
+# strengths, like online EWC's, are the profile's `default_lambda` and `lambdas`.
 REGULARISERS = ("ewc", "online-ewc", "si", "mas", "lwf")
-
-
-@dataclasses.dataclass(frozen=True)
-class Strength:
-    """A regulariser's default weight and the grid `tune` sweeps."""
-
-    default: float
-    grid: tuple[float, ...]
-
-
-# The scales follow from this project's loss, not from the literature's benchmarks (whose
-# losses are means over a batch, hence their lambda 1-10): the C&W term is *summed* over the
-# batch, so squared-gradient importances (EWC, online EWC) are ~batch^2 larger than there.
-# - online EWC: EWC's profile default and grid (AttackerConfig.default_lambda, lambdas), as
-#   its importance is the same (decayed) Fisher: not listed here;
-# - SI: its importance is a loss decrease per squared drift, linear in the loss, not
-#   squared: c in 1e-2..10 around the literature's 0.1-1;
-# - MAS: the gradient of ||G(x)||^2 sums over the 373x64 outputs of a clip (~2.4e4 terms):
-#   1e-4..1e-1 instead of the literature's 1;
-# - LwF: mean over clips of the squared L2 distance over ~2.4e4 outputs, against a loss of
-#   order 1: 1e-4..1e-1.
-REGULARISER_STRENGTHS = {
-    "si": Strength(1e-1, (1e-2, 1e-1, 1.0, 10.0)),
-    "mas": Strength(1e-2, (1e-4, 1e-3, 1e-2, 1e-1)),
-    "lwf": Strength(1e-2, (1e-4, 1e-3, 1e-2, 1e-1)),
-}
-# --- end of the continual-learning block ----------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +213,7 @@ class AttackerConfig:
     # sound and re-extracted (attack/round_trip.py), not x + eta. Off: the paper's attacker.
     round_trip: bool = False
     # Online EWC's Fisher decay gamma (F <- gamma F_prev + F_new; 1 as in the literature's
-    # benchmarks) and SI's damping xi (Omega = omega / (delta^2 + xi)); attack/continual.py.
+    # benchmarks) and SI's damping xi (Omega = omega / (delta^2 + xi)); attack/regularisers/.
     online_ewc_gamma: float = 1.0
     si_damping: float = 1e-3
     # The generator recipe (see ATTACK_LOSSES, HEADS): defaults are the paper's loss and the
@@ -275,10 +249,7 @@ class AttackerConfig:
             raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {self.perturbation!r}")
         if self.generator not in GENERATORS:
             raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
-        if self.epsilon is not None and not (0.0 < self.epsilon < float("inf")):
-            raise ValueError(f"epsilon must be a positive number, got {self.epsilon}")
-        if self.snr_db is not None and not (-float("inf") < self.snr_db < float("inf")):
-            raise ValueError(f"snr_db must be a finite number of dB, got {self.snr_db}")
+        Budget(self.epsilon, self.snr_db)  # the bounds' own checks (held even for "paper")
         if self.perturbation == "bounded" and self.epsilon is None and self.snr_db is None:
             raise ValueError("a bounded perturbation needs an epsilon, an SNR floor or both")
         if self.fisher_clips is not None and self.fisher_clips < 1:
@@ -336,6 +307,32 @@ class Budget:
 
     epsilon: Optional[float] = None
     snr_db: Optional[float] = None
+
+    def __post_init__(self):
+        # Numbers only: inside a graph a bound may be a tensor (the budget curriculum's
+        # loosened floor, `attack/budget.py`), which cannot be compared in Python.
+        for name in ("epsilon", "snr_db"):
+            value = getattr(self, name)
+            if not (value is None or isinstance(value, numbers.Real) or hasattr(value, "dtype")):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if isinstance(self.epsilon, numbers.Real) and not 0.0 < self.epsilon < float("inf"):
+            raise ValueError(f"epsilon must be a positive number, got {self.epsilon}")
+        if isinstance(self.snr_db, numbers.Real) and not -float("inf") < self.snr_db < float("inf"):
+            raise ValueError(f"snr_db must be a finite number of dB, got {self.snr_db}")
+
+    @classmethod
+    def default(cls) -> "Budget":
+        """The product's budget, AttackerConfig's defaults: L∞ 0.008 and SNR ≥ 30 dB."""
+        fields = AttackerConfig.__dataclass_fields__
+        return cls(fields["epsilon"].default, fields["snr_db"].default)
+
+    def attacker_fields(self) -> dict:
+        """The AttackerConfig fields this budget sets: a bounded perturbation and both
+        bounds, or the paper's unbounded one (its epsilon and snr_db fields, unused, left
+        as they are)."""
+        if not self.bounded:
+            return {"perturbation": "paper"}
+        return {"perturbation": "bounded", "epsilon": self.epsilon, "snr_db": self.snr_db}
 
     @property
     def bounded(self) -> bool:
@@ -453,6 +450,28 @@ PROFILES = {
                                     later_steps=2, multi_steps=4, monitor_every=2,
                                     monitor_clips=4, fisher_clips=32)),
 }
+
+
+def resolve(profile: Profile, budget: Optional[Budget] = None, **overrides) -> AttackerConfig:
+    """The attacker a command trains, tunes or looks up: `profile`'s AttackerConfig under
+    `budget` (None: the profile's own; `Budget()`: the paper's unbounded perturbation;
+    otherwise bounded by its epsilon and/or SNR floor, a bound it leaves out dropped), with
+    `overrides` replacing fields (seed, lr_schedule, losses, ...). The one place a variant
+    is derived: the command line, `train_attacker`, `tune` and the task keys use it, and
+    every value is checked by AttackerConfig (and Budget) only.
+
+    Raises ValueError with a message for an unknown field, a budget field given both as
+    `budget` and as an override, or any value AttackerConfig refuses."""
+    known = AttackerConfig.__dataclass_fields__
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"unknown attacker setting(s) {', '.join(unknown)}; the settings are "
+                         f"{', '.join(known)}")
+    changes = budget.attacker_fields() if budget is not None else {}
+    twice = sorted(set(changes) & set(overrides))
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice: as the budget and as an override")
+    return dataclasses.replace(profile.attacker, **changes, **overrides)
 
 
 def get_profile(name: str) -> Profile:

@@ -23,10 +23,9 @@ from tfadvser.runtime.atrous import AtrousConv2D
 from tfadvser.defence.models import batch_norm, scaled_channels
 from tfadvser.runtime.inference import inference
 from tfadvser.attack.budget import BudgetHead, UniversalPerturbation
-from tfadvser.attack.continual import distillation_loss
 from tfadvser.attack.diversity import Diversity, diversify
-from tfadvser.attack.ewc import EWCTerms
 from tfadvser.attack.losses import attack_loss
+from tfadvser.config import Budget
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.metrics import success_rate
 
@@ -34,8 +33,7 @@ GENERATOR_CHANNELS = (64, 128, 64, 1)
 GENERATOR_DILATIONS = (1, 2, 4, 8)
 
 
-def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "paper",
-                    epsilon: Optional[float] = None, snr_db: Optional[float] = None,
+def build_generator(width: float = 1.0, shape=(373, 64), budget: Optional[Budget] = None,
                     mean=None, std=None, kind: str = "atrous", head: str = "tanh",
                     curriculum: bool = False) -> keras.Model:
     """The generator G: log_mel [B, *shape] -> eta [B, *shape], float32.
@@ -44,12 +42,13 @@ def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "pa
     1); at width 1.0, 413 314 trainable parameters (412 800 conv + 514 BN), as the original
     (facts section 4). kind "universal": one trainable map for every clip
     (`budget.UniversalPerturbation`, frames x n_mels parameters; `width` unused).
-    The output head (`budget.BudgetHead`): the paper's sigmoid, eta in (0, 1), or a bounded
-    eta (epsilon * tanh, then the per-clip SNR floor, which needs the data's `mean` and `std`
+    The output head (`budget.BudgetHead`): the paper's sigmoid, eta in (0, 1), for no
+    `budget` or an unbounded one (`config.Budget()`), or an eta bounded by `budget`
+    (epsilon * tanh, then the per-clip SNR floor, which needs the data's `mean` and `std`
     [n_mels]). Raises ValueError for an unknown kind or an SNR floor without statistics.
     """
     inputs = keras.Input(shape=tuple(shape), name="log_mel")
-    bounded = perturbation == "bounded"
+    bounded = budget is not None and budget.bounded
     if kind == "universal":
         z = UniversalPerturbation(name="universal")(inputs)
         if not bounded:
@@ -73,8 +72,8 @@ def build_generator(width: float = 1.0, shape=(373, 64), perturbation: str = "pa
             return keras.Model(inputs, z, name="atrous_generator")
     else:
         raise ValueError(f"unknown generator kind {kind!r}")
-    eta = BudgetHead(perturbation, epsilon, snr_db, mean, std, head=head, curriculum=curriculum,
-                     name="eta")([inputs, z])
+    eta = BudgetHead("bounded", budget.epsilon, budget.snr_db, mean, std, head=head,
+                     curriculum=curriculum, name="eta")([inputs, z])
     return keras.Model(inputs, eta, name=f"{kind}_generator")
 
 
@@ -82,25 +81,24 @@ def generator_for(config, shape, data=None) -> keras.Model:
     """`build_generator` as an AttackerConfig asks (`data`: a DataFolder, for the SNR floor's
     statistics)."""
     stats = {"mean": data.mean, "std": data.std} if data is not None else {}
-    return build_generator(config.width, shape, config.perturbation, config.epsilon,
-                           config.snr_db, kind=config.generator, head=config.head,
-                           curriculum=config.curriculum > 1.0, **stats)
+    return build_generator(config.width, shape, config.budget, kind=config.generator,
+                           head=config.head, curriculum=config.curriculum > 1.0, **stats)
 
 
 class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
     """A generator trained against frozen defences (paper Eqs. 1-3). `call(x)` maps a
     standardised log-Mel batch [B, frames, n_mels] to (x' = x + eta, eta), both of that shape.
 
-    `ewc_terms` is a list of (Fisher, anchor) pairs over the generator's trainable weights;
-    empty for every task without EWC. They and `ewc_lambda` live in an `ewc.EWCTerms`, so
-    one compiled train step serves later tasks with other values (`set_ewc`). `teacher`: a
-    frozen generator for the LwF-style distillation term (`attack/continual.py`), weighted
-    by the same lambda. Raises ValueError without defences.
+    `term`: what a continual-learning regulariser adds to the loss (`attack/regularisers/`,
+    e.g. `base.QuadraticPenalty` for EWC), None for none. The attacker knows no method: it
+    adds `term.strength * part` to the loss for each part `term(...)` returns and logs the
+    part under its name. A term holds its values in variables, so one compiled train step
+    serves later tasks with other values (`term.assign`). Raises ValueError without defences.
     """
 
     def __init__(self, generator: keras.Model, defences: Sequence[keras.Model], alpha: float = 0.02,
-                 cw_reduction: str = "sum", ewc_lambda: float = 0.0, ewc_terms=(),
-                 round_trip=None, teacher=None, losses: Sequence[str] = ("cw",),
+                 cw_reduction: str = "sum", term=None,
+                 round_trip=None, losses: Sequence[str] = ("cw",),
                  kappa: float = 0.0, diversity: float = 0.0,
                  feature_layers: Optional[Sequence[str]] = None, **kwargs):
         super().__init__(**kwargs)
@@ -111,8 +109,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         # so its weights (and BackupAndRestore's copy of them every epoch) are the
         # generator's and the optimizer's only, not the three defences' as well.
         self._frozen = types.SimpleNamespace(
-            defences=list(defences), ewc=EWCTerms(ewc_lambda, ewc_terms), round_trip=round_trip,
-            teacher=teacher,
+            # The term may hold a frozen generator (LwF): not the attacker's weights either.
+            defences=list(defences), term=term, round_trip=round_trip,
             # A feature loss reads each defence's mid layer and output in one pass.
             features=([feature_model(d, layer) for d, layer in zip(defences, feature_layers, strict=True)]
                       if any(name.startswith("feature") for name in losses) else None),
@@ -122,8 +120,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         self.alpha, self.cw_reduction = alpha, cw_reduction
         self.attack_losses, self.kappa = tuple(losses), kappa
         self.diversity = Diversity(probability=diversity) if diversity > 0 else None
-        names = ("loss", *self.attack_losses, "mse", "ewc", "success_rate", "eta_mean", "eta_max")
-        names += ("distillation",) if teacher is not None else ()
+        names = ("loss", *self.attack_losses, "mse", *(term.parts if term is not None else ()),
+                 "success_rate", "eta_mean", "eta_max")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -132,14 +130,10 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         return self._frozen.defences
 
     @property
-    def ewc(self) -> EWCTerms:
-        """lambda and the EWC terms of the current task."""
-        return self._frozen.ewc
-
-    def set_ewc(self, ewc_lambda: float, ewc_terms) -> None:
-        """The EWC weight and terms of the next task; as many terms as the attacker was built
-        with (the number of terms is part of the compiled step). Raises ValueError otherwise."""
-        self.ewc.assign(ewc_lambda, ewc_terms)
+    def term(self):
+        """The regulariser's term of the current task (None: none); `term.assign` sets the
+        next task's strength and values, within the structure it was built with."""
+        return self._frozen.term
 
     @property
     def metrics(self):
@@ -158,8 +152,9 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         2. x' = x + eta.
         3. Every defence f_k scores x' in inference mode (frozen weights and BN statistics).
         4. loss = alpha/n * sum_k C&W(f_k(x'), y) + (1 - alpha) * MSE(x', x)       Eqs. (1), (2)
-                  + lambda * sum_i F_i (theta_i - theta*_i)^2                      Eq. (3)
-           (lambda = 0 and no terms outside lifelong learning).
+                  + strength * term                                                Eq. (3)
+           (the regulariser's term: EWC's lambda * sum_i F_i (theta_i - theta*_i)^2; no
+           term, or a penalty with no pairs, outside lifelong learning).
         5. One Adam step on the generator's trainable weights.
         6. The loss terms, the fooling rate and eta's size go to one Mean tracker each.
 
@@ -217,13 +212,11 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
                            if "rce" in self.attack_losses else None)
         terms = attack_loss(adv_log_probs, y, x_adv, x, self.alpha, self.cw_reduction,
                             global_batch, self.attack_losses, self.kappa, clean_log_probs, features)
-        # The penalty does not depend on the batch: each replica carries its share of it.
-        terms["ewc"] = self.ewc.penalty(self.generator.trainable_weights) * _share(x, global_batch)
-        terms["loss"] = terms["loss"] + self.ewc.ewc_lambda * terms["ewc"]
-        if self._frozen.teacher is not None:  # LwF: lambda * mean ||G(x) - G_prev(x)||^2
-            teacher_eta = inference(self._frozen.teacher)(x)
-            terms["distillation"] = distillation_loss(eta, teacher_eta, global_batch)
-            terms["loss"] = terms["loss"] + self.ewc.ewc_lambda * terms["distillation"]
+        term = self._frozen.term
+        if term is not None:  # the regulariser's parts, each this replica's share
+            for name, value in term(self.generator, x, eta, global_batch).items():
+                terms[name] = value
+                terms["loss"] = terms["loss"] + term.strength * value
         return eta, adv_log_probs, terms
 
     def _track(self, x, y, eta, adv_log_probs, terms):

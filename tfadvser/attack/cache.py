@@ -5,7 +5,7 @@ a CPU: at the `smoke` profile more than training the task itself. Yet most tasks
 defences that an earlier task faced with the same settings: the lambda sweep trains the
 same two tasks once per lambda, and transfer, lifelong and single-task revisit the same
 defences. Such tasks share one `AdversarialAttacker`; `prepared_attacker` resets what a
-task starts from (generator weights, optimizer state, EWC terms) and keeps the compiled
+task starts from (generator weights, optimizer state, the regulariser's term) and keeps the compiled
 step. The result is the same as a new attacker per task: same initial weights, a fresh
 optimizer, the same loss.
 """
@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfadvser.attack.attacker import AdversarialAttacker, generator_for
 from tfadvser.attack.losses import FEATURE_LAYERS
+from tfadvser.attack.regularisers.base import UNANCHORED, Anchoring
 from tfadvser.config import AttackerConfig
 from tfadvser.errors import TfadvserError
 
@@ -28,7 +29,7 @@ _GRAPH_SETTINGS = ("width", "cw_weight", "cw_reduction", "lr_schedule", "learnin
                    "decay_every", "decay_rate", "round_trip", "perturbation", "epsilon",
                    "snr_db", "generator", "losses", "kappa", "head", "feature_layer",
                    "diversity", "curriculum")
-_KEEP = 16  # attackers kept; a whole `reproduce` uses 9 defence/EWC combinations
+_KEEP = 16  # attackers kept; a whole `reproduce` uses 9 defence/term combinations
 
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 
@@ -44,27 +45,25 @@ def learning_rate(config: AttackerConfig):
 
 
 def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, shape,
-                      start_weights: list[np.ndarray], ewc_lambda: float,
-                      ewc_terms: list, round_trip=None, teacher_weights=None,
-                      data=None) -> AdversarialAttacker:
+                      start_weights: list[np.ndarray], anchoring: Anchoring = UNANCHORED,
+                      round_trip=None, data=None) -> AdversarialAttacker:
     """An attacker against `defences` whose generator holds `start_weights` (all its weights,
-    BatchNorm statistics included), with a fresh Adam and the given EWC terms; compiled once
-    per strategy, defences, number of EWC terms and graph settings. `round_trip`: an
+    BatchNorm statistics included), with a fresh Adam and the regulariser's term of
+    `anchoring` (`attack/regularisers/`; by default none: a penalty with no pairs); compiled
+    once per strategy, defences, term structure and graph settings. `round_trip`: an
     `attack.round_trip.RoundTrip` when config.round_trip (then compiled without XLA).
-    `teacher_weights`: all weights of the frozen previous generator of LwF distillation.
     `data`: the DataFolder whose statistics an SNR floor needs."""
     strategy = tf.distribute.get_strategy()
-    key = (id(strategy), tuple(id(d) for d in defences), len(ewc_terms), tuple(shape),
+    key = (id(strategy), tuple(id(d) for d in defences), anchoring.structure, tuple(shape),
            tuple(getattr(config, name) for name in _GRAPH_SETTINGS),
            round_trip.key if config.round_trip and round_trip is not None else None,
-           teacher_weights is not None, data.fingerprint if data is not None else None)
+           data.fingerprint if data is not None else None)
     if key not in _CACHE:
         attacker = AdversarialAttacker(generator_for(config, shape, data), defences,
                                        alpha=config.cw_weight, cw_reduction=config.cw_reduction,
-                                       ewc_lambda=ewc_lambda, ewc_terms=ewc_terms,
+                                       term=anchoring.term.build(
+                                           anchoring.state, lambda: generator_for(config, shape, data)),
                                        round_trip=round_trip if config.round_trip else None,
-                                       teacher=(generator_for(config, shape, data)
-                                                if teacher_weights is not None else None),
                                        losses=config.losses, kappa=config.kappa,
                                        diversity=config.diversity,
                                        feature_layers=feature_layers(defences, config))
@@ -82,10 +81,8 @@ def prepared_attacker(defences: Sequence[keras.Model], config: AttackerConfig, s
     attacker.generator.set_weights(start_weights)
     for variable, value in zip(attacker.optimizer.variables, initial, strict=True):
         variable.assign(value)  # a fresh optimizer for every task, as the original
-    attacker.set_ewc(ewc_lambda, ewc_terms)
+    attacker.term.assign(anchoring.strength, anchoring.state)
     attacker.set_diversity_seed(config.seed)
-    if teacher_weights is not None:
-        attacker._frozen.teacher.set_weights(teacher_weights)
     # Keras keeps the epoch a BackupAndRestore resumed from on the model, and `fit` would
     # start every later task there.
     attacker._initial_epoch = None

@@ -2,10 +2,12 @@
 
     penalty      paper Eq. (3): lambda * sum_i F_i (theta_i - theta*_i)^2     `ewc_penalty`
     Fisher       the diagonal Fisher of a finished task                       `estimate_fisher`
-    terms        lambda and the (Fisher, anchor) pairs a task trains with,
-                 held in variables inside a compiled attacker                 `EWCTerms`
     which tasks  the previous one (the original) or every earlier one         `anchored_tasks`
     cache        a finished task's term, estimated once and kept beside it    `task_term`
+
+The plugin that puts these to work in lifelong training is `regularisers/ewc.py`; the
+penalty enters the compiled step as `regularisers.base.QuadraticPenalty`, which online EWC,
+SI and MAS share with other importances in place of the Fisher.
 
 The Fisher:
 
@@ -32,7 +34,6 @@ from tfadvser.config import FISHER_MODES
 from tfadvser.runtime import distribute
 from tfadvser.runtime.files import atomic_path
 from tfadvser.runtime.inference import inference
-
 
 
 def estimate_fisher(generator: keras.Model, defences: Sequence[keras.Model],
@@ -119,38 +120,6 @@ def ewc_penalty(weights: Sequence[tf.Tensor], terms: Sequence[tuple[Sequence, Se
         for w, f, a in zip(weights, fisher, anchor, strict=True):
             total += tf.reduce_sum(f * tf.square(w - a))
     return total
-
-
-class EWCTerms:
-    """lambda and the (Fisher, anchor) pairs of the task being trained, in non-trainable
-    variables: a compiled train step reads them, so one compiled attacker serves later
-    tasks with other values (`assign`). The number of terms is fixed at construction (it is
-    part of the traced graph); no terms means no EWC (penalty 0)."""
-
-    def __init__(self, ewc_lambda: float = 0.0, terms=()):
-        self.ewc_lambda = tf.Variable(float(ewc_lambda), trainable=False, dtype=tf.float32)
-        self.terms = [([tf.Variable(f, trainable=False) for f in fisher],
-                       [tf.Variable(a, trainable=False) for a in anchor])
-                      for fisher, anchor in terms]
-
-    def __len__(self) -> int:
-        return len(self.terms)
-
-    def assign(self, ewc_lambda: float, terms) -> None:
-        """Replace lambda and the terms' values. Raises ValueError when the number of terms
-        differs from the one these variables were built for."""
-        if len(terms) != len(self.terms):
-            raise ValueError(f"this attacker was built for {len(self.terms)} EWC term(s), "
-                             f"not {len(terms)}")
-        self.ewc_lambda.assign(float(ewc_lambda))
-        for variables, values in zip(self.terms, terms):
-            for variable, value in zip([*variables[0], *variables[1]], [*values[0], *values[1]],
-                                       strict=True):
-                variable.assign(value)
-
-    def penalty(self, weights: Sequence[tf.Tensor]) -> tf.Tensor:
-        """`ewc_penalty` of `weights` against the held terms (without lambda)."""
-        return ewc_penalty(weights, self.terms) if self.terms else tf.constant(0.0)
 
 
 def anchored_tasks(finished: list, accumulate: bool) -> list:

@@ -1,8 +1,9 @@
 """The four learning methods of the paper (its Fig. 1) as deltas on one list of stages.
 
 A stage is one training task: which defences the attacker is trained against, for how
-many steps, whether it starts from the previous stage's attacker, and whether EWC anchors
-it to that attacker. The shared loop in `attacker_training` runs any list of stages.
+many steps, whether it starts from the previous stage's attacker, and whether a
+continual-learning regulariser (EWC, the paper's; `regularisers/`) anchors it to the
+attacker of the stages before. The shared loop in `attacker_training` runs any list of stages.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from tfadvser.errors import TfadvserError
 @dataclasses.dataclass(frozen=True)
 class Stage:
     """One training task: the defences it attacks (C&W averaged over them), its steps,
-    whether it starts from the previous stage's attacker, and whether EWC anchors it."""
+    whether it starts from the previous stage's attacker, and whether the regulariser
+    (EWC by default) anchors it."""
 
     defences: tuple[str, ...]
     steps: int
     from_previous: bool = False
-    ewc: bool = False
+    anchored: bool = False
 
 
 def single_task(defences: Sequence[str], config: AttackerConfig) -> list[Stage]:
@@ -47,8 +49,9 @@ def transfer(defences: Sequence[str], config: AttackerConfig) -> list[Stage]:
 
 
 def lifelong(defences: Sequence[str], config: AttackerConfig) -> list[Stage]:
-    """(d) transfer learning with EWC anchoring every later task to the previous attacker."""
-    return [dataclasses.replace(stage, ewc=stage.from_previous)
+    """(d) transfer learning with EWC (or another regulariser) anchoring every later task to
+    the previous attacker."""
+    return [dataclasses.replace(stage, anchored=stage.from_previous)
             for stage in transfer(defences, config)]
 
 
@@ -58,4 +61,5 @@ def _need_several(defences, method):
 
 
 METHODS = {"single": single_task, "multi": multi_task, "transfer": transfer, "lifelong": lifelong}
-EWC_METHODS = ("lifelong",)
+# The methods whose later tasks a regulariser anchors (`--lambda`, `--regulariser`).
+ANCHORED_METHODS = ("lifelong",)

@@ -10,13 +10,13 @@ contains the 2-defence one.
         generator.keras                   the attacker after the task
         task.json                         what it was trained on and with, final metrics
         ewc-<mode>.npz                    Fisher + anchor, computed when a later EWC task needs them
+                                          (and the other regularisers' files: `regularisers/`)
         logs/ backup/                     TensorBoard; BackupAndRestore while training
     runs/NAME/attackers/<label>/sequence.json
                                           a method's run: its tasks in order, by key
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -26,8 +26,8 @@ import keras
 
 import tfadvser.attack.budget  # noqa: F401  (registers the layers saved generators hold)
 
-from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
-from tfadvser.config import AttackerConfig, Profile
+from tfadvser.attack.methods import ANCHORED_METHODS, METHODS, Stage
+from tfadvser.config import AttackerConfig, Profile, resolve
 from tfadvser.data.folder import load_data
 from tfadvser.defence.training import MODEL_FILE, defence_dir
 from tfadvser.errors import TfadvserError
@@ -70,14 +70,15 @@ def recipe_suffix(config: AttackerConfig) -> str:
     return "".join(f"-{p}" for p in parts)
 
 
-def sequence_label(method: str, defences: Sequence[str], ewc_lambda: Optional[float],
+def sequence_label(method: str, defences: Sequence[str], strength: Optional[float],
                    config: AttackerConfig, regulariser: str = "ewc") -> str:
     """A sequence's folder name, e.g. `lifelong-cnn4-vgg16-lambda100000-eps0.008-snr30`
-    (`attacker_suffix` after the method, defences and, for lifelong, lambda); a regulariser
-    other than EWC follows the method: `lifelong-si-cnn4-vgg16-lambda0.1-eps0.008-snr30`."""
+    (`attacker_suffix` after the method, defences and, for lifelong, the regulariser's
+    strength as "lambda"); a regulariser other than EWC follows the method:
+    `lifelong-si-cnn4-vgg16-lambda0.1-eps0.008-snr30`."""
     label = f"{method}-{'' if regulariser == 'ewc' else regulariser + '-'}{'-'.join(defences)}"
-    if method in EWC_METHODS:
-        label += f"-lambda{ewc_lambda:g}"
+    if method in ANCHORED_METHODS:
+        label += f"-lambda{strength:g}"
     return label + attacker_suffix(config)
 
 
@@ -102,14 +103,15 @@ def defence_hashes(run_dir, names: Sequence[str]) -> dict[str, str]:
     return hashes
 
 
-def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: AttackerConfig,
-             fingerprint: str, hashes: dict[str, str],
-             regulariser: Optional[dict] = None) -> tuple[str, dict]:
+def task_key(parent: Optional[str], stage: Stage, strength: float, config: AttackerConfig,
+             fingerprint: str, hashes: dict[str, str], fields: dict) -> tuple[str, dict]:
     """(16-hex-digit key, the identity it hashes) of a task: everything its weights depend on.
-    `regulariser`: a continual-learning regulariser's fields (`continual.key_fields`), None
-    for EWC."""
+    `strength`: the regulariser's weight of an anchored stage (held under the identity's
+    "ewc_lambda", its name since EWC was the only regulariser: old keys stay valid);
+    `fields`: the regulariser's own entries (`Regulariser.key_fields`; {} for a stage that
+    nothing anchors and EWC's settings otherwise)."""
     identity = {"parent": parent, "defences": list(stage.defences), "steps": stage.steps,
-                "ewc_lambda": ewc_lambda if stage.ewc else 0.0, "data": fingerprint,
+                "ewc_lambda": strength if stage.anchored else 0.0, "data": fingerprint,
                 "defence_models": {d: hashes[d] for d in stage.defences},
                 "attacker": {"alpha": config.cw_weight,
                              **{k: getattr(config, k) for k in _WEIGHT_SETTINGS}}}
@@ -123,12 +125,7 @@ def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: Att
     if config.recipe:  # likewise: only the fields that differ from the default recipe
         identity["recipe"] = {k: list(v) if isinstance(v, tuple) else v
                               for k, v in config.recipe.items()}
-    if stage.ewc:
-        identity["ewc"] = {"fisher_mode": config.fisher_mode, "accumulate": config.ewc_accumulate}
-        if config.fisher_clips is not None:
-            identity["ewc"]["fisher_clips"] = config.fisher_clips
-    if regulariser:  # only when set: EWC's keys stay as they were
-        identity["regulariser"] = regulariser
+    identity.update(fields)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return digest, identity
 
@@ -136,12 +133,14 @@ def task_key(parent: Optional[str], stage: Stage, ewc_lambda: float, config: Att
 def first_task_trained(data_dir, run_dir, defences: Sequence[str], profile: Profile,
                        seed: int = 0) -> bool:
     """Whether task 0 of a transfer/lifelong sequence over `defences` exists already
-    (computed from the data's fingerprint and the defence file's hash; nothing is loaded)."""
-    config = dataclasses.replace(profile.attacker, seed=seed)
+    (computed from the data's fingerprint and the defence file's hash; nothing is loaded).
+    The attacker is `profile`'s (`config.resolve`) with `seed`."""
+    config = resolve(profile, seed=seed)
     run_dir = distribute.worker_run_dir(run_dir)
     stage = METHODS["transfer"](list(defences), config)[0]
+    # Task 0 is anchored by nothing: no regulariser fields (SI's own first task aside).
     key, _ = task_key(None, stage, 0.0, config, load_data(data_dir).fingerprint,
-                      defence_hashes(run_dir, stage.defences))
+                      defence_hashes(run_dir, stage.defences), {})
     return (tasks_dir(run_dir) / key / TASK_FILE).exists()
 
 

@@ -2,8 +2,9 @@
 
 A method (`methods.py`) turns a defence list into stages; `train_attacker` trains them in
 order, each as one `fit` of the compiled attacker (`cache.py`), and stores every finished
-task under its key (`tasks.py`). Lifelong stages add the EWC terms of the tasks before
-them (`ewc.py`).
+task under its key (`tasks.py`). Anchored (lifelong) stages add the term of a
+continual-learning regulariser (`regularisers/`: EWC, the paper's, or another) built from
+the tasks before them.
 """
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadvser.attack import continual, ewc
+from tfadvser.attack import ewc, regularisers
 from tfadvser.attack.attacker import generator_for
 from tfadvser.attack.budget import BudgetCurriculum
 from tfadvser.attack.cache import discard, prepared_attacker
-from tfadvser.attack.methods import EWC_METHODS, METHODS, Stage
+from tfadvser.attack.methods import ANCHORED_METHODS, METHODS, Stage
 from tfadvser.attack.monitor import AttackMonitor
+from tfadvser.attack.regularisers.base import UNANCHORED, Anchoring, Regulariser
 from tfadvser.attack.round_trip import RoundTrip, with_waveforms
 from tfadvser.attack.tasks import (GENERATOR_FILE, SEQUENCE_FILE, TASK_FILE, defence_hashes,
                                    sequence_label, task_key, tasks_dir)
-from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Profile
+from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Budget, Profile, resolve
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.data.rendering import corpus_waveform
@@ -74,7 +76,8 @@ class _Context:
         self.round_trip = RoundTrip(self.data) if config.round_trip else None
 
     def weight_names(self) -> list[str]:
-        """The generator's trainable weights by path: what EWC terms are checked against."""
+        """The generator's trainable weights by path: what stored importances are checked
+        against."""
         if self._weight_names is None:
             self._weight_names = [w.path for w in
                                   generator_for(self.config, self.shape, self.data).trainable_weights]
@@ -105,7 +108,7 @@ class _Context:
             return data
         return data.take(-(-self.config.fisher_clips // self.config.batch_size))
 
-    def ewc_term(self, task_dir: Path, stage: Stage):
+    def fisher_term(self, task_dir: Path, stage: Stage):
         """(Fisher, anchor) of a finished task (`ewc.task_term`)."""
         config = self.config
         defences = [self.defences[d] for d in stage.defences]
@@ -114,17 +117,11 @@ class _Context:
             # The task's weights in the attacker compiled against its defences: the Fisher
             # step is traced once per generator, so once for every task that faces them.
             weights = keras.saving.load_model(task_dir / GENERATOR_FILE, compile=False).get_weights()
-            return prepared_attacker(defences, config, self.shape, weights, 0.0, [],
-                                     data=self.data).generator
+            return prepared_attacker(defences, config, self.shape, weights, data=self.data).generator
 
         return ewc.task_term(task_dir, self.weight_names(), defences, generator_at_task,
                              self.fisher_set, config.cw_weight, config.cw_reduction,
                              config.fisher_mode, config.fisher_clips)
-
-    def continual_state(self, regulariser: str, finished: list):
-        """(terms, teacher weights) of a task anchored by a regulariser other than EWC."""
-        return continual.anchored_state(regulariser, finished, self.config, self.weight_names(),
-                                        self.ewc_term, self.fisher_set)
 
 
 def _first_clip(data) -> Optional[tuple]:
@@ -139,8 +136,8 @@ def _first_clip(data) -> Optional[tuple]:
 
 
 def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_dir: Optional[Path],
-                ewc_lambda: float, ewc_terms: list, sequence_defences: Sequence[str],
-                teacher_weights=None, path_integral: bool = False, record: Optional[dict] = None) -> Path:
+                anchoring: Anchoring, sequence_defences: Sequence[str],
+                regulariser: Regulariser, record: Optional[dict] = None) -> Path:
     task_dir = ctx.tasks_dir / key
     if (task_dir / TASK_FILE).exists():
         return task_dir
@@ -153,8 +150,7 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     else:
         start = keras.saving.load_model(parent_dir / GENERATOR_FILE, compile=False).get_weights()
     attacker = prepared_attacker([ctx.defences[d] for d in stage.defences], config, ctx.shape,
-                                 start, ewc_lambda, ewc_terms, ctx.round_trip, teacher_weights,
-                                 ctx.data)
+                                 start, anchoring, ctx.round_trip, ctx.data)
     generator = attacker.generator
     per_epoch = _steps_per_epoch(stage.steps, config.monitor_every)
     logs = task_dir / "logs"
@@ -163,9 +159,8 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
     # The generator of a compiled attacker (attack.cache): traced once for all its tasks.
     monitor = AttackMonitor(generator, ctx.monitor_batches, ctx.defences, ctx.monitor_clean,
                             ctx.data.n_classes, sequence_defences, logs, clip=ctx.monitor_clip)
-    # SI's path integral (attack/continual.py), outside the compiled step.
-    extra = ([continual.PathIntegral(task_dir, ctx.weight_names(), resumed_epoch(task_dir / "backup"))]
-             if path_integral else [])
+    # The regulariser's own (SI's path integral, outside the compiled step).
+    extra = regulariser.callbacks(ctx, task_dir, resumed_epoch(task_dir / "backup"))
     if config.curriculum > 1.0:  # the budget anneals over the first half (attack/budget.py)
         extra.append(BudgetCurriculum(generator.get_layer("eta"), config.curriculum, stage.steps // 2,
                                       resumed_epoch(task_dir / "backup") * per_epoch))
@@ -193,9 +188,10 @@ def _train_task(ctx: _Context, stage: Stage, key: str, identity: dict, parent_di
 
 
 def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], profile: Profile,
-                   ewc_lambda: Optional[float] = None, verbose: int = 1,
+                   strength: Optional[float] = None, verbose: int = 1,
                    regulariser: str = "ewc", victims: Sequence[VictimSpec] = (),
-                   trust_code: bool = False, **overrides) -> dict:
+                   trust_code: bool = False, budget: Optional[Budget] = None,
+                   **overrides) -> dict:
     """Train `method` over `defences` in order; return the sequence record (also written to
     `attackers/<label>/sequence.json`).
 
@@ -205,13 +201,17 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     be named in `defences` (`targets.check_targets`). Nothing is written before the inputs
     are checked and the models loaded.
 
-    `overrides` replace fields of the profile's AttackerConfig (seed, lr_schedule, ...).
-    `regulariser`: what anchors lifelong tasks (config.REGULARISERS; `ewc`, the paper's, or
-    one of `attack/continual.py`), weighted by `ewc_lambda` (default: the regulariser's).
+    The attacker is `config.resolve(profile, budget, **overrides)`: the profile's
+    AttackerConfig under `budget` (None: the profile's) with `overrides` (seed,
+    lr_schedule, ...) replacing its fields. `regulariser`: what anchors lifelong tasks
+    (config.REGULARISERS, `attack/regularisers/`; `ewc`, the paper's), weighted by
+    `strength` (the command line's --lambda; default: the regulariser's). The record keeps
+    it under "ewc_lambda", its name since EWC was the only regulariser.
     Runs under the current tf.distribute strategy. Finished tasks are reused. Raises
-    TfadvserError for an unknown method or defence, a repeated defence, a lambda given to
-    a method without EWC, a non-positive lambda, a bad attacker setting or a victim that
-    cannot be a training target (`targets.training_targets`).
+    TfadvserError for an unknown method, regulariser or defence, a repeated defence, a
+    strength or regulariser given to a method that anchors no task, a non-positive
+    strength, a bad attacker setting or a victim that cannot be a training target
+    (`targets.training_targets`).
     """
     if method not in METHODS:
         raise TfadvserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -226,21 +226,21 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
         raise TfadvserError(f"a defence appears twice in {','.join(defences)}")
     check_victims(victims, DEFENCE_NAMES)
     check_targets(victims, defences)
-    continual.check(regulariser)
-    if regulariser != "ewc" and method not in EWC_METHODS:
+    plugin = regularisers.get(regulariser)
+    if regulariser != "ewc" and method not in ANCHORED_METHODS:
         raise TfadvserError(f"--regulariser {regulariser} anchors lifelong tasks, but {method} "
-                            f"learning has none (only {', '.join(EWC_METHODS)} does)")
-    if ewc_lambda is not None and method not in EWC_METHODS:
-        raise TfadvserError(f"--lambda is the EWC weight, but {method} learning has no EWC "
-                            f"(only {', '.join(EWC_METHODS)} does)")
+                            f"learning has none (only {', '.join(ANCHORED_METHODS)} does)")
+    if strength is not None and method not in ANCHORED_METHODS:
+        raise TfadvserError(f"--lambda is the EWC (or --regulariser's) weight, but {method} learning "
+                            f"has no EWC or other regulariser (only {', '.join(ANCHORED_METHODS)} does)")
     try:
-        config = dataclasses.replace(profile.attacker, **overrides)
-    except (TypeError, ValueError) as exc:
+        config = resolve(profile, budget, **overrides)
+    except ValueError as exc:
         raise TfadvserError(f"bad attacker setting: {exc}") from None
-    if method in EWC_METHODS:
-        ewc_lambda = continual.default_strength(regulariser, config) if ewc_lambda is None else ewc_lambda
-        if not ewc_lambda > 0 or not math.isfinite(ewc_lambda):
-            raise TfadvserError(f"--lambda must be a positive number, got {ewc_lambda}")
+    if method in ANCHORED_METHODS:
+        strength = plugin.default_strength(config) if strength is None else strength
+        if not strength > 0 or not math.isfinite(strength):
+            raise TfadvserError(f"--lambda must be a positive number, got {strength}")
     stages = METHODS[method](list(defences), config)
     run_dir = distribute.worker_run_dir(run_dir)
     ctx = _Context(data_dir, run_dir, profile, config, defences, verbose, victims, trust_code)
@@ -248,28 +248,25 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     tasks, finished = [], []  # finished: (task dir, stage) in order
     parent_key, parent_dir = None, None
     for index, stage in enumerate(stages):
-        terms, teacher, prepared = [], None, time.time()
-        if stage.ewc and regulariser == "ewc":
-            terms = [ctx.ewc_term(d, s) for d, s in ewc.anchored_tasks(finished, config.ewc_accumulate)]
-        elif stage.ewc:
-            terms, teacher = ctx.continual_state(regulariser, finished)
-        lam = ewc_lambda if stage.ewc else 0.0
-        key, identity = task_key(parent_key, stage, lam, config, ctx.data.fingerprint,
-                                 ctx.defence_hashes, continual.key_fields(regulariser, config, stage.ewc))
+        prepared = time.time()
+        anchoring = plugin.anchoring(ctx, finished, strength) if stage.anchored else UNANCHORED
+        weight = strength if stage.anchored else 0.0
+        key, identity = task_key(parent_key, stage, weight, config, ctx.data.fingerprint,
+                                 ctx.defence_hashes, plugin.key_fields(config, stage.anchored))
         task_dir = _train_task(ctx, stage, key, identity, parent_dir if stage.from_previous else None,
-                               lam, terms, defences, teacher, path_integral=regulariser == "si",
+                               anchoring, defences, plugin,
                                # the previous tasks' importances, when not cached already
                                record={"regulariser_seconds": round(time.time() - prepared, 1)})
         finished.append((task_dir, stage))
         tasks.append({"index": index, "defences": list(stage.defences), "key": key,
-                      "steps": stage.steps, "ewc_lambda": lam,
+                      "steps": stage.steps, "ewc_lambda": weight,
                       "path": str(task_dir.relative_to(ctx.run_dir))})
         parent_key, parent_dir = key, task_dir
 
-    label = sequence_label(method, defences, ewc_lambda, config, regulariser)
+    label = sequence_label(method, defences, strength, config, regulariser)
     record = {"label": label, "method": method, "defences": list(defences),
-              "ewc_lambda": ewc_lambda, "profile": profile.name,
-              "regulariser": regulariser if method in EWC_METHODS else None,
+              "ewc_lambda": strength, "profile": profile.name,
+              "regulariser": regulariser if method in ANCHORED_METHODS else None,
               "attacker": dataclasses.asdict(config), "tasks": tasks}
     if ctx.targets:  # what `targets.check_pins` compares an evaluation's victims with
         record["victims"] = {name: {**target_pin(v), "path": str(v.spec.path)}

@@ -13,7 +13,6 @@ rerun, up to `MAX_ATTEMPTS` failed trials; `best.json` lists it with its error a
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 from pathlib import Path
@@ -22,10 +21,10 @@ from typing import Optional, Sequence
 import keras_tuner as kt
 import tensorflow as tf
 
-from tfadvser.attack.continual import check as check_regulariser, strength_grid
+from tfadvser.attack import regularisers
 from tfadvser.attack.tasks import attacker_suffix, first_task_trained, generator_path, sweep_label
 from tfadvser.attack.training import train_attacker
-from tfadvser.config import LAMBDA_SEARCHES, AttackerConfig, Profile
+from tfadvser.config import LAMBDA_SEARCHES, AttackerConfig, Profile, resolve
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.defence.victims import load_defence
@@ -143,7 +142,7 @@ class LambdaTuner(kt.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         lam = float(trial.hyperparameters.get("lambda"))
         record = train_attacker(self.data_dir, self.run_dir, "lifelong", self.sequence, self.profile,
-                                ewc_lambda=lam, verbose=0, seed=self.seed, regulariser=self.regulariser)
+                                strength=lam, verbose=0, seed=self.seed, regulariser=self.regulariser)
         generator = self.generators.load(generator_path(self.run_dir, record["tasks"][-1]))
         perturbed = perturb(generator, self.dev)
         per_defence = {}
@@ -183,8 +182,8 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
     search stopped short of, or when no trial completed (naming each lambda's error)."""
     if search not in LAMBDA_SEARCHES:
         raise TfadvserError(f"unknown search {search!r}; choose one of {', '.join(LAMBDA_SEARCHES)}")
-    check_regulariser(regulariser)
-    lambdas = list(lambdas if lambdas is not None else strength_grid(regulariser, profile.attacker))
+    plugin = regularisers.get(regulariser)
+    lambdas = list(lambdas if lambdas is not None else plugin.strength_grid(profile.attacker))
     if not lambdas or any(not (lam > 0 and math.isfinite(lam)) for lam in lambdas):
         raise TfadvserError(f"the lambda grid must hold positive numbers, got {lambdas}")
     if len(sequence) < 2:
@@ -202,7 +201,7 @@ def tune(data_dir, run_dir, sequence: Sequence[str], profile: Profile,
         hp.Float("lambda", min(lambdas), max(lambdas), sampling="log")
         oracle = kt.oracles.RandomSearchOracle(objective=objective, hyperparameters=hp,
                                                max_trials=max_trials or len(lambdas), seed=seed)
-    config = dataclasses.replace(profile.attacker, seed=seed)
+    config = resolve(profile, seed=seed)
     out = tuning_dir(run_dir, sequence, config, regulariser)
     tuner = LambdaTuner(data_dir, run_dir, sequence, profile, seed, regulariser, oracle=oracle,
                         directory=str(out.parent), project_name=out.name, overwrite=False)
