@@ -100,7 +100,9 @@ EXPECTED_CHOICES = {
     ("tune", "regulariser"): config.REGULARISERS,
     ("tune", "strategy"): config.STRATEGIES,
     ("export", "defence"): config.DEFENCE_NAMES,
-    **{(command, option): choices for command in ("train attacker", "tune", "reproduce")
+    ("attack-query", "attacks"): config.QUERY_ATTACKS,
+    ("attack-query", "victim_input"): config.QUERY_VICTIM_INPUTS,
+    **{(command, option): choices for command in ("train attacker", "tune", "reproduce", "attack-query")
        for option, choices in (("perturbation", config.PERTURBATIONS),
                                ("generator_kind", config.GENERATORS))},
 }

@@ -50,13 +50,13 @@ import numpy as np
 
 from tfadvser.attack.baselines import budget_noise
 from tfadvser.attack.budget import project
-from tfadvser.config import Budget
+from tfadvser.config import QUERY_ATTACKS, Budget
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.metrics import mel_snr_db
 from tfadvser.evaluation.statistics import CONFIDENCE, RESAMPLES, class_balanced_rate
 
 QUERY_BUDGETS = (10, 100, 1000)  # success is reported at each (a curve)
-ATTACKS = ("square", "hsj", "noise")
+ATTACKS = QUERY_ATTACKS
 # Square Attack's initial fraction of the input a square covers: the paper's value for
 # L∞ on ImageNet (its Section 4); on a 373 x 64 log-Mel a 35 x 35 square at the start.
 SQUARE_P_INIT = 0.05
@@ -499,6 +499,8 @@ def paired_prior(without: dict, with_prior: dict, y, budgets: Sequence[int] = QU
 def outcome_rate(fooled, y) -> dict:
     """{"rate", "ci"} for a one-shot attack (transfer, noise, PGD: 0 queries), fooled [N]
     bool over the clips the victim gets right, y their labels: the same class-balanced
-    rate and interval as `summarise`'s."""
+    rate and interval as `summarise`'s (None for no clips)."""
+    if not len(fooled):  # the victim got no clip right: nothing to fool
+        return {"rate": None, "ci": [None, None]}
     rate, low, high = class_balanced_rate(np.asarray(fooled, float), np.asarray(y, int))
     return {"rate": rate, "ci": [low, high]}
