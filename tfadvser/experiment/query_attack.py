@@ -213,3 +213,54 @@ def run_query_attacks(data_dir, source: VictimSource, out: Path, budget: Budget,
                                        "victims": {name: entry}}}}
     write_json(out, record)
     return record
+
+
+def measure_run(run_dir, victims: Sequence[str], budgets: Sequence[Budget], attacks: Sequence[str],
+                queries: int, clips: int, out: Path, prior: Optional[str] = None,
+                transfer: Optional[dict] = None, pgd: bool = True, seed: int = 0,
+                progress: Callable = lambda line: None) -> dict:
+    """The closing table's measurement on a run: each of the run's defences in `victims`,
+    through predict only, at each budget: `attacks` with and without the prior (`prior`:
+    an attacker of this run, `find_task` spec), one-shot rows for each transfer attacker
+    (`transfer` {row name: `find_task` spec}; one whose name is the victim's own defence is
+    skipped), noise at the budget and white-box PGD on the victim (`baselines.pgd`,
+    gradients: the one row that is not black-box). `clips` seeded test clips, the same
+    for every cell. Writes the record (module doc) to `out` atomically; returns it."""
+    from tfadvser.attack.baselines import budget_noise
+    from tfadvser.attack.baselines import pgd as white_box_pgd
+    from tfadvser.defence.training import load_defence
+    from tfadvser.runtime.inference import inference
+    from tfadvser.runtime.versions import library_versions
+    from tfadvser.runs import load_run
+
+    data = load_data(load_run(run_dir)["data_dir"])
+    started = time.time()
+    x, y, index = test_subset(data, clips, seed)
+    eta_prior = generator_eta(run_dir, prior, x) if prior else None
+    transfer_eta = {name: generator_eta(run_dir, spec, x) for name, spec in (transfer or {}).items()}
+    record = {"kind": "query_attacks", "queries": int(queries), "seed": int(seed),
+              "clips": [int(i) for i in index], "data": str(Path(data.path).resolve()),
+              "run": str(Path(run_dir).resolve()), "prior": prior, "transfer": transfer,
+              "budgets": {}}
+    for budget in budgets:
+        block = record["budgets"][budget.key] = {"label": budget.label,
+                                                 "budget": budget.to_dict(), "victims": {}}
+        for name in victims:
+            predict, _, info = open_victim(VictimSource(run_dir=str(run_dir), defence=name), data)
+            shots = {f"transfer: {row}": eta for row, eta in transfer_eta.items()
+                     if not row.endswith(f"-{name}") and f"-{name}-" not in row}
+            shots["noise at the budget"] = budget_noise(x, budget, data.mean, data.std, seed)
+            if pgd:
+                forward = inference(load_defence(run_dir, name, data))
+                shots["white-box PGD (gradients)"] = white_box_pgd(forward, x, y, budget,
+                                                                   data.mean, data.std, seed=seed)
+            entry = attack_victim(predict, name, x, y, data, budget, attacks, queries, seed,
+                                  prior=eta_prior, prior_name=str(prior), one_shot=shots,
+                                  progress=progress)
+            entry.update(info)
+            block["victims"][name] = entry
+            # after each victim: a long measurement leaves what it has (marked incomplete)
+            write_json(out, {**record, "complete": False, "seconds": round(time.time() - started, 1)})
+    record.update(complete=True, seconds=round(time.time() - started, 1), versions=library_versions())
+    write_json(out, record)
+    return record
