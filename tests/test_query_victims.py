@@ -3,7 +3,9 @@ in the test speaking TF Serving's REST predict protocol for an exported defence)
 file, and `tfadvser attack-query` end to end; a server that cannot be reached, answers
 500, answers garbage or the wrong class count: one clear line each, nothing written."""
 import json
+import shutil
 import socket
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -58,12 +60,18 @@ class _Serving(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def served(tiny_data, tmp_path_factory):
+def exported(tiny_data, tmp_path_factory):
     keras.utils.set_random_seed(0)
     data = load_data(tiny_data)
     defence = build_defence("cnn4", data.n_classes, width=0.0625)
     root = tmp_path_factory.mktemp("saved_models")
     folder = export_defence(defence, data, root, "defence", None, {"test": True})
+    return root, folder, defence, data
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    _, folder, defence, data = exported
     _Serving.model = tf.saved_model.load(str(folder))
     server = HTTPServer(("127.0.0.1", 0), _Serving)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -172,3 +180,24 @@ def test_attack_query_on_a_model_file(served, tmp_path):
 def test_attack_query_needs_exactly_one_victim(tiny_data):
     result = CliRunner().invoke(main, ["attack-query", "--data", str(tiny_data)])
     assert result.exit_code == 2 and "name exactly one victim" in result.output
+
+
+def test_against_a_real_tensorflow_model_server(exported):
+    binary = shutil.which("tensorflow_model_server")
+    if binary is None:
+        pytest.skip("tensorflow_model_server is not on the PATH (install it or use the Docker "
+                    "image tensorflow/serving to run this test)")
+    root, _, defence, data = exported
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([binary, f"--rest_api_port={port}", "--port=0",
+                                "--model_name=defence", f"--model_base_path={root / 'defence'}"])
+    try:
+        x, _ = _clips(data)
+        rest = RestVictim(f"http://127.0.0.1:{port}", "defence", data.mean, data.std,
+                          data.n_classes, retries=10, backoff=0.5)  # ~50 s to start
+        np.testing.assert_allclose(rest(x), np.exp(defence(x, training=False).numpy()), atol=1e-5)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -12,13 +12,16 @@ import numpy as np
 
 from tfadvser.errors import TfadvserError
 
+MAX_BACKOFF_SECONDS = 8.0  # the longest wait between two tries of a request
+
 
 def predict(server: str, model: str, signature: str, instances: list[dict],
             version: Optional[int] = None, timeout: float = 120.0, retries: int = 0,
             backoff: float = 0.5) -> list[dict]:
     """POST `instances` to TF Serving's REST predict endpoint for `signature`; return its
     `predictions`. An unreachable server, a timeout or an HTTP 5xx answer is tried again
-    up to `retries` times, waiting `backoff` seconds, then twice that, and so on. Raises
+    up to `retries` times, waiting `backoff` seconds, then twice that, and so on (at most
+    MAX_BACKOFF_SECONDS). Raises
     TfadvserError naming the URL when the server cannot be reached, answers with an error,
     or answers something that is not JSON with a `predictions` list."""
     url = f"{server.rstrip('/')}/v1/models/{model}"
@@ -39,7 +42,7 @@ def predict(server: str, model: str, signature: str, instances: list[dict],
             reason = getattr(exc, "reason", exc)
             error = f"{url}: cannot reach the server ({reason})"
         if attempt < retries:
-            time.sleep(backoff * 2 ** attempt)
+            time.sleep(min(backoff * 2 ** attempt, MAX_BACKOFF_SECONDS))
     else:
         tries = f" (tried {retries + 1} times)" if retries else ""
         raise TfadvserError(error + tries)
