@@ -27,7 +27,7 @@ def test_the_section_puts_transfer_beside_each_query_budget():
     table = lines[lines.index("| attack | success at 10 | success at 100 | median queries | "
                               "queries sent | wall s |"):]
     assert table[2:5] == [
-        "| transfer: single-vgg16 (0 search, 1 query) | 50% [0%, 100%] | 50% [0%, 100%] | 1 | — | — |",
+        "| transfer: single-vgg16 | 50% [0%, 100%] | 50% [0%, 100%] | — | 1 per clip | — |",
         "| square | 50% [0%, 100%] | 100% [100%, 100%] | 12 [5, 30] | 44 | 3 |",
         "| square+prior | 100% [100%, 100%] | 100% [100%, 100%] | 2 | 4 | 0 |"]
     assert "- square: at 10: +50% [+0%, +100%]; fewer 2, more 0, same 0" in lines

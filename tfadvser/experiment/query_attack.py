@@ -9,7 +9,7 @@ renders it):
     {"kind": "query_attacks", "queries": N, "seed": s, "clips": [test indices],
      "budgets": {budget key: {"label", "budget",
         "victims": {name: {"input", "source", "clips", "clean_correct",
-            "one_shot": {row name: {"rate", "ci", "queries": 1}},
+            "one_shot": {row name: {"rate", "ci", "queries": 1 (null: white-box)}},
             "attacks": {"square" | "square+prior" | "hsj" | ...: `query.summarise`},
             "paired_prior": {"square": `query.paired_prior`, ...}}}}}}
 
@@ -34,6 +34,7 @@ from tfadvser.runtime.files import write_json
 
 QUERY_FILE = "query_attacks.json"
 BATCH = 32  # clips per forward pass of a local victim or the generator
+WHITE_BOX_PGD = "white-box PGD (10 steps, gradients)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,11 +142,13 @@ def generator_eta(run_dir, attacker: str, x: np.ndarray) -> np.ndarray:
 def attack_victim(predict: Callable, name: str, x: np.ndarray, y: np.ndarray, data: DataFolder,
                   budget: Budget, attacks: Sequence[str], queries: int, seed: int = 0,
                   prior: Optional[np.ndarray] = None, prior_name: str = "prior",
-                  one_shot: Optional[dict] = None, progress: Callable = lambda line: None) -> dict:
+                  one_shot: Optional[dict] = None, white_box: Sequence[str] = (),
+                  progress: Callable = lambda line: None) -> dict:
     """One victim at one budget: each attack of `attacks` ("square", "hsj", "noise") with
     `queries` per clip, and again from `prior` (eta [n, ...], projected here) when given,
     paired; `one_shot` {row name: eta [n, ...]} scored with one query each (transfer,
-    noise, white-box PGD), the prior's own projection among them as "transfer: <name>".
+    noise, white-box PGD; those named in `white_box` used gradients: no query count), the
+    prior's own projection among them as "the prior alone: <name>".
     Returns the victim's entry of the record (module doc)."""
     if not budget.bounded:
         raise TfadvserError("query attacks need a bounded budget (--epsilon and/or --snr-db)")
@@ -155,11 +158,13 @@ def attack_victim(predict: Callable, name: str, x: np.ndarray, y: np.ndarray, da
              "attacks": {}, "paired_prior": {}}
     shots = dict(one_shot or {})
     if prior is not None:
-        shots = {f"transfer: {prior_name}": prior, **shots}
+        shots = {f"the prior alone: {prior_name}": prior, **shots}
     for row, eta in shots.items():
         eta = project(x, eta, budget, data.mean, data.std).numpy()
         fooled = np.argmax(predict(x + eta), axis=1) != y
-        entry["one_shot"][row] = {**outcome_rate(fooled[right], y[right]), "queries": 1}
+        # a white-box row read gradients, not only answers: no query count applies
+        entry["one_shot"][row] = {**outcome_rate(fooled[right], y[right]),
+                                  "queries": None if row in white_box else 1}
     for attack in attacks:
         runs = [(attack, None)] + ([(f"{attack}+prior", prior)]
                                    if prior is not None and attack != "noise" else [])
@@ -237,7 +242,11 @@ def measure_run(run_dir, victims: Sequence[str], budgets: Sequence[Budget], atta
     started = time.time()
     x, y, index = test_subset(data, clips, seed)
     eta_prior = generator_eta(run_dir, prior, x) if prior else None
+    from tfadvser.attack.tasks import find_task
+
     transfer_eta = {name: generator_eta(run_dir, spec, x) for name, spec in (transfer or {}).items()}
+    # which defences each transfer attacker was trained against (its last task's)
+    against = {name: set(find_task(run_dir, spec)["defences"]) for name, spec in (transfer or {}).items()}
     record = {"kind": "query_attacks", "queries": int(queries), "seed": int(seed),
               "clips": [int(i) for i in index], "data": str(Path(data.path).resolve()),
               "run": str(Path(run_dir).resolve()), "prior": prior, "transfer": transfer,
@@ -248,15 +257,15 @@ def measure_run(run_dir, victims: Sequence[str], budgets: Sequence[Budget], atta
         for name in victims:
             predict, _, info = open_victim(VictimSource(run_dir=str(run_dir), defence=name), data)
             shots = {f"transfer: {row}": eta for row, eta in transfer_eta.items()
-                     if not row.endswith(f"-{name}") and f"-{name}-" not in row}
+                     if name not in against[row]}
             shots["noise at the budget"] = budget_noise(x, budget, data.mean, data.std, seed)
             if pgd:
                 forward = inference(load_defence(run_dir, name, data))
-                shots["white-box PGD (gradients)"] = white_box_pgd(forward, x, y, budget,
+                shots[WHITE_BOX_PGD] = white_box_pgd(forward, x, y, budget,
                                                                    data.mean, data.std, seed=seed)
             entry = attack_victim(predict, name, x, y, data, budget, attacks, queries, seed,
                                   prior=eta_prior, prior_name=str(prior), one_shot=shots,
-                                  progress=progress)
+                                  white_box=(WHITE_BOX_PGD,), progress=progress)
             entry.update(info)
             block["victims"][name] = entry
             # after each victim: a long measurement leaves what it has (marked incomplete)

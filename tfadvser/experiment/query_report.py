@@ -42,9 +42,10 @@ def query_section(record: dict, heading: str = "##") -> list[str]:
              f"The victim is reached only through its predictions; each clip gets at most {n:,} "
              "queries (the clean clip is query 1). Success: the share of the clips the victim "
              "gets right that some query within the budget fooled (class-balanced, as UAR; 95 % "
-             "bootstrap interval over clips). One-shot rows spend one query: a transfer attack, "
-             "noise at the budget, white-box PGD. Square Attack is score-based, HopSkipJump "
-             "(HSJ) decision-based; \"+prior\": started from the learned attacker's G(x), "
+             "bootstrap interval over clips). One-shot rows send one input per clip, without "
+             "search: the prior alone, a transfer attack, noise at the budget; white-box PGD "
+             "reads the victim's gradients (not black-box; the ceiling). Square Attack is "
+             "score-based, HopSkipJump (HSJ) decision-based; \"+prior\": started from the learned attacker's G(x), "
              f"projected onto the budget. {len(record.get('clips', []))} seeded test clips "
              f"(seed {record.get('seed', 0)}).", ""]
     for key, block in budgets.items():
@@ -58,8 +59,9 @@ def query_section(record: dict, heading: str = "##") -> list[str]:
                 "median queries", "queries sent", "wall s"]
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             for row, value in victim["one_shot"].items():
-                lines.append("| " + " | ".join([f"{row} (0 search, 1 query)"]
-                                              + [_cell(value)] * len(steps) + ["1", "—", "—"]) + " |")
+                sent = "gradients" if value.get("queries") is None else f"{value['queries']} per clip"
+                lines.append("| " + " | ".join([row] + [_cell(value)] * len(steps)
+                                              + ["—", sent, "—"]) + " |")
             for label, attack in victim["attacks"].items():
                 cells = [_cell(attack["success_at"].get(str(s))) for s in steps]
                 lines.append("| " + " | ".join([label] + cells + [
