@@ -3,6 +3,7 @@ in the test speaking TF Serving's REST predict protocol for an exported defence)
 file, and `tfadvser attack-query` end to end; a server that cannot be reached, answers
 500, answers garbage or the wrong class count: one clear line each, nothing written."""
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,6 @@ from tfadvser.config import Budget
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.defence.models import build_defence
-from tfadvser.errors import TfadvserError
 from tfadvser.serving import query_victim
 from tfadvser.serving.export import export_defence
 from tfadvser.serving.query_victim import RestVictim
@@ -122,7 +122,7 @@ def test_a_failing_server_is_one_line_and_nothing_is_written(served, tmp_path, m
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {url}/v1/models/defence")
-    assert __import__("re").search(message, lines[0]), lines[0]
+    assert re.search(message, lines[0]), lines[0]
     assert "Traceback" not in result.output and not out.exists()
     assert list(tmp_path.iterdir()) == []
     if mode == "500":
