@@ -163,3 +163,28 @@ def test_hsj_and_noise_are_deterministic_for_a_seed(boundary_model):
         outcomes.append((v.queries.tolist(), v.success_query.tolist(), w.success_query.tolist()))
     assert outcomes[0] == outcomes[1]
     assert not math.isnan(sum(outcomes[0][0]))
+
+
+def test_a_step_at_the_bound_read_back_from_the_input_is_within_it():
+    # what the victim saw is float32 x + eta; (x + eta) - x is not eta exactly
+    x = np.full((2, 373, 64), 3.3, np.float32)
+    x[1] = -7.9
+    eta = np.full_like(x, 0.032)
+    read_back = (x + eta) - x
+    assert not np.all(read_back <= np.float32(0.032))  # rounding exceeds the bound...
+    assert within_budget(x, read_back, Budget(0.032, None), MEAN, STD).tolist() == [True, True]
+    # ...but not by a step the attack could use
+    assert within_budget(x, eta * 1.001, Budget(0.032, None), MEAN, STD).tolist() == [False, False]
+
+
+def test_square_attack_records_a_success_on_realistic_inputs(boundary_model):
+    # the boundary test at a log-Mel-like level (3.3) and a small budget: the victim sees
+    # (input - 3.3) * 25, so the label flips 0.02 above the clean bin and L∞ 0.032 reaches
+    # it; a success read back as (x + eta) - x must still count
+    x, y = clips(2)
+    x += 3.3
+    v = CountingVictim(lambda batch: boundary_model.predict_on_batch((batch - 3.3) * 25), x, y,
+                       Budget(0.032, None), MEAN, STD, 1000, n_classes=2)
+    result = run_attack("square", v, seed=0)
+    assert result["success_at"]["1000"]["rate"] == 1.0
+    assert all(np.max(np.abs(eta)) > 0.032 for eta in v.success_eta)  # read back, rounded
