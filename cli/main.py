@@ -12,6 +12,7 @@ from tfadvser import __version__  # noqa: E402
 from tfadvser_cli.data import prepare_command, synth_command  # noqa: E402
 from tfadvser_cli.evaluate import evaluate_command, reproduce_command, tune_command  # noqa: E402
 from tfadvser_cli.export import export_command, predict_command  # noqa: E402
+from tfadvser_cli.query import attack_query_command  # noqa: E402
 from tfadvser_cli.train import harden_command, train_group  # noqa: E402
 
 
@@ -37,6 +38,7 @@ main.add_command(reproduce_command)
 main.add_command(tune_command)
 main.add_command(export_command)
 main.add_command(predict_command)
+main.add_command(attack_query_command)
 
 
 if __name__ == "__main__":

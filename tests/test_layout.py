@@ -126,7 +126,9 @@ EXPECTED_CHOICES = {
     ("train attacker", "head"): config.HEADS,
     ("evaluate", "scan"): config.SCAN_PLANS + ("none",),
     ("reproduce", "scan"): config.SCAN_PLANS + ("none",),
-    **{(command, option): choices for command in ("train attacker", "tune", "reproduce")
+    ("attack-query", "attacks"): config.QUERY_ATTACKS,
+    ("attack-query", "victim_input"): config.QUERY_VICTIM_INPUTS,
+    **{(command, option): choices for command in ("train attacker", "tune", "reproduce", "attack-query")
        for option, choices in (("perturbation", config.PERTURBATIONS),
                                ("generator_kind", config.GENERATORS))},
 }

@@ -24,6 +24,10 @@ LAMBDA_SEARCHES = ("grid", "log-uniform")
 # The attacker's output (`attack/budget.py`): "bounded" is signed and within a stated budget
 # (epsilon * tanh, then a per-clip SNR floor); "paper" is the paper's unbounded sigmoid.
 PERTURBATIONS = ("bounded", "paper")
+# Query-based black-box attacks (attack/query.py) and the inputs of the model-file
+# victims they take (defence/external.py's log-Mel kinds; waveform victims are refused).
+QUERY_ATTACKS = ("square", "hsj", "noise")
+QUERY_VICTIM_INPUTS = ("log_mel_standardised", "log_mel_raw")
 # The attacker's architecture: the paper's per-clip atrous CNN, or one universal
 # perturbation for every clip (the paper's future work).
 GENERATORS = ("atrous", "universal")

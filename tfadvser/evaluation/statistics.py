@@ -61,6 +61,16 @@ def _class_mean_interval(values: np.ndarray, y_true: np.ndarray, confidence: flo
     return point, float(low), float(high)
 
 
+def class_balanced_rate(values, y_true, confidence: float = CONFIDENCE,
+                        resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """(rate, low, high): the mean over classes of each class's mean of a per-clip value
+    [N] (1/0 for "fooled", or a paired difference of two such indicators), with its
+    bootstrap percentile interval resampling clips within each class, as `uar_interval`
+    does for correctness. Fractions; deterministic for a seed."""
+    return _class_mean_interval(np.asarray(values, float), np.asarray(y_true, int), confidence,
+                                resamples, seed)
+
+
 def uar_interval(y_true, y_pred, n_classes: int, confidence: float = CONFIDENCE,
                  resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """(low, high) bootstrap percentile interval of the UAR of int arrays [N], as
