@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from tfadvser.config import QUERY_ATTACKS, QUERY_VICTIM_INPUTS
-from tfadvser_cli.budget import budget_options, with_budget
+from tfadvser_cli.budget import budget_options
 from tfadvser_cli.errors import user_errors
 
 
@@ -45,7 +45,7 @@ from tfadvser_cli.errors import user_errors
 @user_errors
 def attack_query_command(run_dir, defence, victim_path, victim_input, trust_model_code, server,
                          model, version, data_dir, attacks, queries, clips, seed, prior,
-                         out_path, budget):
+                         out_path, budget, generator):
     """Attack a victim you can only query, at the product's budget (L∞ and SNR floor, the
     same projection as every other attack): success at 10 / 100 / 1,000 queries, median
     queries, wall time, beside noise and, with --prior, the learned attacker's transfer."""
@@ -55,11 +55,10 @@ def attack_query_command(run_dir, defence, victim_path, victim_input, trust_mode
     from tfadvser.experiment.query_report import query_section
     from tfadvser.runs import load_run
 
-    perturbation, _, _, generator = budget
-    if perturbation == "paper" or generator is not None:
+    if (budget is not None and not budget.bounded) or generator is not None:
         raise click.BadParameter("query attacks take a bounded budget only (--epsilon, --snr-db)",
                                  param_hint="--perturbation / --generator")
-    bounded = with_budget(get_profile("small"), budget).attacker.budget
+    bounded = budget if budget is not None else get_profile("small").attacker.budget
     if data_dir is None:
         if run_dir is None:
             raise click.UsageError("give --data, or --run to use the run's data")
