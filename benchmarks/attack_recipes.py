@@ -40,6 +40,10 @@ RECIPES = {
     "scale + RCE + feature-cos": {"head": "scale", "losses": ("rce", "feature-cos")},
     "scale + CE + DI 0.5 + curriculum 4": {"head": "scale", "losses": ("ce",), "diversity": 0.5,
                                            "curriculum": 4.0},
+    # Added after the first loud-budget cells showed the scale head below tanh: the field's
+    # pieces on the tanh head.
+    "tanh + C&W + DI 0.5": {"diversity": 0.5},
+    "tanh + C&W + feature-cos": {"losses": ("cw", "feature-cos")},
 }
 BUDGETS = {"30 dB (L∞ 0.008, SNR ≥ 30)": (0.008, 30.0), "loud (L∞ 0.032)": (0.032, None)}
 BASELINE_CLIPS = 128
