@@ -1,0 +1,330 @@
+"""The evaluation's results as one typed record: what `evaluate` fills and every report reads.
+
+One spec for writer and reader of `runs/NAME/evaluation/results.json`. `evaluate_run`
+fills the record once, stage by stage, and `write_results` writes it once, atomically;
+`report`, `findings`, `continual_report`, `robustness_report` and the HTML page only read
+it, through the accessors below (row selection, Table 1 and the lifelong grids are in
+`tables.py`, on top of them). The file keeps the layout it always had: one top-level key
+per field of the stages below, plus `schema` and the derived views `tables.py` adds
+for readers of the file (table1, lifelong_grids, lambda_curves, audio_rows).
+
+Stages, in the order `evaluate_run` fills them:
+
+- `Inputs`: the run, the data, the labels, the sequences scored, the splits' sizes and
+  their true labels;
+- `Clean`: every defence's clean scores and provenance (the "clean" stage);
+- `Attacks`: every task's scores on dev (all tasks: the lambda rule reads them) and on test
+  with noise matched to its perturbation (the "dev" and "test" stages), per `TaskScores`;
+- `lambda_choice`: the lambda of each lifelong sweep (`LambdaChoice`, the "λ choice" stage);
+- `untrained`, `training_curves`: the continual metrics' reference and the attackers'
+  training curves;
+- optional, None when not run: `baselines` (noise, PGD, MI-FGSM and the budget curve per
+  bounded budget), `audio` (the audio round trip; per-task results in `TaskScores.audio`),
+  `scan` (a budget scan) and `query` (query attacks);
+- `Timing`: seconds per stage, the total, library versions.
+
+Adding a stage (e.g. `scan`): a frozen dataclass with `to_dict()` and a `from_dict(data)`
+classmethod over the top-level keys it owns (or, for one opaque key, an `Optional[Mapping]`
+field as `scan` and `query` are), one Optional field of `Results` defaulting to None, one
+line in `Results.to_dict` and one in `Results.from_dict`; accessors that readers need go
+on `Results`, so no reader indexes the file's dicts. Bump `SCHEMA_VERSION` only when an
+existing key changes meaning (then teach `from_dict` the older layout, or refuse it).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from tfadvser.config import Budget
+from tfadvser.errors import TfadvserError
+from tfadvser.runtime.files import read_json, write_json
+
+# 1: the first typed record (files without `schema` have the same layout and load as 1).
+SCHEMA_VERSION = 1
+SPLITS = ("dev", "test")
+RESULTS_FILE = "results.json"
+
+
+def _regenerate(path, why: str) -> TfadvserError:
+    run = Path(path).parent.parent if path else Path("RUN")
+    return TfadvserError(f"{path}: {why}; run `tfadvser evaluate {run}` again to regenerate it")
+
+
+def _take(data: Mapping, keys: Sequence[str], where: str) -> dict:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise KeyError(f"{where} has no {', '.join(repr(k) for k in missing)}")
+    return {k: data[k] for k in keys}
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What was scored: `run` (run.json), the data folder, class labels (index order), the
+    sequence records scored (each with its `budget` dict and, lifelong, its `sweep` label),
+    per split {"clips", "speakers"} and the true labels [N] per split."""
+
+    run: Mapping = dataclasses.field(default_factory=dict)
+    data_dir: str = ""
+    labels: tuple = ()
+    sequences: tuple = ()
+    splits: Mapping = dataclasses.field(default_factory=dict)
+    truth: Mapping = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"run": self.run, "data_dir": self.data_dir, "labels": list(self.labels),
+                "sequences": list(self.sequences), "splits": self.splits, "truth": self.truth}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Inputs":
+        d = _take(data, ("run", "data_dir", "labels", "sequences", "splits", "truth"), "results")
+        return cls(**{**d, "labels": tuple(d["labels"]), "sequences": tuple(d["sequences"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskScores:
+    """One attacker task's scores: the defences it was trained on, its folder, its budget
+    (`Budget.to_dict`), and per split {"perturbation": sizes, "against": {defence: scores}}
+    (`scoring.attack_scores` plus rates and per-clip predictions; on test also
+    "matched_noise"); `audio`: its audio round trip (`round_trip.score_task`), if run."""
+
+    defences_trained: tuple = ()
+    path: str = ""
+    budget: Mapping = dataclasses.field(default_factory=dict)
+    dev: Optional[Mapping] = None
+    test: Optional[Mapping] = None
+    audio: Optional[Mapping] = None
+
+    def split(self, split: str) -> Optional[Mapping]:
+        return {"dev": self.dev, "test": self.test}.get(split)
+
+    def to_dict(self) -> dict:
+        out = {"defences_trained": list(self.defences_trained), "path": self.path,
+               "budget": self.budget}
+        for name in ("dev", "test", "audio"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TaskScores":
+        return cls(defences_trained=tuple(data.get("defences_trained", ())),
+                   path=data.get("path", ""), budget=data.get("budget", {}),
+                   dev=data.get("dev"), test=data.get("test"), audio=data.get("audio"))
+
+
+@dataclasses.dataclass(frozen=True)
+class LambdaChoice:
+    """The lambda a lifelong sweep uses and where it came from: a tuner's best.json (its
+    path under the run) or "evaluation (dev)" (`evaluate.lambda_choices`)."""
+
+    value: float
+    source: str
+
+    def to_dict(self) -> dict:
+        return {"lambda": self.value, "source": self.source}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Seconds per stage ("attackers", "baselines", "audio"), in all, and library versions."""
+
+    seconds_by_stage: Mapping = dataclasses.field(default_factory=dict)
+    seconds: Optional[float] = None
+    versions: Mapping = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """The record (module doc). `defences`: name -> {"training": its results.json (empty for
+    external victims), "weights_sha256", optional "kind" ("hardened" / "external", with
+    "victim"), "dev" / "test": clean scores with per-clip "predictions"}, in column order.
+    `tasks`: key -> `TaskScores`; `missing`: generator files listed but not found."""
+
+    inputs: Inputs = dataclasses.field(default_factory=Inputs)
+    defences: Mapping = dataclasses.field(default_factory=dict)
+    tasks: Mapping = dataclasses.field(default_factory=dict)
+    missing: tuple = ()
+    lambda_choice: Mapping = dataclasses.field(default_factory=dict)
+    untrained: Mapping = dataclasses.field(default_factory=dict)
+    training_curves: Mapping = dataclasses.field(default_factory=dict)
+    baselines: Optional[Mapping] = None
+    audio: Optional[Mapping] = None
+    scan: Optional[Mapping] = None
+    query: Optional[Mapping] = None
+    timing: Timing = dataclasses.field(default_factory=Timing)
+
+    # -- the inputs, by name
+    @property
+    def labels(self) -> tuple:
+        return self.inputs.labels
+
+    @property
+    def sequences(self) -> tuple:
+        return self.inputs.sequences
+
+    @property
+    def run(self) -> Mapping:
+        return self.inputs.run
+
+    def truth(self, split: str) -> list:
+        """True labels [N] of a split (ints)."""
+        return self.inputs.truth[split]
+
+    # -- clean scores
+    def kind(self, defence: str) -> Optional[str]:
+        """"hardened", "external" or None (one of the run's own defences)."""
+        return self.defences[defence].get("kind")
+
+    def clean(self, defence: str, split: str) -> Mapping:
+        """A defence's clean scores on a split (`scoring.classification_scores` + predictions)."""
+        return self.defences[defence][split]
+
+    def clean_uar(self, defence: str, split: str) -> float:
+        return self.defences[defence][split]["uar"]
+
+    def clean_predictions(self, defences: Sequence[str], split: str) -> list:
+        """[D][N] clean predictions of `defences`."""
+        return [self.defences[d][split]["predictions"] for d in defences]
+
+    def training(self, defence: str) -> Mapping:
+        """A defence's training results (defences/<name>/results.json; {} for a victim)."""
+        return self.defences[defence].get("training", {})
+
+    # -- adversarial scores
+    def scores(self, key: Optional[str], defence: str, split: str) -> Optional[Mapping]:
+        """The scores of task `key` against `defence` on `split`, or None where not scored."""
+        task = self.tasks.get(key) if key else None
+        scored = task.split(split) if task is not None else None
+        if scored is None:
+            return None
+        return scored["against"].get(defence)
+
+    def adversarial_uar(self, key: Optional[str], defence: str, split: str) -> Optional[float]:
+        """Adversarial UAR of task × defence × split, or None where not scored."""
+        scored = self.scores(key, defence, split)
+        return None if scored is None else scored["adversarial_uar"]
+
+    def adversarial_predictions(self, key: Optional[str], defences: Sequence[str],
+                                split: str) -> Optional[list]:
+        """[D][N] per-clip adversarial predictions of a task, or None where any is missing."""
+        scored = [self.scores(key, d, split) for d in defences]
+        if any(s is None or "predictions" not in s for s in scored):
+            return None
+        return [s["predictions"] for s in scored]
+
+    def against(self, key: str, split: str) -> Mapping:
+        """defence -> scores of a task on a split ({} where not scored)."""
+        task = self.tasks.get(key)
+        scored = task.split(split) if task is not None else None
+        return {} if scored is None else scored["against"]
+
+    def perturbation(self, key: str, split: str) -> Optional[Mapping]:
+        """Perturbation sizes of a task on a split (`scoring.perturbation_sizes`), or None."""
+        task = self.tasks.get(key)
+        scored = task.split(split) if task is not None else None
+        return None if scored is None else scored["perturbation"]
+
+    def scored_on(self, key: Optional[str], split: str) -> bool:
+        task = self.tasks.get(key) if key else None
+        return task is not None and task.split(split) is not None
+
+    def task_audio(self, key: str) -> Optional[Mapping]:
+        task = self.tasks.get(key)
+        return None if task is None else task.audio
+
+    # -- sequences, budgets, lambdas
+    def chosen_lambda(self, seq: Mapping) -> Optional[float]:
+        """The lambda chosen for a sequence's sweep, or None (no sweep or no choice)."""
+        choice = self.lambda_choice.get(seq.get("sweep"))
+        return None if choice is None else choice.value
+
+    def sequence_of(self, key: Optional[str]) -> Optional[Mapping]:
+        """The first sequence holding task `key`, or None."""
+        return next((s for s in self.sequences if any(t["key"] == key for t in s["tasks"])), None)
+
+    def budgets(self) -> list[str]:
+        """The budget keys of the run's sequences (`config.Budget.key`): bounded ones first
+        (the product's protocol), then "unbounded" (the paper's)."""
+        keys = {budget_of(seq).key for seq in self.sequences}
+        return sorted(keys, key=lambda k: (k == "unbounded", k))
+
+    def primary_budget(self) -> Optional[str]:
+        """The budget whose Table 1 the report leads with: the first of `budgets`."""
+        budgets = self.budgets()
+        return budgets[0] if budgets else None
+
+    def budget(self, key: str) -> Budget:
+        """The `Budget` of key `key` from the first sequence under it (unbounded if none)."""
+        seq = next((s for s in self.sequences if budget_of(s).key == key), None)
+        return budget_of(seq)
+
+    def budget_label(self, key: str) -> str:
+        seq = next((s for s in self.sequences if budget_of(s).key == key), None)
+        return budget_of(seq).label if seq else key
+
+    def baseline(self, key: str) -> Optional[Mapping]:
+        """The baselines of budget `key` (`baseline_scores.py`), or None."""
+        return (self.baselines or {}).get(key)
+
+    # -- the file
+    def to_dict(self) -> dict:
+        """The JSON layout of results.json, with the derived views of `tables.py`."""
+        from tfadvser.experiment.tables import derived_views
+
+        out = {**self.inputs.to_dict(), "schema": SCHEMA_VERSION, "defences": self.defences,
+               "tasks": {k: t.to_dict() for k, t in self.tasks.items()},
+               "missing": list(self.missing),
+               "seconds_by_stage": self.timing.seconds_by_stage,
+               "lambda_choice": {k: c.to_dict() for k, c in self.lambda_choice.items()},
+               "untrained": self.untrained, "training_curves": self.training_curves}
+        for name in ("baselines", "audio", "scan", "query"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        out.update(versions=self.timing.versions, seconds=self.timing.seconds)
+        return {**out, **derived_views(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Results":
+        """The record of a results.json layout (derived views are recomputed, not read).
+        Raises KeyError naming the first missing key, ValueError for a newer schema."""
+        schema = data.get("schema", 1)
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise ValueError(f"schema {schema!r}, newer than this tfadvser's {SCHEMA_VERSION}")
+        d = _take(data, ("defences", "tasks", "missing", "lambda_choice", "untrained",
+                         "training_curves"), "results")
+        return cls(inputs=Inputs.from_dict(data), defences=d["defences"],
+                   tasks={k: TaskScores.from_dict(t) for k, t in d["tasks"].items()},
+                   missing=tuple(d["missing"]),
+                   lambda_choice={k: LambdaChoice(float(c["lambda"]), c["source"])
+                                  for k, c in d["lambda_choice"].items()},
+                   untrained=d["untrained"], training_curves=d["training_curves"],
+                   baselines=data.get("baselines"), audio=data.get("audio"),
+                   scan=data.get("scan"), query=data.get("query"),
+                   timing=Timing(data.get("seconds_by_stage", {}), data.get("seconds"),
+                                 data.get("versions", {})))
+
+
+def budget_of(seq: Optional[Mapping]) -> Budget:
+    """A sequence record's `Budget` (its "budget" dict; unbounded without one)."""
+    return Budget(**(seq or {}).get("budget", {}))
+
+
+def write_results(path, results: Results) -> None:
+    """results.json, atomically (`runtime.files.write_json`)."""
+    write_json(path, results.to_dict())
+
+
+def read_results(path) -> Results:
+    """The record in a results.json. Files from before the schema version have the same
+    layout and load; anything else (a key missing, a newer schema) raises TfadvserError in
+    one line saying to run `tfadvser evaluate RUN` again."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise _regenerate(path, "not an evaluation's results")
+    try:
+        return Results.from_dict(data)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        why = exc.args[0] if exc.args and isinstance(exc, (KeyError, ValueError)) else str(exc)
+        raise _regenerate(path, f"not readable as this tfadvser's results ({why})") from None
+
