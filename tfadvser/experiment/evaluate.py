@@ -377,7 +377,7 @@ def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
     """`evaluate_run` (which writes results.json), Fig. 2 and every output of
     `report.write_outputs` (Table 1 as .md and .csv, figures, report.md, report.html) under
     `run_dir/evaluation/`; returns what `write_outputs` returns plus `results` (the record)."""
-    from tfadvser.experiment.report import write_outputs
+    from tfadvser.experiment.outputs import write_outputs
 
     results = evaluate_run(run_dir, data_dir, progress=progress, audio_clips=audio_clips,
                            listen=listen, baselines=baselines, victims=victims,

@@ -63,7 +63,7 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
             _train(data_dir, run_dir, method, defences, profile, seed, verbose, log)
     t = time.time()
     written = evaluate_and_report(run_dir, data_dir, baselines=baselines, audio_clips=audio_clips)
-    stages = written["results"].get("seconds_by_stage", {})
+    stages = written["results"].timing.seconds_by_stage
     log(f"evaluation ({time.time() - t:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
         + f"); total {time.time() - started:.0f} s")
     return {"report": Path(written["dir"]) / "report.md", **written}

@@ -229,6 +229,12 @@ class Results:
         task = self.tasks.get(key) if key else None
         return task is not None and task.split(split) is not None
 
+    def untrained_predictions(self, attacker: Mapping, split: str) -> Optional[Mapping]:
+        """defence -> [N] predictions under the untrained generator a sequence with this
+        attacker record starts from (`untrained_id`), or None where not computed."""
+        found = self.untrained.get(untrained_id(attacker))
+        return None if found is None else found[split]
+
     def task_audio(self, key: str) -> Optional[Mapping]:
         task = self.tasks.get(key)
         return None if task is None else task.audio
@@ -308,6 +314,15 @@ class Results:
 def budget_of(seq: Optional[Mapping]) -> Budget:
     """A sequence record's `Budget` (its "budget" dict; unbounded without one)."""
     return Budget(**(seq or {}).get("budget", {}))
+
+
+def untrained_id(attacker: Mapping) -> str:
+    """Which untrained generator a sequence starts from (the key of `Results.untrained`):
+    its architecture, budget and seed."""
+    from tfadvser.attack.tasks import recorded_config
+
+    config = recorded_config(attacker)
+    return f"{config.generator}-width{config.width:g}-{config.budget.key}-seed{config.seed}"
 
 
 def write_results(path, results: Results) -> None:

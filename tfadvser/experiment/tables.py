@@ -20,6 +20,13 @@ from tfadvser.experiment.results import SPLITS, Results, budget_of
 from tfadvser.experiment.wording import count
 
 
+def compared(seq: dict) -> bool:
+    """Whether the continual-learning comparison (`continual_report.py`) reads a sequence:
+    multi-task, transfer or lifelong over two defences or more, not trained through audio."""
+    return (seq["method"] in ("multi", "transfer", "lifelong") and len(seq["defences"]) >= 2
+            and not seq["attacker"].get("round_trip"))
+
+
 def _candidates(row: Row, results: Results, budget: str,
                 kind: str = "atrous") -> list[tuple[dict, dict]]:
     """(sequence, task) pairs that hold this row's attacker under `budget`, with generator
