@@ -34,9 +34,9 @@ from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, Aud
 from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
-from tfadvser.experiment.results import (RESULTS_FILE as RESULTS_JSON, SPLITS, Inputs,
-                                         LambdaChoice, Results, TaskScores, Timing, budget_of,
-                                         untrained_id, write_results)
+from tfadvser.experiment.results import (SPLITS, Inputs, LambdaChoice, Results, TaskScores,
+                                         Timing, budget_of, untrained_id)
+from tfadvser.experiment.results_file import RESULTS_FILE as RESULTS_JSON, write_results
 from tfadvser.experiment.tables import audio_keys, compared, table1
 from tfadvser.experiment.victims import WaveformSplits, victims_for_run
 from tfadvser.runs import load_run

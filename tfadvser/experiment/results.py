@@ -1,12 +1,13 @@
 """The evaluation's results as one typed record: what `evaluate` fills and every report reads.
 
 One spec for writer and reader of `runs/NAME/evaluation/results.json`. `evaluate_run`
-fills the record once, stage by stage, and `write_results` writes it once, atomically;
-`report`, `findings`, `continual_report`, `robustness_report` and the HTML page only read
-it, through the accessors below (row selection, Table 1 and the lifelong grids are in
-`tables.py`, on top of them). The file keeps the layout it always had: one top-level key
-per field of the stages below, plus `schema` and the derived views `tables.py` adds
-for readers of the file (table1, lifelong_grids, lambda_curves, audio_rows).
+fills the record once, stage by stage, and writes it once, atomically
+(`results_file.write_results`); `report`, `findings`, `continual_report`,
+`robustness_report`, `outputs` and the HTML page only read it, through the accessors below
+(row selection, Table 1 and the lifelong grids are in `tables.py`, on top of them). The
+file keeps the layout it always had: one top-level key per field of the stages below, plus
+`schema` and the views `tables.py` derives for readers of the file (table1,
+lifelong_grids, lambda_curves, audio_rows).
 
 Stages, in the order `evaluate_run` fills them:
 
@@ -33,22 +34,13 @@ existing key changes meaning (then teach `from_dict` the older layout, or refuse
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from tfadvser.config import Budget
-from tfadvser.errors import TfadvserError
-from tfadvser.runtime.files import read_json, write_json
 
 # 1: the first typed record (files without `schema` have the same layout and load as 1).
 SCHEMA_VERSION = 1
 SPLITS = ("dev", "test")
-RESULTS_FILE = "results.json"
-
-
-def _regenerate(path, why: str) -> TfadvserError:
-    run = Path(path).parent.parent if path else Path("RUN")
-    return TfadvserError(f"{path}: {why}; run `tfadvser evaluate {run}` again to regenerate it")
 
 
 def _take(data: Mapping, keys: Sequence[str], where: str) -> dict:
@@ -275,9 +267,7 @@ class Results:
 
     # -- the file
     def to_dict(self) -> dict:
-        """The JSON layout of results.json, with the derived views of `tables.py`."""
-        from tfadvser.experiment.tables import derived_views
-
+        """The record in results.json's layout (`results_file.py` adds the derived views)."""
         out = {**self.inputs.to_dict(), "schema": SCHEMA_VERSION, "defences": self.defences,
                "tasks": {k: t.to_dict() for k, t in self.tasks.items()},
                "missing": list(self.missing),
@@ -288,7 +278,7 @@ class Results:
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         out.update(versions=self.timing.versions, seconds=self.timing.seconds)
-        return {**out, **derived_views(self)}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Results":
@@ -324,22 +314,4 @@ def untrained_id(attacker: Mapping) -> str:
     config = recorded_config(attacker)
     return f"{config.generator}-width{config.width:g}-{config.budget.key}-seed{config.seed}"
 
-
-def write_results(path, results: Results) -> None:
-    """results.json, atomically (`runtime.files.write_json`)."""
-    write_json(path, results.to_dict())
-
-
-def read_results(path) -> Results:
-    """The record in a results.json. Files from before the schema version have the same
-    layout and load; anything else (a key missing, a newer schema) raises TfadvserError in
-    one line saying to run `tfadvser evaluate RUN` again."""
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise _regenerate(path, "not an evaluation's results")
-    try:
-        return Results.from_dict(data)
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        why = exc.args[0] if exc.args and isinstance(exc, (KeyError, ValueError)) else str(exc)
-        raise _regenerate(path, f"not readable as this tfadvser's results ({why})") from None
 
