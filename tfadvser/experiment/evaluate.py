@@ -2,8 +2,8 @@
 
 Inference only, in batches of `scoring.EVAL_BATCH`, once per trained task (tasks shared by
 several methods are scored once). Fills the results record (`results.py`) in named stages
-and writes it once, as `runs/NAME/evaluation/results.json`; `report.py` renders it into
-Table 1, the figures and report.md (`evaluate_and_report` does both).
+and writes it once, as `runs/NAME/evaluation/results.json`; `outputs.py` renders it into
+Table 1, the figures, report.md and report.html (`outputs.evaluate_and_report` does both).
 """
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import keras
 import numpy as np
 
 from tfadvser.attack.attacker import generator_for
-from tfadvser.attack.tasks import (GENERATOR_FILE, load_generator, recorded_config, sequences_of,
-                                   sweep_label)
+from tfadvser.attack.tasks import GENERATOR_FILE, recorded_config, sequences_of, sweep_label
 from tfadvser.attack.baselines import matched_noise
 from tfadvser.attack.monitor import training_curves
 from tfadvser.attack.targets import check_pins
@@ -33,7 +32,6 @@ from tfadvser.evaluation.round_trip import (AUDIO_CLIPS, LISTEN_CLIPS, SEED, Aud
                                             clean_scores, score_task)
 from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
-from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
 from tfadvser.experiment.results import (SPLITS, Inputs, LambdaChoice, Results, TaskScores,
                                          Timing, budget_of, untrained_id)
 from tfadvser.experiment.results_file import RESULTS_FILE as RESULTS_JSON, write_results
@@ -331,57 +329,3 @@ def _audio_domain(results: Results, run_dir: Path, data, defences: dict, generat
         tasks[key] = dataclasses.replace(tasks[key], audio={**scored, "listen_dir": str(relative)})
     audio["seconds"] = round(time.time() - started, 2)
     return dataclasses.replace(results, audio=audio, tasks=tasks)
-
-def figure2(run_dir, data_dir, results: Results, rows: list[dict]) -> Optional[dict]:
-    """Fig. 2: one test clip every defence gets right clean and wrong under attack (or the
-    clip that comes closest, labelled as such): real, perturbation and fake log-Mel.
-    The clip is chosen from the per-clip test predictions `evaluate_run` stored (the run's
-    own and hardened defences; external victims are not shown); only the chosen clip's
-    perturbation is computed again."""
-    from tfadvser.evaluation.figures import spectrograms_png
-
-    chosen = next((r for name in FIGURE2_ROWS for r in rows
-                   if (r["method"], r["sequence"]) == name and r.get("keys")
-                   and results.scored_on(r["keys"][0], "test")), None)
-    if chosen is None:
-        return None
-    key = chosen["keys"][0]
-    labels = results.labels
-    shown = [d for d in results.defences if results.kind(d) != "external"]
-    y = np.asarray(results.truth("test"))
-    clean = dict(zip(shown, np.asarray(results.clean_predictions(shown, "test"))))
-    adv = dict(zip(shown, np.asarray(results.adversarial_predictions(key, shown, "test"))))
-    right = np.sum([clean[d] == y for d in shown], axis=0)
-    fooled = np.sum([(clean[d] == y) & (adv[d] != y) for d in shown], axis=0)
-    best = int(np.argmax(fooled * 10 + right))
-    complete = fooled[best] == len(shown)
-    data = load_data(data_dir)
-    x = np.concatenate([np.asarray(b[0]) for b in make_dataset(data, "test", EVAL_BATCH)])[best]
-    generator = load_generator(Path(run_dir), {"path": results.tasks[key].path})
-    eta = np.asarray(inference(generator)(x[None]))[0]
-    predicted = ", ".join(f"{NAMES.get(d, d)}: {labels[clean[d][best]]} → {labels[adv[d][best]]}"
-                          for d in shown)
-    note = ("every defence right on the real clip and wrong on the fake one" if complete else
-            f"no test clip fools all defences; this one fools {fooled[best]} of {len(shown)} "
-            "(the best available)")
-    title = f"{chosen['method']} {chosen['sequence']}: true {labels[y[best]]}; {predicted}"
-    return {"png": spectrograms_png(x, eta, x + eta, title),
-            "caption": f"Fig. 2: test clip {best} ({note}). {predicted}.",
-            "clip": best, "complete": bool(complete)}
-
-
-def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
-                        audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
-                        baselines: bool = True, victims: Sequence[VictimSpec] = (),
-                        trust_code: bool = False) -> dict:
-    """`evaluate_run` (which writes results.json), Fig. 2 and every output of
-    `report.write_outputs` (Table 1 as .md and .csv, figures, report.md, report.html) under
-    `run_dir/evaluation/`; returns what `write_outputs` returns plus `results` (the record)."""
-    from tfadvser.experiment.outputs import write_outputs
-
-    results = evaluate_run(run_dir, data_dir, progress=progress, audio_clips=audio_clips,
-                           listen=listen, baselines=baselines, victims=victims,
-                           trust_code=trust_code)
-    data_dir = data_dir or results.inputs.data_dir
-    written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
-    return {**written, "results": results}

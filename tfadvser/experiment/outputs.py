@@ -1,25 +1,33 @@
 """The evaluation's files beside results.json, rendered from the results record: Table 1
-as .md and .csv, the figures (also as TensorBoard images), report.md with the
-continual-learning comparison (and continual.json), and the self-contained report.html.
-`evaluate_run` writes results.json itself, once; nothing here writes it."""
+as .md and .csv, the figures (Fig. 2 drawn here, the others also as TensorBoard images),
+report.md with the continual-learning comparison (and continual.json), and the
+self-contained report.html. `evaluate.evaluate_run` writes results.json itself, once;
+nothing here writes it. `evaluate_and_report` runs both."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
+from tfadvser.attack.tasks import load_generator
+from tfadvser.data.dataset import make_dataset
+from tfadvser.data.folder import load_data
+from tfadvser.defence.external import VictimSpec
+from tfadvser.evaluation.round_trip import AUDIO_CLIPS, LISTEN_CLIPS
+from tfadvser.evaluation.scoring import EVAL_BATCH
 from tfadvser.experiment import continual_report
-from tfadvser.experiment.protocol import NAMES
+from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
 from tfadvser.experiment.report import render_report, table1_csv, table1_markdown
 from tfadvser.experiment.results import Results
 from tfadvser.experiment.tables import audio_rows, lambda_curves, table1, training_panels
 from tfadvser.runtime.files import write_bytes, write_text
+from tfadvser.runtime.inference import inference
 
 
 def write_outputs(run_dir, results: Results, figure2: Optional[dict]) -> dict:
     """table1.md/.csv, figures, report.md and report.html under `run_dir`/evaluation/
-    (`figure2`: `evaluate.figure2`'s drawing, or None). Returns {"dir": that folder,
+    (`figure2`: `figure2`'s drawing, or None). Returns {"dir": that folder,
     "figures": name -> path under it, "rows": Table 1's rows (`tables.table1`)}."""
     from tfadvser.evaluation.figures import (budget_curve_png, confusion_png, lambda_curves_png,
                                              training_curves_png, uar_against_snr_png)
@@ -75,3 +83,59 @@ def _tensorboard_image(log_dir: Path, tag: str, png: bytes) -> None:
 
     with tf.summary.create_file_writer(str(log_dir)).as_default():
         tf.summary.image(tag, tf.image.decode_png(png, channels=4)[None], step=0)
+
+
+def figure2(run_dir, data_dir, results: Results, rows: list[dict]) -> Optional[dict]:
+    """Fig. 2: one test clip every defence gets right clean and wrong under attack (or the
+    clip that comes closest, labelled as such): real, perturbation and fake log-Mel.
+    The clip is chosen from the per-clip test predictions `evaluate_run` stored (the run's
+    own and hardened defences; external victims are not shown); only the chosen clip's
+    perturbation is computed again."""
+    from tfadvser.evaluation.figures import spectrograms_png
+
+    chosen = next((r for name in FIGURE2_ROWS for r in rows
+                   if (r["method"], r["sequence"]) == name and r.get("keys")
+                   and results.scored_on(r["keys"][0], "test")), None)
+    if chosen is None:
+        return None
+    key = chosen["keys"][0]
+    labels = results.labels
+    shown = [d for d in results.defences if results.kind(d) != "external"]
+    y = np.asarray(results.truth("test"))
+    clean = dict(zip(shown, np.asarray(results.clean_predictions(shown, "test"))))
+    adv = dict(zip(shown, np.asarray(results.adversarial_predictions(key, shown, "test"))))
+    right = np.sum([clean[d] == y for d in shown], axis=0)
+    fooled = np.sum([(clean[d] == y) & (adv[d] != y) for d in shown], axis=0)
+    best = int(np.argmax(fooled * 10 + right))
+    complete = fooled[best] == len(shown)
+    data = load_data(data_dir)
+    x = np.concatenate([np.asarray(b[0]) for b in make_dataset(data, "test", EVAL_BATCH)])[best]
+    generator = load_generator(Path(run_dir), {"path": results.tasks[key].path})
+    eta = np.asarray(inference(generator)(x[None]))[0]
+    predicted = ", ".join(f"{NAMES.get(d, d)}: {labels[clean[d][best]]} → {labels[adv[d][best]]}"
+                          for d in shown)
+    note = ("every defence right on the real clip and wrong on the fake one" if complete else
+            f"no test clip fools all defences; this one fools {fooled[best]} of {len(shown)} "
+            "(the best available)")
+    title = f"{chosen['method']} {chosen['sequence']}: true {labels[y[best]]}; {predicted}"
+    return {"png": spectrograms_png(x, eta, x + eta, title),
+            "caption": f"Fig. 2: test clip {best} ({note}). {predicted}.",
+            "clip": best, "complete": bool(complete)}
+
+
+def evaluate_and_report(run_dir, data_dir: Optional[str] = None, progress=None,
+                        audio_clips: int = AUDIO_CLIPS, listen: int = LISTEN_CLIPS,
+                        baselines: bool = True, victims: Sequence[VictimSpec] = (),
+                        trust_code: bool = False) -> dict:
+    """`evaluate.evaluate_run` (which writes results.json), Fig. 2 and every output of
+    `write_outputs` (Table 1 as .md and .csv, figures, report.md, report.html) under
+    `run_dir/evaluation/`; returns what `write_outputs` returns plus `results` (the record).
+    Raises what `evaluate_run` raises."""
+    from tfadvser.experiment.evaluate import evaluate_run
+
+    results = evaluate_run(run_dir, data_dir, progress=progress, audio_clips=audio_clips,
+                           listen=listen, baselines=baselines, victims=victims,
+                           trust_code=trust_code)
+    data_dir = data_dir or results.inputs.data_dir
+    written = write_outputs(run_dir, results, figure2(run_dir, data_dir, results, table1(results)))
+    return {**written, "results": results}

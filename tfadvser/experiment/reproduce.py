@@ -18,7 +18,7 @@ from tfadvser.config import DEFENCE_NAMES, Profile
 from tfadvser.defence.training import train_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.round_trip import AUDIO_CLIPS
-from tfadvser.experiment.evaluate import evaluate_and_report
+from tfadvser.experiment.outputs import evaluate_and_report
 from tfadvser.experiment.protocol import training_plan
 from tfadvser.experiment.tuning import tune
 from tfadvser.runtime import distribute
