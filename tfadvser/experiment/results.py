@@ -13,23 +13,30 @@ Stages, in the order `evaluate_run` fills them:
 
 - `Inputs`: the run, the data, the labels, the sequences scored, the splits' sizes and
   their true labels;
-- `Clean`: every defence's clean scores and provenance (the "clean" stage);
-- `Attacks`: every task's scores on dev (all tasks: the lambda rule reads them) and on test
-  with noise matched to its perturbation (the "dev" and "test" stages), per `TaskScores`;
-- `lambda_choice`: the lambda of each lifelong sweep (`LambdaChoice`, the "λ choice" stage);
+- `defences` (the "clean" stage): every defence's clean scores and provenance;
+- `tasks` and `missing` (the "dev" and "test" stages): per task a `TaskScores`, on dev (all
+  tasks: the lambda rule reads them) and on test with noise matched to its perturbation;
+  the generator files listed but not found;
+- `lambda_choice` (the "λ choice" stage): per lifelong sweep a `LambdaChoice`;
 - `untrained`, `training_curves`: the continual metrics' reference and the attackers'
   training curves;
-- optional, None when not run: `baselines` (noise, PGD, MI-FGSM and the budget curve per
-  bounded budget), `audio` (the audio round trip; per-task results in `TaskScores.audio`),
-  `scan` (a budget scan) and `query` (query attacks);
+- optional, None when not run (and then absent from the file): `baselines` (budget key ->
+  noise, PGD, MI-FGSM and the budget curve, `baseline_scores.py`), `audio` (the audio
+  round trip's subset and clean scores; per-task results in `TaskScores.audio`), `scan` (a
+  budget scan: per attack x source x target a curve of UAR against SNR and an SNR50 with
+  its interval) and `query` (query attacks), the last two kept as their stages write them;
 - `Timing`: seconds per stage, the total, library versions.
 
-Adding a stage (e.g. `scan`): a frozen dataclass with `to_dict()` and a `from_dict(data)`
-classmethod over the top-level keys it owns (or, for one opaque key, an `Optional[Mapping]`
-field as `scan` and `query` are), one Optional field of `Results` defaulting to None, one
-line in `Results.to_dict` and one in `Results.from_dict`; accessors that readers need go
-on `Results`, so no reader indexes the file's dicts. Bump `SCHEMA_VERSION` only when an
-existing key changes meaning (then teach `from_dict` the older layout, or refuse it).
+Adding a stage: `scan` and `query` have their field already (an `Optional[Mapping]` under
+their own top-level key: fill it with `dataclasses.replace(results, scan=...)` in
+`evaluate_run` and it is written, read back and round-tripped). Another stage is one
+Optional field of `Results` defaulting to None plus its name in `OPTIONAL_STAGES` (which
+`to_dict` and `from_dict` loop over); a stage with structure of its own is a frozen
+dataclass with `to_dict()` and a `from_dict(data)` classmethod (as `TaskScores`), its class
+named in `OPTIONAL_STAGES`. Readers get accessors here
+(e.g. `Results.baseline`), so none indexes the file's dicts. An optional stage needs no
+new `SCHEMA_VERSION` (older files simply lack it); bump it only when an existing key
+changes meaning, and then teach `from_dict` the older layout or refuse it.
 """
 from __future__ import annotations
 
@@ -124,6 +131,11 @@ class Timing:
     seconds_by_stage: Mapping = dataclasses.field(default_factory=dict)
     seconds: Optional[float] = None
     versions: Mapping = dataclasses.field(default_factory=dict)
+
+
+# The optional stages: each one top-level key of the file and one field of `Results`, with
+# the class that reads it (`from_dict`) or None for a stage kept as the JSON it writes.
+OPTIONAL_STAGES = {"baselines": None, "audio": None, "scan": None, "query": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,9 +286,10 @@ class Results:
                "seconds_by_stage": self.timing.seconds_by_stage,
                "lambda_choice": {k: c.to_dict() for k, c in self.lambda_choice.items()},
                "untrained": self.untrained, "training_curves": self.training_curves}
-        for name in ("baselines", "audio", "scan", "query"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
+        for name in OPTIONAL_STAGES:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.to_dict() if hasattr(value, "to_dict") else value
         out.update(versions=self.timing.versions, seconds=self.timing.seconds)
         return out
 
@@ -295,8 +308,9 @@ class Results:
                    lambda_choice={k: LambdaChoice(float(c["lambda"]), c["source"])
                                   for k, c in d["lambda_choice"].items()},
                    untrained=d["untrained"], training_curves=d["training_curves"],
-                   baselines=data.get("baselines"), audio=data.get("audio"),
-                   scan=data.get("scan"), query=data.get("query"),
+                   **{name: None if data.get(name) is None else
+                      kind.from_dict(data[name]) if kind else data[name]
+                      for name, kind in OPTIONAL_STAGES.items()},
                    timing=Timing(data.get("seconds_by_stage", {}), data.get("seconds"),
                                  data.get("versions", {})))
 
