@@ -48,7 +48,7 @@ def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, scan, vi
     the Table 1 attackers again after rendering them as audio, and write Table 1, the
     lifelong grids, the figures, WAVs to listen to, report.md and report.html to
     RUN_DIR/evaluation/. Each --victim / --victims model gets its own columns."""
-    from tfadvser.experiment.evaluate import evaluate_and_report
+    from tfadvser.experiment.outputs import evaluate_and_report
 
     written = evaluate_and_report(
         run_dir, data_dir, progress=lambda i, n: click.echo(f"scored attacker task {i}/{n}", err=True),

@@ -11,6 +11,7 @@ from tfadvser.attack.baselines import budget_noise, matched_noise, mi_fgsm, pgd
 from tfadvser.attack.budget import project, snr_scale
 from tfadvser.config import AttackerConfig, Budget
 from tfadvser.evaluation.metrics import attack_rates, mel_snr_db
+from tfadvser.experiment.results import Inputs, Results, TaskScores
 
 
 def test_snr_scale_matches_a_hand_computation():
@@ -135,13 +136,13 @@ def test_findings_are_judged_on_paired_differences():
     half = wrong[:20] + y[20:]  # clips 0-19 wrong
 
     def task(predictions):
-        return {"test": {"against": {d: {"predictions": p} for d, p in predictions.items()}}}
+        return TaskScores(test={"against": {d: {"predictions": p} for d, p in predictions.items()}})
 
-    results = {"truth": {"test": y}, "sequences": [], "tasks": {
+    results = Results(inputs=Inputs(truth={"test": y}), tasks={
         "single": task({"cnn4": wrong, "vgg16": y, "resnet50": y}),
         "multi": task({"cnn4": half, "vgg16": half, "resnet50": half}),
         "transfer": task({"cnn4": y, "vgg16": half, "resnet50": half}),
-        "lifelong": task({"cnn4": half, "vgg16": half, "resnet50": half})}}
+        "lifelong": task({"cnn4": half, "vgg16": half, "resnet50": half})})
     rows = [{"method": "Single-task", "sequence": "CNN-4", "keys": ["single"]},
             {"method": "Multi-task", "sequence": "CNN-4 + VGG-16 + ResNet-50", "keys": ["multi"]},
             {"method": "Transfer", "sequence": "CNN-4 + VGG-16 + ResNet-50", "keys": ["transfer"]},
@@ -189,11 +190,11 @@ def test_robustness_section_shows_the_baselines_clean_uar_on_their_own_clips():
     def scored(adv, clean):
         return {"adversarial_uar": adv, "clean_uar": clean}
 
-    results = {"defences": {"cnn4": {"test": {"uar": 0.765}}},
-               "tasks": {"k": {"test": {"against": {"cnn4": {"adversarial_uar": 0.759}}}}},
-               "baselines": {"eps0.008-snr30": {"label": "L∞ ≤ 0.008", "clips": 96, "test": {
-                   "noise": {"cnn4": scored(0.755, 0.745)},
-                   "pgd": {"cnn4": {"cnn4": scored(0.133, 0.745)}}}}}}
+    results = Results(defences={"cnn4": {"test": {"uar": 0.765}}},
+                      tasks={"k": TaskScores(test={"against": {"cnn4": {"adversarial_uar": 0.759}}})},
+                      baselines={"eps0.008-snr30": {"label": "L∞ ≤ 0.008", "clips": 96, "test": {
+                          "noise": {"cnn4": scored(0.755, 0.745)},
+                          "pgd": {"cnn4": {"cnn4": scored(0.133, 0.745)}}}}})
     rows = [{"method": "Single-task", "sequence": "CNN-4", "keys": ["k"]}]
     table = [line for line in robustness_section(results, rows) if line.startswith("| ")][1:]
     assert table == ["| none (clean) | 76.5 |", "| Single-task CNN-4 | 75.9 |",

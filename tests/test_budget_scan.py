@@ -89,7 +89,7 @@ def test_scan_section_renders_a_hand_made_scan():
     cell = {"snr50": 23.44, "ci": [20.0, 27.06], "clean_uar": 0.75, "target_uar": 0.4464,
             "uar": [0.7, 0.3], "snr_db": [40.0, 20.0]}
     censored = {**cell, "snr50": math.inf, "ci": [math.inf, math.inf]}
-    results = {"scan": {
+    scan = {
         "clean": {"cnn4": [], "cnn4-seed1": []}, "clips": list(range(48)),
         "plan": {"name": "fast", "steps": 5, "transfer_max_db": 20.0},
         "budgets": [{"epsilon": 0.002, "snr_db": 40.0}, {"epsilon": 0.03, "snr_db": 20.0}],
@@ -98,11 +98,11 @@ def test_scan_section_renders_a_hand_made_scan():
                   "noise": {"cnn4": {**cell, "snr50": -math.inf, "ci": [-math.inf, -math.inf]}}},
         "comparisons": [{"a": "learned: x", "b": "learned: y", "target": "cnn4", "difference": 2.0,
                          "ci": [0.5, 3.5]}],
-        "seconds": 12.0}}
-    lines = scan_section(results)
+        "seconds": 12.0}
+    lines = scan_section(scan)
     assert lines[0].startswith("## SNR₅₀")
     assert "| attack | CNN-4 | CNN-4 seed 1 |" in lines
     assert "| PGD from CNN-4 | > 40 [> 40, > 40] *wb* | 23.4 [20.0, 27.1] |" in lines
     assert "| noise | < 20 [< 20, < 20] |  |" in lines
     assert "| learned: x | learned: y | CNN-4 | +2.0 [+0.5, +3.5] | holds |" in lines
-    assert scan_section({}) == []
+    assert scan_section(None) == []

@@ -18,6 +18,7 @@ from tfadvser.attack.regularisers.base import QuadraticPenalty
 from tfadvser.config import PROFILES
 from tfadvser.errors import TfadvserError
 from tfadvser.defence.training import train_defence
+from tfadvser.experiment.results import Inputs, Results, TaskScores
 from tfadvser_cli.main import main
 
 from test_ewc import ALPHA, X, Y, hand_gradient, tiny_models
@@ -311,11 +312,12 @@ def test_least_forgetting_is_decided_by_the_paired_difference_when_clips_are_kep
     # "keeps" stays at success 0.25 on CNN-4 after task 1; "forgets" falls to 0.125 (F 0.125)
     grids = {"keep": [[wrong(*range(0, 32, 4)), y], [wrong(*range(0, 32, 4)), y]],
              "forget": [[wrong(*range(0, 32, 4)), y], [wrong(*range(0, 32, 8)), y]]}
-    results = {"labels": ["a", "b"], "truth": {"test": y.tolist()},
-               "defences": {d: {"test": {"predictions": y.tolist()}} for d in ("cnn4", "vgg16")},
-               "tasks": {f"{name}{k}": {"test": {"against": {d: {"predictions": grid[k][j].tolist()}
-                                                             for j, d in enumerate(("cnn4", "vgg16"))}}}
-                         for name, grid in grids.items() for k in range(2)}}
+    results = Results(
+        inputs=Inputs(labels=("a", "b"), truth={"test": y.tolist()}),
+        defences={d: {"test": {"predictions": y.tolist()}} for d in ("cnn4", "vgg16")},
+        tasks={f"{name}{k}": TaskScores(test={"against": {d: {"predictions": grid[k][j].tolist()}
+                                                          for j, d in enumerate(("cnn4", "vgg16"))}})
+               for name, grid in grids.items() for k in range(2)})
 
     def row(method, name, forgetting):
         return {"method": method, "defences": ["cnn4", "vgg16"], "keys": [f"{name}0", f"{name}1"],
@@ -375,33 +377,35 @@ def test_report_compares_the_methods_with_continual_metrics(two_defences, tiny_d
     assert "| ACC | P | F | BWT | FWT |" in report
     assert "least forgetting by" in report or "forgetting is not compared" in report
     # the regularisers' sequences stay out of Table 1 (the paper's EWC only)
-    from tfadvser.experiment.report import table1
+    from tfadvser.experiment.results_file import read_results
+    from tfadvser.experiment.tables import table1
 
     # (the run also holds bounded attackers, so the unbounded Table 1 is not the first)
-    row = next(r for r in table1(results, "unbounded")
+    row = next(r for r in table1(read_results(out / "results.json"), "unbounded")
                if r["method"] == "Lifelong" and r["sequence"] == "CNN-4 + VGG-16")
     assert row["keys"] == [sequence(two_defences, "lifelong-cnn4-vgg16-lambda100000")["tasks"][1]["key"]]
 
 
 def test_continual_rows_read_the_grid_in_sequence_order(tmp_path):
-    """A hand-made results dict: the counter-clockwise order puts VGG-16 first, and the
+    """A hand-made results record: the counter-clockwise order puts VGG-16 first, and the
     lambda with the lower mean adversarial dev UAR is chosen."""
     from tfadvser.experiment.continual_report import continual_rows
 
     def scored(adv_uar):
-        return {s: {"against": {d: {"adversarial_uar": adv_uar[d]} for d in adv_uar}} for s in ("dev", "test")}
+        return TaskScores(**{s: {"against": {d: {"adversarial_uar": adv_uar[d]} for d in adv_uar}}
+                             for s in ("dev", "test")})
 
-    results = {"labels": ["a", "b"], "defences": {d: {s: {"uar": 1.0} for s in ("dev", "test")}
-                                                    for d in ("cnn4", "vgg16")},
-               "tasks": {"t0": scored({"vgg16": 0.5, "cnn4": 0.75}),
-                         "t1": scored({"vgg16": 0.75, "cnn4": 0.5}),
-                         "t1weak": scored({"vgg16": 1.0, "cnn4": 1.0})}}
     attacker = {"seed": 0, "width": 0.5}
-    results["sequences"] = [
+    sequences = [
         {"label": f"lifelong-mas-vgg16-cnn4-lambda{lam}", "method": "lifelong", "regulariser": "mas",
          "defences": ["vgg16", "cnn4"], "ewc_lambda": lam, "attacker": attacker,
          "tasks": [{"key": "t0", "path": "t0"}, {"key": key, "path": key}]}
         for lam, key in ((0.1, "t1"), (1.0, "t1weak"))]
+    results = Results(inputs=Inputs(labels=("a", "b"), sequences=tuple(sequences)),
+                      defences={d: {s: {"uar": 1.0} for s in ("dev", "test")} for d in ("cnn4", "vgg16")},
+                      tasks={"t0": scored({"vgg16": 0.5, "cnn4": 0.75}),
+                             "t1": scored({"vgg16": 0.75, "cnn4": 0.5}),
+                             "t1weak": scored({"vgg16": 1.0, "cnn4": 1.0})})
     rows = continual_rows(results, tmp_path)
     assert len(rows) == 1 and rows[0]["lambda"] == 0.1 and rows[0]["method"] == "Lifelong (MAS)"
     # after task 0 (VGG-16): success 0.5 on VGG-16, 0.25 on CNN-4; after task 1: 0.25, 0.5

@@ -3,16 +3,17 @@ section naming the option of both commands that turns it on, and counted nouns i
 singular for 1."""
 from tfadvser.experiment.findings import _baseline_lines
 from tfadvser.experiment.report import _audio_section, _budget_note
+from tfadvser.experiment.results import Results, TaskScores
 from tfadvser.experiment.robustness_report import robustness_section
 from tfadvser.experiment.wording import count
 
 ROWS = [{"method": "Single-task", "sequence": "CNN-4", "keys": ["k"]}]
 
 
-def results_with(baselines: dict) -> dict:
-    return {"defences": {"cnn4": {"test": {"uar": 0.765}}},
-            "tasks": {"k": {"test": {"against": {"cnn4": {"adversarial_uar": 0.759}}}}},
-            **({"baselines": baselines} if baselines else {})}
+def results_with(baselines: dict) -> Results:
+    return Results(defences={"cnn4": {"test": {"uar": 0.765}}},
+                   tasks={"k": TaskScores(test={"against": {"cnn4": {"adversarial_uar": 0.759}}})},
+                   baselines=baselines or None)
 
 
 def baselines(clips: int) -> dict:
@@ -51,12 +52,12 @@ def test_counted_nouns_in_the_robustness_section_and_baselines():
     # The text only (no defence columns): the sizes and costs the table needs, nothing else.
     base = {"label": "L∞ ≤ 0.008", "clips": 1,
             "test": {"sizes": {"noise": {"snr_db": 30.0}}, "seconds": {}}}
-    text = _baseline_lines(results_with({}), base, [])[2]
+    text = _baseline_lines(base, [])[2]
     assert text.startswith("Adversarial UAR [%] with 95 % intervals on 1 seeded test clip (the "
                            "clean row"), text
-    text = _baseline_lines(results_with({}), {**base, "clips": 2}, [])[2]
+    text = _baseline_lines({**base, "clips": 2}, [])[2]
     assert "on 2 seeded test clips (the clean row" in text
-    text = _baseline_lines(results_with({}), {"label": "x", "test": base["test"]}, [])[2]
+    text = _baseline_lines({"label": "x", "test": base["test"]}, [])[2]
     assert "on all test clips (the clean row" in text
 
 

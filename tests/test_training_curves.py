@@ -5,7 +5,9 @@ import tensorflow as tf
 
 from tfadvser.attack.monitor import DEV_TAG, TRAIN_SUCCESS_TAG, training_curves
 from tfadvser.evaluation.figures import training_curves_png
-from tfadvser.experiment.report import _training_section, training_panels
+from tfadvser.experiment.report import _training_section
+from tfadvser.experiment.results import Inputs, Results
+from tfadvser.experiment.tables import training_panels
 
 
 def _log(folder, values):
@@ -56,7 +58,7 @@ def _results():
             {"method": "Transfer", "keys": ["eeee5555ffff6666"]},  # shares the single-task first task
             {"method": "Multi-task", "keys": ["cccc3333dddd4444"]},
             {"method": "Lifelong", "cells": {}}]  # no attacker trained
-    return {"sequences": sequences, "training_curves": curves}, rows
+    return Results(inputs=Inputs(sequences=tuple(sequences)), training_curves=curves), rows
 
 
 def test_report_section_shows_each_first_task_once():
@@ -64,7 +66,7 @@ def test_report_section_shows_each_first_task_once():
     panels = training_panels(results, rows)
     assert [p["key"] for p in panels] == ["aaaa1111bbbb2222", "cccc3333dddd4444"]
     assert panels[1]["title"] == "Multi-task CNN-4 + VGG-16, 120 steps (task cccc3333)"
-    lines = _training_section(results, panels, {"training": "figures/training_curves.png"})
+    lines = _training_section(panels, {"training": "figures/training_curves.png"})
     assert "(48 clips)" in lines[2]
     assert lines[6] == "| Single-task CNN-4, 120 steps (task aaaa1111) | 6.2 (6.2) | CNN-4 0.0 (0.0) |"
     assert lines[7] == ("| Multi-task CNN-4 + VGG-16, 120 steps (task cccc3333) | n/a | "
@@ -72,4 +74,4 @@ def test_report_section_shows_each_first_task_once():
     assert lines[-2] == "![attack success against training steps](figures/training_curves.png)"
     png = training_curves_png(panels, {"cnn4": "CNN-4", "vgg16": "VGG-16"})
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert _training_section({**results, "training_curves": {}}, [], {}) == []
+    assert _training_section([], {}) == []

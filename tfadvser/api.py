@@ -44,7 +44,7 @@ from tfadvser.defence.training import train_defences as _train_defences
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.scoring import (EVAL_BATCH, attack_scores, perturb as _perturb,
                                          perturbation_sizes, predictions)
-from tfadvser.experiment.evaluate import evaluate_and_report
+from tfadvser.experiment.outputs import evaluate_and_report
 from tfadvser.experiment.reproduce import reproduce as _reproduce
 from tfadvser.runs import load_run as _run_record
 from tfadvser.serving.export import attacker_endpoints

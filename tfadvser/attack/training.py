@@ -50,7 +50,7 @@ def _steps_per_epoch(steps: int, every: int) -> int:
 
 class _Context:
     """What every task of one sequence shares: data, run, config and loaded defences (the
-    run's own and the user's models among `victims` that `names` names, `attack/targets.py`)."""
+    run's own and the user's models among `victims` that `names` names, `defence/victims.py`)."""
 
     def __init__(self, data_dir, run_dir, profile: Profile, config: AttackerConfig,
                  names: Sequence[str], verbose: int, victims: Sequence[VictimSpec] = (),
@@ -197,7 +197,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
 
     `defences` may name the user's own models among `victims` (`defence/external.py`; Keras
     safe mode unless `trust_code`), trained against like the run's defences and pinned in
-    the task keys and the record's "victims" (`attack/targets.py`); each of `victims` must
+    the task keys and the record's "victims" (`defence/victims.py`); each of `victims` must
     be named in `defences` (`targets.check_targets`). Nothing is written before the inputs
     are checked and the models loaded.
 

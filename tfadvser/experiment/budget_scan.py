@@ -206,13 +206,14 @@ def summarise(scan: dict, y, n_classes: int, seed: int = 0) -> dict:
     return out
 
 
-def learned_attackers(sequences: Sequence[dict], lambda_choice: Mapping[str, dict]) -> dict:
+def learned_attackers(sequences: Sequence[dict], chosen_lambda: Callable) -> dict:
     """{sequence label: its last task's key} for every sequence a scan should show: all but
-    the lifelong sequences of a λ the sweep did not choose (`evaluate.lambda_choices`)."""
+    the lifelong sequences of a λ the sweep did not choose (`chosen_lambda(sequence)`: the
+    sweep's λ or None, `Results.chosen_lambda`)."""
     out = {}
     for seq in sequences:
         if seq["method"] == "lifelong":
-            chosen = lambda_choice.get(seq.get("sweep"), {}).get("lambda")
+            chosen = chosen_lambda(seq)
             if chosen is not None and float(seq["ewc_lambda"]) != chosen:
                 continue
         out[seq["label"]] = seq["tasks"][-1]["key"]
@@ -244,22 +245,24 @@ def snr50_differences(scan: dict, y, n_classes: int, pairs: Sequence[tuple], see
     return out
 
 
-def scan_stage(results: dict, x_test, y_test, defences: Mapping[str, object], sources: Sequence[str],
-               labels, mean, std, load_generator: Callable, plan: ScanPlan = FAST,
+def scan_stage(sequences: Sequence[dict], chosen_lambda: Callable, x_test, y_test,
+               defences: Mapping[str, object], sources: Sequence[str], labels, mean, std,
+               load_generator: Callable, plan: ScanPlan = FAST,
                progress: Optional[Callable] = None) -> dict:
-    """The evaluation's scan (`results["scan"]`): `budget_scan` on `scan_subset` of the test
-    clips x_test [N, ...], y_test [N], with every learned attacker of `learned_attackers`
+    """The evaluation's scan (`Results.scan`): `budget_scan` on `scan_subset` of the test
+    clips x_test [N, ...], y_test [N], of the run's `sequences` (records with their
+    "budget"), with every learned attacker of `learned_attackers`
     (loaded by `load_generator(task key)` -> a function x -> eta), its SNR₅₀ summary and
     the paired SNR₅₀ comparisons of the paper's methods (lifelong vs transfer, lifelong vs
     single-task, multi-task vs single-task) where both were trained."""
     subset = scan_subset(len(x_test), plan)
     x, y = np.asarray(x_test)[subset], np.asarray(y_test)[subset]
-    budgets = [Budget(**seq["budget"]) for seq in results["sequences"] if seq.get("budget")]
+    budgets = [Budget(**seq["budget"]) for seq in sequences if seq.get("budget")]
     bounded = [b for b in budgets if b.bounded]
     own = bounded[0] if bounded else None
     learned = {}
-    for label, key in learned_attackers(results["sequences"], results.get("lambda_choice", {})).items():
-        seq = next(s for s in results["sequences"] if s["label"] == label)
+    for label, key in learned_attackers(sequences, chosen_lambda).items():
+        seq = next(s for s in sequences if s["label"] == label)
         trained = Budget(**seq["budget"])
         if not trained.bounded:
             continue  # the paper's unbounded attacker has no budget to scale
@@ -270,7 +273,7 @@ def scan_stage(results: dict, x_test, y_test, defences: Mapping[str, object], so
     scan["clips"] = subset.tolist()
     scan["truth"] = y.tolist()
     scan["snr50"] = summarise(scan, y, len(labels))
-    methods = {seq["label"]: seq["method"] for seq in results["sequences"]}
+    methods = {seq["label"]: seq["method"] for seq in sequences}
     by_method = {}
     for label in learned:
         by_method.setdefault(methods[label], f"learned: {label}")

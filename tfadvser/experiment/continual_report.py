@@ -14,18 +14,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
-import keras
-
-from tfadvser.attack.attacker import generator_for
-from tfadvser.attack.tasks import recorded_config
-from tfadvser.config import Budget
 from tfadvser.evaluation.continual import (METRICS, continual_intervals, continual_metrics,
                                             forgetting_difference)
-from tfadvser.evaluation.scoring import perturb, predictions
 from tfadvser.experiment.protocol import CLOCKWISE, COUNTER, NAMES, lambda_objective
+from tfadvser.experiment.results import Results, budget_of
+from tfadvser.experiment.tables import compared
 from tfadvser.runtime.files import read_json, write_json
 
-METHODS = ("multi", "transfer", "lifelong")
 SEQUENTIAL = ("transfer", "lifelong")
 SPLIT = "test"
 # As the literature writes them (config.REGULARISERS).
@@ -34,54 +29,20 @@ REGULARISER_NAMES = {"ewc": "EWC", "online-ewc": "online EWC", "si": "SI", "mas"
 COLUMNS = ("average_success", "peak_success", "forgetting", "backward_transfer", "forward_transfer")
 
 
-def _compared(seq: dict) -> bool:
-    return (seq["method"] in METHODS and len(seq["defences"]) >= 2
-            and not seq["attacker"].get("round_trip"))
+def _success(results: Results, key, defence, split=SPLIT) -> Optional[float]:
+    adv = results.adversarial_uar(key, defence, split)
+    return None if adv is None else results.clean_uar(defence, split) - adv
 
 
-def untrained_id(attacker: dict) -> str:
-    """Which untrained generator a sequence starts from: its architecture, budget and seed."""
-    config = recorded_config(attacker)
-    return f"{config.generator}-width{config.width:g}-{config.budget.key}-seed{config.seed}"
-
-
-def untrained_predictions(sequences: list[dict], data, defences: dict, batches: dict) -> dict:
-    """Per-clip predictions of every defence under the untrained generator of each compared
-    sequence (FWT's reference: the seeded initial weights its first task starts from, as
-    `attack/training.py` builds them): id -> split -> defence -> [N] ints."""
-    out = {}
-    for seq in sequences:
-        ident = untrained_id(seq["attacker"])
-        if not _compared(seq) or ident in out:
-            continue
-        keras.utils.set_random_seed(seq["attacker"]["seed"])
-        generator = generator_for(recorded_config(seq["attacker"]), data.shape, data)
-        out[ident] = {}
-        for split, split_batches in batches.items():
-            perturbed = perturb(generator, split_batches)
-            out[ident][split] = {d: predictions(m, perturbed).tolist() for d, m in defences.items()}
-    return out
-
-
-def _adv(results, key, defence, split) -> Optional[float]:
-    scored = results["tasks"].get(key, {}).get(split, {}).get("against", {}).get(defence)
-    return None if scored is None else scored["adversarial_uar"]
-
-
-def _success(results, key, defence, split=SPLIT) -> Optional[float]:
-    adv = _adv(results, key, defence, split)
-    return None if adv is None else results["defences"][defence][split]["uar"] - adv
-
-
-def _chosen(results, options: list[dict]) -> dict:
+def _chosen(results: Results, options: list[dict]) -> dict:
     """The sequence of a group the one lambda rule chose (`evaluate.lambda_choices`, which
     applies `protocol.lambda_objective`); the only one for methods without lambda."""
     for seq in options:
-        choice = results.get("lambda_choice", {}).get(seq.get("sweep"), {}).get("lambda")
+        choice = results.chosen_lambda(seq)
         if choice is not None and float(seq["ewc_lambda"]) == choice:
             return seq
     return min(options, key=lambda seq: lambda_objective(
-        {d: _adv(results, seq["tasks"][-1]["key"], d, "dev") for d in seq["defences"]}))
+        {d: results.adversarial_uar(seq["tasks"][-1]["key"], d, "dev") for d in seq["defences"]}))
 
 
 def _resources(run_dir: Path, seq: dict) -> dict:
@@ -108,24 +69,24 @@ def method_name(seq: dict) -> str:
     return f"Lifelong ({REGULARISER_NAMES[seq.get('regulariser') or 'ewc']}{universal})"
 
 
-def continual_rows(results: dict, run_dir) -> list[dict]:
+def continual_rows(results: Results, run_dir) -> list[dict]:
     """One row per (method, regulariser, defence order, seed) with its chosen lambda: the
     test success after the last task on every defence, the success grid over its own
     defences, the continual-learning metrics (sequential methods; with intervals when
     results hold per-clip predictions), and seconds and peak RSS over its tasks."""
     run_dir = Path(run_dir)
     groups = defaultdict(list)
-    for seq in results["sequences"]:
-        if _compared(seq) and all(t["key"] in results["tasks"] for t in seq["tasks"]):
+    for seq in results.sequences:
+        if compared(seq) and all(t["key"] in results.tasks for t in seq["tasks"]):
             groups[(method_name(seq), tuple(seq["defences"]), seq["attacker"]["seed"],
-                    Budget(**seq.get("budget", {})).key)].append(seq)
+                    budget_of(seq).key)].append(seq)
     rows = []
     for (name, defences, seed, budget), options in groups.items():
         seq = _chosen(results, options)
         row = {"method": name, "label": seq["label"], "defences": list(defences), "seed": seed,
                "budget": budget,
                "lambda": seq["ewc_lambda"] if seq["method"] == "lifelong" else None,
-               "success": {d: _success(results, seq["tasks"][-1]["key"], d) for d in results["defences"]},
+               "success": {d: _success(results, seq["tasks"][-1]["key"], d) for d in results.defences},
                **_resources(run_dir, seq)}
         if seq["method"] in SEQUENTIAL:
             keys = [t["key"] for t in seq["tasks"]]
@@ -139,27 +100,23 @@ def continual_rows(results: dict, run_dir) -> list[dict]:
                                        r["defences"], order.get(r["method"], 2), r["method"], r["seed"]))
 
 
-def _adversarial_predictions(results, keys, defences) -> list[list]:
+def _adversarial_predictions(results: Results, keys, defences) -> Optional[list[list]]:
     """Per-clip predictions [task][defence] of a sequence's attackers on test, as
-    `evaluate_run` keeps them. Raises KeyError where a run kept none."""
-    return [[results["tasks"][k][SPLIT]["against"][d]["predictions"] for d in defences] for k in keys]
+    `evaluate_run` keeps them; None where a run kept none."""
+    found = [results.adversarial_predictions(k, defences, SPLIT) for k in keys]
+    return None if any(f is None for f in found) else found
 
 
-def _clean_predictions(results, defences) -> list:
-    return [results["defences"][d][SPLIT]["predictions"] for d in defences]
-
-
-def _metrics(results, seq, keys, defences, grid) -> dict:
+def _metrics(results: Results, seq, keys, defences, grid) -> dict:
     """The metrics with intervals from the per-clip predictions `evaluate_run` keeps."""
-    untrained = results.get("untrained", {}).get(untrained_id(seq["attacker"]))
-    try:
-        adversarial = _adversarial_predictions(results, keys, defences)
-    except KeyError:
+    untrained = results.untrained_predictions(seq["attacker"], SPLIT)
+    adversarial = _adversarial_predictions(results, keys, defences)
+    if adversarial is None:
         point = continual_metrics(grid)  # no per-clip data: no intervals, no FWT
         return {m: {"value": point[m], "ci": None} for m in METRICS}
     return continual_intervals(
-        results["truth"][SPLIT], _clean_predictions(results, defences), adversarial,
-        len(results["labels"]), None if untrained is None else [untrained[SPLIT][d] for d in defences])
+        results.truth(SPLIT), results.clean_predictions(defences, SPLIT), adversarial,
+        len(results.labels), None if untrained is None else [untrained[d] for d in defences])
 
 
 def _pct(value) -> str:
@@ -173,9 +130,9 @@ def _with_ci(metric: dict) -> str:
     return _pct(metric["value"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
 
 
-def markdown(rows: list[dict], results: dict) -> str:
+def markdown(rows: list[dict], results: Results) -> str:
     """The report.md section."""
-    names = list(results["defences"])
+    names = list(results.defences)
     lines = ["## Continual learning: methods compared on attack success", "",
              "Attack success = clean UAR − adversarial UAR on test [%] (higher = stronger), of "
              "the attacker after the last task, on every defence; then over the sequence's own "
@@ -216,21 +173,20 @@ def _learnt_something(row: dict) -> bool:
     return float(_pct(low)) > 0
 
 
-def _paired_forgetting(results: Optional[dict], best: dict, second: dict) -> Optional[dict]:
+def _paired_forgetting(results: Optional[Results], best: dict, second: dict) -> Optional[dict]:
     """F(second) - F(best) with a paired bootstrap interval over the test clips
     (`continual.forgetting_difference`), or None without per-clip predictions."""
     if results is None or "keys" not in best or "keys" not in second:
         return None
-    try:
-        return forgetting_difference(
-            results["truth"][SPLIT], _clean_predictions(results, best["defences"]),
-            _adversarial_predictions(results, best["keys"], best["defences"]),
-            _adversarial_predictions(results, second["keys"], second["defences"]), len(results["labels"]))
-    except KeyError:
+    ours = _adversarial_predictions(results, best["keys"], best["defences"])
+    theirs = _adversarial_predictions(results, second["keys"], second["defences"])
+    if ours is None or theirs is None:
         return None
+    return forgetting_difference(results.truth(SPLIT), results.clean_predictions(best["defences"], SPLIT),
+                                 ours, theirs, len(results.labels))
 
 
-def _least_forgetting(rows: list[dict], results: Optional[dict] = None) -> list[str]:
+def _least_forgetting(rows: list[dict], results: Optional[Results] = None) -> list[str]:
     """Per defence order, which sequential method forgets least, and whether it is decided
     against the runner-up: by a paired bootstrap of the difference in F on the same clips
     when `results` holds per-clip predictions, else by whether the two intervals overlap.
@@ -275,7 +231,7 @@ def _least_forgetting(rows: list[dict], results: Optional[dict] = None) -> list[
     return out
 
 
-def write(out_dir, results: dict, run_dir) -> str:
+def write(out_dir, results: Results, run_dir) -> str:
     """Write `continual.json` under `out_dir` and return the report.md section."""
     rows = continual_rows(results, run_dir)
     write_json(Path(out_dir) / "continual.json", {"split": SPLIT, "rows": rows})

@@ -14,23 +14,18 @@ from typing import Optional
 
 import numpy as np
 
-from tfadvser.config import Budget
 from tfadvser.evaluation.statistics import paired_difference, verdict
 from tfadvser.experiment.protocol import CLOCKWISE, COUNTER, NAMES
+from tfadvser.experiment.results import Results, budget_of
 from tfadvser.experiment.wording import count
 
 SPLIT = "test"
 
 
-def _predictions(results: dict, key: Optional[str], defences, split: str = SPLIT):
+def _predictions(results: Results, key: Optional[str], defences, split: str = SPLIT):
     """[D, N] adversarial predictions of a task against `defences`, or None."""
-    task = results["tasks"].get(key) if key else None
-    if task is None or split not in task:
-        return None
-    try:
-        return np.array([task[split]["against"][d]["predictions"] for d in defences])
-    except KeyError:
-        return None
+    found = results.adversarial_predictions(key, defences, split)
+    return None if found is None else np.array(found)
 
 
 def _row_key(rows: list[dict], method: str, sequence: tuple) -> Optional[str]:
@@ -39,7 +34,7 @@ def _row_key(rows: list[dict], method: str, sequence: tuple) -> Optional[str]:
     return row["keys"][0] if row else None
 
 
-def _compare(results: dict, stronger: Optional[str], weaker: Optional[str], defences,
+def _compare(results: Results, stronger: Optional[str], weaker: Optional[str], defences,
              claim: str) -> dict:
     """The claim "`stronger` leaves the defences less right than `weaker`", as UAR(weaker) -
     UAR(stronger) averaged over `defences` on test, with its interval and verdict."""
@@ -47,7 +42,7 @@ def _compare(results: dict, stronger: Optional[str], weaker: Optional[str], defe
     b = _predictions(results, weaker, defences)
     if a is None or b is None:
         return {"claim": claim, "verdict": "not measured", "difference": None, "ci": None}
-    result = paired_difference(results["truth"][SPLIT], a, b)
+    result = paired_difference(results.truth(SPLIT), a, b)
     return {"claim": claim, "verdict": verdict(result["ci"], +1), **result,
             "defences": list(defences)}
 
@@ -61,7 +56,7 @@ def _combine(parts: list[dict]) -> str:
     return "holds" if all(v == "holds" for v in verdicts) and len(verdicts) == len(parts) else "undecided"
 
 
-def paper_findings(results: dict, rows: list[dict], budget: str) -> list[dict]:
+def paper_findings(results: Results, rows: list[dict], budget: str) -> list[dict]:
     """The paper's four findings, each per defence order, as paired comparisons on test:
 
     1. single-task attackers transfer worst: the single-task attacker of the first defence
@@ -97,9 +92,9 @@ def paper_findings(results: dict, rows: list[dict], budget: str) -> list[dict]:
         out.append({"finding": 3, "order": title,
                     "statement": "lifelong learning forgets the first defence less than transfer",
                     "verdict": _combine(parts), "parts": parts})
-        sweep = [seq for seq in results["sequences"] if seq["method"] == "lifelong"
+        sweep = [seq for seq in results.sequences if seq["method"] == "lifelong"
                  and tuple(seq["defences"]) == order and seq["attacker"]["seed"] == 0
-                 and Budget(**seq.get("budget", {})).key == budget]
+                 and budget_of(seq).key == budget]
         if len(sweep) >= 2:
             sweep.sort(key=lambda seq: seq["ewc_lambda"])
             low, high = sweep[0], sweep[-1]
@@ -119,20 +114,17 @@ def attack_table_head(names: list[str]) -> list[str]:
             "|---|---|" + "---|" * len(names)]
 
 
-def noise_comparisons(results: dict, rows: list[dict]) -> list[dict]:
+def noise_comparisons(results: Results, rows: list[dict]) -> list[dict]:
     """Per Table 1 row (seed 0) and defence: the attacker's adversarial UAR on test, that of
     noise matched to its perturbation (same per-clip L2 and L-infinity), and the paired
     difference noise - attacker with its interval ("beats noise" when it excludes 0 above)."""
     out = []
-    truth = results["truth"][SPLIT]
+    truth = results.truth(SPLIT)
     for row in rows:
-        if not row.get("keys"):
-            continue
-        task = results["tasks"].get(row["keys"][0], {})
-        if SPLIT not in task:
+        if not row.get("keys") or not results.scored_on(row["keys"][0], SPLIT):
             continue
         item = {"method": row["method"], "sequence": row["sequence"], "against": {}}
-        for d, scored in task[SPLIT]["against"].items():
+        for d, scored in results.against(row["keys"][0], SPLIT).items():
             if "matched_noise" not in scored:
                 continue
             diff = paired_difference(truth, scored["predictions"], scored["matched_noise"]["predictions"])
@@ -149,11 +141,10 @@ def _pct_ci(value, ci) -> str:
     return f"{100 * value:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
-def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> list[str]:
+def markdown(results: Results, rows: list[dict], budget: str, figures: dict) -> list[str]:
     """report.md's sections on the budget: noise comparisons, baselines, findings, curve."""
-    names = list(results["defences"])
-    label = Budget(**next((seq["budget"] for seq in results["sequences"]
-                           if Budget(**seq.get("budget", {})).key == budget), {})).label
+    names = list(results.defences)
+    label = results.budget(budget).label
     lines = [f"## Each attacker against noise of its own size ({label}, test)", "",
              "Noise matched to the attacker: each clip's own perturbation values moved to random "
              "positions with random signs (the same per-clip L2 and L∞, no structure). Cells: "
@@ -171,9 +162,9 @@ def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> lis
             cells.append(f"**{text}**" if c["verdict"] == "holds" else text)
         lines.append(f"| {item['method']} | {item['sequence']} | " + " | ".join(cells) + " |")
     lines.append("")
-    base = results.get("baselines", {}).get(budget)
+    base = results.baseline(budget)
     if base:
-        lines += _baseline_lines(results, base, names)
+        lines += _baseline_lines(base, names)
     if f"budget_curve_{budget}" in figures:
         curve = base["curve"]
         lines += [f"![budget curve]({figures[f'budget_curve_{budget}']})", "",
@@ -196,7 +187,7 @@ def markdown(results: dict, rows: list[dict], budget: str, figures: dict) -> lis
     return lines + [""]
 
 
-def _baseline_lines(results: dict, base: dict, names: list[str]) -> list[str]:
+def _baseline_lines(base: dict, names: list[str]) -> list[str]:
     lines = [f"## Baselines at the same budget ({base['label']}, test)", "",
              "Adversarial UAR [%] with 95 % intervals on "
              f"{count(base['clips'], 'seeded test clip') if 'clips' in base else 'all test clips'} "

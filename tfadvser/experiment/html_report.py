@@ -7,7 +7,7 @@ HTML and has one home; nothing here knows what a table holds. On top of the mark
 - every image (`![..](figures/x.png)`, relative to evaluation/) is embedded as a data: URI;
 - columns of numbers are right-aligned;
 - audio players for example clips (clean once, then adversarial and perturbation-only per
-  attacker row, as in `report.audio_rows`) close the audio round-trip section; the WAVs
+  attacker row, as in `tables.audio_rows`) close the audio round-trip section; the WAVs
   are embedded too (`HTML_LISTEN` clips, for the page's size).
 
 So the single file can be mailed or opened anywhere, with no network and no script: raw
@@ -146,7 +146,7 @@ def _players(out_dir: Path, audio: list[dict]) -> str:
 
 def render_html(markdown: str, out_dir: Path, audio: list[dict]) -> str:
     """The page (module doc) for report.md's text `markdown`, whose image paths and the
-    WAVs of `audio` (`report.audio_rows`; empty: no players) are relative to `out_dir`
+    WAVs of `audio` (`tables.audio_rows`; empty: no players) are relative to `out_dir`
     (evaluation/). Raises TfadvserError for an image that is not a file under `out_dir`,
     ValueError when there are players but no audio round-trip section."""
     out_dir = Path(out_dir)

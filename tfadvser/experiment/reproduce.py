@@ -18,7 +18,7 @@ from tfadvser.config import DEFENCE_NAMES, Profile
 from tfadvser.defence.training import train_defence
 from tfadvser.errors import TfadvserError
 from tfadvser.evaluation.round_trip import AUDIO_CLIPS
-from tfadvser.experiment.evaluate import evaluate_and_report
+from tfadvser.experiment.outputs import evaluate_and_report
 from tfadvser.experiment.protocol import training_plan
 from tfadvser.experiment.tuning import tune
 from tfadvser.runtime import distribute
@@ -71,7 +71,7 @@ def reproduce(data_dir, run_dir, profile: Profile, seeds: int = 1,
     t = time.time()
     written = evaluate_and_report(run_dir, data_dir, baselines=baselines, audio_clips=audio_clips,
                                   scan=scan)
-    stages = written["results"].get("seconds_by_stage", {})
+    stages = written["results"].timing.seconds_by_stage
     log(f"evaluation ({time.time() - t:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
         + f"); total {time.time() - started:.0f} s")
     return {"report": Path(written["dir"]) / "report.md", **written}

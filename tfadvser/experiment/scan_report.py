@@ -19,10 +19,10 @@ def _attack_name(name: str) -> str:
     return name
 
 
-def scan_section(results: dict) -> list[str]:
+def scan_section(scan) -> list[str]:
     """Markdown lines of the SNR₅₀ table, its clean reference, the paired comparisons of the
-    learned attackers, and what the scan ran; [] when the run has no scan."""
-    scan = results.get("scan")
+    learned attackers, and what the scan ran, from a run's scan (`Results.scan`, as
+    `budget_scan.scan_stage` wrote it); [] when the run has none."""
     if not scan:
         return []
     targets = list(scan["clean"])
