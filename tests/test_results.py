@@ -143,3 +143,27 @@ def test_old_files_load_and_foreign_ones_are_refused_in_one_line(tmp_path):
         message = str(error.value)
         assert "\n" not in message and message.startswith(str(path)) and why in message
         assert message.endswith(f"run `tfadvser evaluate {run}` again to regenerate it")
+
+
+def test_the_report_renders_the_scan_and_query_stages_when_present(tmp_path):
+    """Both optional stages render from the record only: the SNR50 table first, then the
+    query-based section (their own tests pin their lines)."""
+    import dataclasses
+
+    from test_query_report import RECORD
+
+    results = hand_made()
+    rows = table1(results)
+    plain = render_report(results, rows, {}, None, tmp_path / "r")
+    assert "## SNR₅₀" not in plain and "## Query-based black-box attacks" not in plain
+    cell = {"snr50": 12.0, "ci": [10.0, 14.0], "clean_uar": 0.75, "target_uar": 0.625,
+            "uar": [0.75, 0.5], "snr_db": [40.0, 0.0]}
+    scan = {"clean": {"cnn4": []}, "clips": [0, 1], "plan": {"name": "fast", "steps": 5,
+                                                              "transfer_max_db": 20.0},
+            "budgets": [{"epsilon": 0.002, "snr_db": 40.0}, {"epsilon": 0.3, "snr_db": 0.0}],
+            "attacks": {"PGD from cnn4": {"source": "cnn4"}},
+            "snr50": {"PGD from cnn4": {"cnn4": cell}}, "comparisons": [], "seconds": 1.0}
+    text = render_report(dataclasses.replace(results, scan=scan, query=RECORD), rows, {}, None,
+                         tmp_path / "r")
+    assert text.index("## SNR₅₀") < text.index("## Query-based black-box attacks") < text.index("## Table 1")
+    assert "| PGD from CNN-4 | 12.0 [10.0, 14.0] *wb* |" in text

@@ -34,6 +34,7 @@ from tfadvser.evaluation.scoring import (EVAL_BATCH, classification_scores,
                                          labels_of, perturb, perturbation_sizes, predictions)
 from tfadvser.experiment.results import (SPLITS, Inputs, LambdaChoice, Results, TaskScores,
                                          Timing, budget_of, untrained_id)
+from tfadvser.experiment.query_attack import QUERY_FILE
 from tfadvser.experiment.results_file import RESULTS_FILE as RESULTS_JSON, write_results
 from tfadvser.experiment.tables import audio_keys, compared, table1
 from tfadvser.runs import load_run
@@ -241,6 +242,11 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
         results = dataclasses.replace(results, scan=_scan(results, data, batches, truth, defences, own,
                                                           labels, generators, run_dir, scan))
         seconds["scan"] = round(time.time() - t, 1)
+    # Stage "query": the query attacks `tfadvser attack-query --run` wrote for this run, if
+    # any (they query the victims, which this evaluation does not redo).
+    queried = run_dir / "evaluation" / QUERY_FILE
+    if queried.exists():
+        results = dataclasses.replace(results, query=read_json(queried))
     if audio_clips > 0:
         t = time.time()
         results = _audio_domain(results, run_dir, data, defences, generators, audio_clips, listen)

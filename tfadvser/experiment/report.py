@@ -18,6 +18,7 @@ import numpy as np
 
 from tfadvser.config import DEFENCE_NAMES
 from tfadvser.evaluation.statistics import RESAMPLES, resolution
+from tfadvser.experiment.query_report import query_section
 from tfadvser.experiment.scan_report import scan_section
 from tfadvser.experiment.findings import attack_table_head, markdown as findings_markdown
 from tfadvser.experiment.protocol import NAMES
@@ -207,6 +208,7 @@ def render_report(results: Results, rows: list[dict], figures: dict, figure2: Op
              f"labels: {', '.join(results.labels)}. Profile: `{run['profile']}`.", "",
              _budget_note(results)]
     lines += scan_section(results.scan)  # the first table: where attacks exist (SNR₅₀)
+    lines += query_section(results.query) if results.query else []
     for budget in results.budgets():
         shown = rows if budget == results.primary_budget() else table1(results, budget)
         label = results.budget_label(budget)
