@@ -21,6 +21,15 @@ def _lambdas(ctx, param, value):
     return values
 
 
+scan_option = click.option("--scan", type=click.Choice(SCAN_PLANS + ("none",)), default="fast",
+              show_default=True,
+              help="With --baselines, the budget scan on test: every attack (noise, PGD, MI-FGSM, "
+                   "DI-FGSM, ensemble MI-FGSM, the learned attackers) from 40 to 0 dB on every "
+                   "defence, summarised by SNR₅₀. fast: 5 points on 48 clips, 5 iterations, the "
+                   "transfer methods at 20 dB and louder (the main job's); full: 7 points on 96 "
+                   "clips, 10 iterations, every method everywhere (~4x the time); none: skip.")
+
+
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_dir", default=None, type=click.Path(),
@@ -34,13 +43,7 @@ def _lambdas(ctx, param, value):
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score noise, PGD and MI-FGSM at each bounded budget of the run and draw "
                    "its budget curve.")
-@click.option("--scan", type=click.Choice(SCAN_PLANS + ("none",)), default="fast",
-              show_default=True,
-              help="With --baselines, the budget scan on test: every attack (noise, PGD, MI-FGSM, "
-                   "DI-FGSM, ensemble MI-FGSM, the learned attackers) from 40 to 0 dB on every "
-                   "defence, summarised by SNR₅₀. fast: 5 points on 48 clips, 5 iterations, the "
-                   "transfer methods at 20 dB and louder (the main job's); full: 7 points on 96 "
-                   "clips, 10 iterations, every method everywhere (~4x the time); none: skip.")
+@scan_option
 @victim_options
 @user_errors
 def evaluate_command(run_dir, data_dir, audio_clips, listen, baselines, scan, victims, trust_model_code):
@@ -100,13 +103,7 @@ def _controls(ctx, param, value):
 @click.option("--verbose", is_flag=True, help="Keras progress lines for every epoch.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score noise, PGD and MI-FGSM at the attackers' budget and draw the budget curve.")
-@click.option("--scan", type=click.Choice(SCAN_PLANS + ("none",)), default="fast",
-              show_default=True,
-              help="With --baselines, the budget scan on test: every attack (noise, PGD, MI-FGSM, "
-                   "DI-FGSM, ensemble MI-FGSM, the learned attackers) from 40 to 0 dB on every "
-                   "defence, summarised by SNR₅₀. fast: 5 points on 48 clips, 5 iterations, the "
-                   "transfer methods at 20 dB and louder (the main job's); full: 7 points on 96 "
-                   "clips, 10 iterations, every method everywhere (~4x the time); none: skip.")
+@scan_option
 @click.option("--control", "controls", default=None, metavar="MODEL:SEED[,...]",
               callback=_controls,
               help="Transfer controls to train and score: MODEL trained again with SEED (e.g. "

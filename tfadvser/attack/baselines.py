@@ -72,12 +72,15 @@ def _epsilon(budget: Budget) -> float:
     return budget.cap
 
 
-def _art():
-    """ART's PGD and TF-2 classifier. ART's package `__init__` runs `logging.config.dictConfig`,
-    which flushes and closes every logging handler of the process (pytest's capture, a CLI
-    runner's streams: later log lines then fail with "I/O operation on closed file") and
-    hooks a stderr handler to the "tests" logger. Imported here with that call suppressed;
-    ART's own logger gets the NullHandler it asked for."""
+def art_import(module: str, *names: str) -> tuple:
+    """`names` from the Adversarial Robustness Toolbox's `module` (e.g.
+    "art.attacks.evasion", "ProjectedGradientDescent"), imported safely. ART's package
+    `__init__` runs `logging.config.dictConfig`, which flushes and closes every logging
+    handler of the process (pytest's capture, a CLI runner's streams: later log lines then
+    fail with "I/O operation on closed file") and hooks a stderr handler to the "tests"
+    logger. Imported here with that call suppressed; ART's own logger gets the NullHandler
+    it asked for. The one place this project imports ART."""
+    import importlib
     import logging
     import logging.config
     import warnings
@@ -88,14 +91,20 @@ def _art():
         with warnings.catch_warnings():
             # "PyTorch not found. Not importing DeepZ ...": about ART modules this never uses.
             warnings.filterwarnings("ignore", message="PyTorch not found", category=UserWarning)
-            from art.attacks.evasion import ProjectedGradientDescent
-            from art.estimators.classification import TensorFlowV2Classifier
+            found = importlib.import_module(module)
     finally:
         logging.config.dictConfig = configure
     art_logger = logging.getLogger("art")
     if not art_logger.handlers:
         art_logger.addHandler(logging.NullHandler())
-    return ProjectedGradientDescent, TensorFlowV2Classifier
+    return tuple(getattr(found, name) for name in names)
+
+
+def _art():
+    """ART's PGD and TF-2 classifier (`art_import`)."""
+    (pgd_class,) = art_import("art.attacks.evasion", "ProjectedGradientDescent")
+    (classifier,) = art_import("art.estimators.classification", "TensorFlowV2Classifier")
+    return pgd_class, classifier
 
 
 def pgd(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD_STEPS,

@@ -48,7 +48,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from tfadvser.attack.baselines import budget_noise
+from tfadvser.attack.baselines import art_import, budget_noise
 from tfadvser.attack.budget import project
 from tfadvser.config import QUERY_ATTACKS, Budget
 from tfadvser.errors import TfadvserError
@@ -303,25 +303,10 @@ def square_attack(victim: CountingVictim, prior=None, p_init: float = SQUARE_P_I
 
 
 def _art_hop_skip_jump():
-    """ART's HopSkipJump and BlackBoxClassifier, imported as `baselines._art` imports ART
-    (its package `__init__` would reconfigure the process's logging)."""
-    import logging
-    import logging.config
-    import warnings
-
-    configure = logging.config.dictConfig
-    logging.config.dictConfig = lambda config: None
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="PyTorch not found", category=UserWarning)
-            from art.attacks.evasion import HopSkipJump
-            from art.estimators.classification import BlackBoxClassifier
-    finally:
-        logging.config.dictConfig = configure
-    art_logger = logging.getLogger("art")
-    if not art_logger.handlers:
-        art_logger.addHandler(logging.NullHandler())
-    return HopSkipJump, BlackBoxClassifier
+    """ART's HopSkipJump and BlackBoxClassifier (`baselines.art_import`)."""
+    (hsj,) = art_import("art.attacks.evasion", "HopSkipJump")
+    (classifier,) = art_import("art.estimators.classification", "BlackBoxClassifier")
+    return hsj, classifier
 
 
 def _hsj_start(victim: CountingVictim, row: int, prior, rng, low: float, high: float):
