@@ -32,12 +32,14 @@ def scan_section(scan) -> list[str]:
              "",
              "Each cell: the SNR at which the attack takes the column's defence halfway from its clean "
              "UAR to chance, interpolated on the budget scan, with a 95 % bootstrap interval over "
-             f"the scan's {len(scan['clips'])} seeded test clips. '> 40': already halfway at the "
-             "quietest point the attack ran at; '< 0': never halfway in the scan. *wb*: white-box "
-             "(crafted on that defence); every other cell of a crafted attack is a transfer.", "",
+             f"the scan's {len(scan['clips'])} seeded test clips. Censored: '> S' when already "
+             "halfway at the quietest point the attack ran at, '< S' when never halfway, S that "
+             "point's measured mean SNR (a point sits at or above its floor, so S can exceed the "
+             "floor). *wb*: white-box (crafted on that defence); every other cell of a crafted "
+             "attack is a transfer.", "",
              "| attack | " + " | ".join(_name(t) for t in targets) + " |",
              "|---|" + "---|" * len(targets)]
-    for name, cells in summary.items():
+    for name, cells in sorted(summary.items(), key=lambda item: _row_order(item[0])):
         source = scan["attacks"][name].get("source")
         row = []
         for target in targets:
@@ -74,6 +76,14 @@ def scan_section(scan) -> list[str]:
               "direction scaled to each point's bound, not an attacker retrained per budget. "
               f"`tfadvser evaluate RUN --scan full` scans 7 points on 96 clips. {scan['seconds']:.0f} s.", ""]
     return lines
+
+
+ORDER = ("noise", "PGD", "MI-FGSM", "DI-FGSM", "ensemble", "learned")
+
+
+def _row_order(name: str) -> tuple:
+    """Noise, then the crafted attacks by method, then the learned attackers; stable within."""
+    return (next((i for i, prefix in enumerate(ORDER) if name.startswith(prefix)), len(ORDER)),)
 
 
 def _signed(value: float) -> str:
