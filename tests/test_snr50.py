@@ -38,19 +38,26 @@ def test_format_names_the_censored_side_of_the_scan():
     assert format_snr50(math.nan) == "n/a"
 
 
+def _flipped(clean, shares, rng):
+    """One prediction row per share: that share of the clips (at random) moved to the next
+    of 4 classes."""
+    rows = []
+    for share in shares:
+        p = clean.copy()
+        flip = rng.random(len(clean)) < share
+        p[flip] = (p[flip] + 1) % 4
+        rows.append(p)
+    return rows
+
+
 def test_interval_brackets_the_point_and_is_deterministic():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 25)
     clean = y.copy()
     clean[rng.choice(100, 10, replace=False)] = 0  # ~90 % right
     snrs = [40.0, 30.0, 20.0, 10.0, 0.0]
-    wrong_share = [0.0, 0.1, 0.3, 0.7, 1.0]  # the attack flips more clips as it gets louder
-    preds = []
-    for share in wrong_share:
-        p = clean.copy()
-        flip = rng.random(100) < share
-        p[flip] = (p[flip] + 1) % 4
-        preds.append(p)
+    # the attack flips more clips as it gets louder
+    preds = _flipped(clean, [0.0, 0.1, 0.3, 0.7, 1.0], rng)
     result = snr50_interval(y, clean, preds, snrs, 4, resamples=400, seed=1)
     low, high = result["ci"]
     assert low <= result["snr50"] <= high
@@ -78,16 +85,7 @@ def test_paired_difference_of_two_scanned_attacks():
     clean = y.copy()
     snrs = [40.0, 20.0, 0.0]
 
-    def attack(shares):
-        out = []
-        for share in shares:
-            p = clean.copy()
-            flip = rng.random(100) < share
-            p[flip] = (p[flip] + 1) % 4
-            out.append(p)
-        return out
-
-    quiet, loud = attack([0.2, 0.9, 1.0]), attack([0.0, 0.1, 0.9])
+    quiet, loud = _flipped(clean, [0.2, 0.9, 1.0], rng), _flipped(clean, [0.0, 0.1, 0.9], rng)
     result = snr50_difference(y, clean, (quiet, snrs), (loud, snrs), 4, resamples=300)
     assert result["difference"] > 0 and result["ci"][0] > 0  # quiet wins, decidedly
     same = snr50_difference(y, clean, (quiet, snrs), (quiet, snrs), 4, resamples=300)
