@@ -111,6 +111,7 @@ def test_ensemble_mi_fgsm_follows_the_fused_gradient():
     np.testing.assert_allclose(eta[0], expected, atol=1e-7)
     single = _linear(a)
     assert ensemble([single]) is single
-    assert ensemble([_linear(a), single]) is not None
+    other = _linear(b)
+    assert ensemble([single, other]) is ensemble([single, other])  # built once per tuple
     with pytest.raises(ValueError, match="at least one"):
         ensemble([])

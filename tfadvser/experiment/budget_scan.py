@@ -157,15 +157,14 @@ def _work_items(plan, budgets, sources, learned, targets):
     items = []
     for point, budget in enumerate(budgets):
         loud_enough = budget.snr_db <= plan.transfer_max_db
-        items.append((point, "noise", "noise", None,
-                      lambda x, y, b, mean, std, f, seed=point: budget_noise(x, b, mean, std, seed), targets))
+        items.append((point, "noise", "noise", None, _noise(seed=point), targets))
         for method, attack in ITERATIVE.items():
             if method != "PGD" and not loud_enough:
                 continue
             for source in sources:
                 items.append((point, f"{method} from {source}", "white-box/transfer", source,
                               _iterative(attack, source, plan.steps), targets))
-        if loud_enough and len(sources) > 1:
+        if loud_enough:
             for target in targets:
                 others = [s for s in sources if s != target]
                 if len(others) >= 2:  # with one, it is that source's MI-FGSM
@@ -174,6 +173,12 @@ def _work_items(plan, budgets, sources, learned, targets):
         for name, (eta, trained) in learned.items():
             items.append((point, f"learned: {name}", "learned", None, _scaled(eta, trained), targets))
     return items
+
+
+def _noise(seed):
+    def make(x, y, budget, mean, std, forwards):
+        return budget_noise(x, budget, mean, std, seed)
+    return make
 
 
 def _iterative(attack, source, steps):
