@@ -24,8 +24,12 @@ CORPUS_KINDS = tuple(READERS)
 @click.option("--no-neutral", is_flag=True, help="Do not generate neutral utterances.")
 @click.option("--seed", default=CorpusConfig.seed, show_default=True, type=int,
               help="Same seed, same files.")
+@click.option("--first-speaker", default=1, show_default=True, type=click.IntRange(1, 99),
+              help="Number of the first speaker. With the same seed, --first-speaker 31 gives "
+                   "30 new voices beside the default corpus's 30: an attacker corpus for "
+                   "`train attacker --attacker-data`.")
 @user_errors
-def synth_command(out_dir, speakers, utterances, difficulty, no_neutral, seed):
+def synth_command(out_dir, speakers, utterances, difficulty, no_neutral, seed, first_speaker):
     """Synthesise the built-in emotional-speech corpus into OUT_DIR.
 
     Source-filter speech (glottal pulses with jitter/shimmer, formant resonators) whose
@@ -43,7 +47,7 @@ def synth_command(out_dir, speakers, utterances, difficulty, no_neutral, seed):
     with tqdm(total=total, desc="synthesising", unit="file") as bar:
         paths = synthesize_corpus(out_dir, n_speakers=speakers, utterances=utterances,
                                   difficulty=difficulty, seed=seed,
-                                  include_neutral=not no_neutral,
+                                  include_neutral=not no_neutral, first_speaker=first_speaker,
                                   progress=lambda _: bar.update(1))
     click.echo(f"wrote {len(paths)} files to {out_dir} in {time.time() - started:.1f} s")
 

@@ -182,6 +182,13 @@ def _check_defences(names, victims):
               help="Train through the audio round trip: the defences score the perturbation "
                    "rendered as sound and re-extracted (needs the corpus audio where `prepare` "
                    "read it; slower, no XLA). The sequence label gets `-roundtrip`.")
+@click.option("--attacker-data", type=click.Path(), default=None,
+              help="Train on this prepared folder instead of the defences' training split: "
+                   "speech the victims never heard, as a black-box attacker has. Its speakers "
+                   "must be in no split of --data (checked) and its labels the same emotions; "
+                   "an unlabelled one (`prepare --corpus unlabelled`) trains the label-free "
+                   "losses (--loss feature-cos). `synth DIR --first-speaker 31` writes new "
+                   "speakers for the built-in corpus. The label gets `-adata` + 8 hex digits.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
 @budget_options
 @recipe_options
@@ -189,7 +196,8 @@ def _check_defences(names, victims):
 @strategy_option
 @user_errors
 def train_attacker_command(data_dir, defences, method, strength, regulariser, profile, run_dir, seed,
-                           lr_schedule, fisher_mode, accumulate_ewc, round_trip, quiet, budget,
+                           lr_schedule, fisher_mode, accumulate_ewc, round_trip, attacker_data,
+                           quiet, budget,
                            generator, recipe, victims, trust_model_code, strategy):
     """Train the atrous-CNN attacker against trained defences.
 
@@ -215,7 +223,8 @@ def train_attacker_command(data_dir, defences, method, strength, regulariser, pr
         record = train_attacker(data_dir, run_dir, method, defences, get_profile(profile),
                                 strength=strength, verbose=2 if quiet else 1,
                                 regulariser=regulariser, victims=victims,
-                                trust_code=trust_model_code, budget=budget, **overrides)
+                                trust_code=trust_model_code, budget=budget,
+                                attacker_data=attacker_data, **overrides)
     click.echo(f"{record['label']}: {len(record['tasks'])} task(s) in "
                f"{run_dir}/attackers/{record['label']}/sequence.json")
     for task in record["tasks"]:

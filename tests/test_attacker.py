@@ -296,8 +296,9 @@ def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
             assert all(set(row) == {"cnn4", "vgg16", "resnet50"} for row in base[split][method].values())
             assert base[split]["sizes"][method]["cnn4"]["snr_db_min"] >= 30.0
             assert base[split]["sizes"][method]["cnn4"]["linf"] <= 0.008 + 1e-6
-    assert set(base["curve"]["curves"]) >= {"noise at the budget", "PGD white-box", "PGD transferred"}
-    assert (out / "figures" / "budget_curve_eps0.008-snr30.png").stat().st_size > 1000
+    assert "curve" not in base  # the scan supersedes the budget curve, and draws its curves
+    assert (out / "figures" / "budget_scan.png").stat().st_size > 1000
+    assert not (out / "figures" / "budget_curve_eps0.008-snr30.png").exists()
     # the budget scan: 5 points from 40 to 0 dB, the run's own budget among them, every
     # crafted attack on every defence, the learned attackers, SNR50 with intervals
     scan = results["scan"]
@@ -310,6 +311,7 @@ def test_evaluate_scores_the_trained_methods(defended_run, tiny_data):
     assert all(len(cell["ci"]) == 2 for cell in scan["snr50"]["noise"].values())
     report = (out / "report.md").read_text()
     assert report.index("## SNR₅₀") < report.index("## Table 1")  # the report's first table
+    assert report.index("![budget scan](figures/budget_scan.png)") < report.index("## Table 1")
     for needle in ("## Table 1: adversarial UAR [%] (lower = stronger attack), L∞ ≤ 0.008, SNR ≥ 30 dB",
                    "## Table 1: adversarial UAR [%] (lower = stronger attack), unbounded",
                    "Each attacker against noise of its own size", "Baselines at the same budget",

@@ -1,4 +1,5 @@
 """The budget scan on tiny models: calibrated budgets, every attack x target curve, SNR₅₀."""
+import dataclasses
 import math
 
 import keras
@@ -74,6 +75,11 @@ def test_scan_gives_every_attack_its_points_and_snr50():
     assert white["ci"][0] <= white["snr50"] <= white["ci"][1]
     assert scan == budget_scan(x, y, defences, ["a", "b", "c"], ["x", "y", "z"], MEAN, STD, plan,
                                learned) | {"seconds": scan["seconds"]}
+    # A plan may craft DI-FGSM on some sources only (the main job's: CNN-4)
+    only_b = budget_scan(x, y, defences, ["a", "b", "c"], ["x", "y", "z"], MEAN, STD,
+                         dataclasses.replace(plan, di_sources=("b",)))
+    assert [a for a in only_b["attacks"] if a.startswith("DI-FGSM")] == ["DI-FGSM from b"]
+    assert only_b["attacks"]["DI-FGSM from b"]["targets"]["b"] == attacks["DI-FGSM from b"]["targets"]["b"]
 
 
 def test_the_plans_are_the_configs():
@@ -106,3 +112,29 @@ def test_scan_section_renders_a_hand_made_scan():
     assert "| noise | < 20 [< 20, < 20] |  |" in lines
     assert "| learned: x | learned: y | CNN-4 | +2.0 [+0.5, +3.5] | holds |" in lines
     assert scan_section(None) == []
+
+
+def test_scan_curves_draws_white_box_and_averages_the_transfers():
+    from tfadvser.experiment.scan_report import scan_curves
+
+    def cell(snr, uar, clean=0.8):
+        return {"snr_db": snr, "uar": uar, "clean_uar": clean}
+
+    scan = {"clean": {"a": [], "b": []},
+            "attacks": {"noise": {"source": None}, "PGD from a": {"source": "a"},
+                        "PGD from b": {"source": "b"}, "MI-FGSM from a": {"source": "a"},
+                        "learned: x": {"source": None}},
+            "snr50": {"noise": {"a": cell([40, 0], [0.8, 0.7]), "b": cell([40, 0], [0.6, 0.5], 0.6)},
+                      "PGD from a": {"a": cell([40, 0], [0.5, 0.1]), "b": cell([41, 1], [0.6, 0.4], 0.6)},
+                      "PGD from b": {"a": cell([39, 1], [0.8, 0.6]), "b": cell([40, 0], [0.3, 0.0], 0.6)},
+                      "MI-FGSM from a": {"b": cell([1], [0.2], 0.6)},
+                      "learned: x": {"a": cell([40], [0.75])}}}
+    curves = scan_curves(scan)
+    assert curves["clean"] == {"a": 0.8, "b": 0.6}
+    assert curves["curves"]["PGD white-box"] == {"a": [[40, 0.5], [0, 0.1]], "b": [[40, 0.3], [0, 0.0]]}
+    # one other source per defence here: the transfer line is that source's curve
+    assert curves["curves"]["PGD transferred"] == {"a": [[39.0, 0.8], [1.0, 0.6]],
+                                                   "b": [[41.0, 0.6], [1.0, 0.4]]}
+    assert curves["curves"]["MI-FGSM transferred"] == {"b": [[1.0, 0.2]]}
+    assert curves["curves"]["learned: x"] == {"a": [[40, 0.75]]}
+    assert curves["curves"]["noise"]["b"] == [[40, 0.6], [0, 0.5]]

@@ -1,10 +1,10 @@
-"""Input diversity (attack/diversity.py), DI-FGSM and the ensemble MI-FGSM against hand
+"""Input diversity (data/diversity.py), DI-FGSM and the ensemble MI-FGSM against hand
 computations on linear models."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadvser.attack import diversity
+from tfadvser.data import diversity
 from tfadvser.attack.baselines import di_fgsm, ensemble, mi_fgsm
 from tfadvser.config import Budget
 
@@ -115,3 +115,26 @@ def test_ensemble_mi_fgsm_follows_the_fused_gradient():
     assert ensemble([single, other]) is ensemble([single, other])  # built once per tuple
     with pytest.raises(ValueError, match="at least one"):
         ensemble([])
+
+
+def test_spec_augment_views_a_defences_training_batches():
+    from tfadvser.config import DefenceConfig
+    from tfadvser.defence.training import spec_augmented
+
+    x = tf.reshape(tf.range(2 * 373 * 64, dtype=tf.float32), (2, 373, 64)) + 1.0
+    y = tf.constant([3, 5], tf.int64)
+    batches = tf.data.Dataset.from_tensors((x, y)).repeat(2)
+    assert spec_augmented(batches, DefenceConfig()) is batches  # off by default
+    seen = list(spec_augmented(batches, DefenceConfig(spec_augment=1.0, seed=7)))
+    # Batch i is viewed through the draw of seed (config.seed, i): batch 0 here, then anew.
+    expected = diversity.apply(x, diversity.draw(diversity.Diversity(probability=1.0), 2, 373, 64,
+                                                tf.constant([7, 0], tf.int64)))
+    np.testing.assert_array_equal(seen[0][0].numpy(), expected.numpy())
+    assert not np.array_equal(seen[0][0].numpy(), x.numpy())
+    assert not np.array_equal(seen[0][0].numpy(), seen[1][0].numpy())
+    assert [b[1].numpy().tolist() for b in seen] == [[3, 5], [3, 5]]
+    # Recorded with a defence only when on: older defences keep their records.
+    assert "spec_augment" not in DefenceConfig().record()
+    assert DefenceConfig(spec_augment=0.5).record()["spec_augment"] == 0.5
+    with pytest.raises(ValueError, match="spec_augment must be a probability"):
+        DefenceConfig(spec_augment=1.5)

@@ -136,16 +136,18 @@ def _folder(data: Union[Run, DataFolder, str, Path]) -> DataFolder:
 def synthesize(out_dir, speakers: int = CorpusConfig.speakers,
                utterances: int = CorpusConfig.utterances,
                difficulty: float = CorpusConfig.difficulty, seed: int = CorpusConfig.seed,
-               include_neutral: bool = CorpusConfig.include_neutral) -> list[Path]:
+               include_neutral: bool = CorpusConfig.include_neutral,
+               first_speaker: int = 1) -> list[Path]:
     """Write the built-in emotional-speech corpus (16-bit WAVs named as in DEMoS) to
     `out_dir`; return the files' paths. The defaults are the main job's corpus
-    (`config.CorpusConfig`; `data.synth.synthesize_corpus`). Same seed, same bytes.
+    (`config.CorpusConfig`; `data.synth.synthesize_corpus`). Same seed, same bytes;
+    `first_speaker=31` gives the default corpus's seed 30 new speakers (attacker data).
     Raises TfadvserError for a difficulty outside [0, 1] or fewer than one speaker or
     utterance."""
     try:
         return synthesize_corpus(out_dir, n_speakers=speakers, utterances=utterances,
                                  difficulty=difficulty, seed=seed,
-                                 include_neutral=include_neutral)
+                                 include_neutral=include_neutral, first_speaker=first_speaker)
     except ValueError as exc:  # the synthesiser's own checks, as a user's error
         raise TfadvserError(f"synthesize: {exc}") from None
 

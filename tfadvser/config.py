@@ -32,10 +32,13 @@ QUERY_VICTIM_INPUTS = ("log_mel_standardised", "log_mel_raw")
 # perturbation for every clip (the paper's future work).
 GENERATORS = ("atrous", "universal")
 # The generator recipe (issue 30; `attack/losses.py`, `attack/budget.py`,
-# `attack/diversity.py`). Attack losses, summed when several are named: the C&W margin
+# `data/diversity.py`). Attack losses, summed when several are named: the C&W margin
 # (the paper's), cross-entropy, CDA's relativistic cross-entropy, mid-layer feature
 # disruption (cosine or MSE).
 ATTACK_LOSSES = ("cw", "ce", "rce", "feature-cos", "feature-mse")
+# Those that need no emotion label (the others push the true class down): the only ones an
+# unlabelled attacker corpus (`data/attacker_data.py`) can train.
+LABEL_FREE_LOSSES = ("feature-cos", "feature-mse")
 # The bounded head: eta = epsilon * tanh(z) (the product's first), a projection
 # clip(z, -epsilon, epsilon), or GAP's L∞ scaling epsilon * z / max|z| (uses the whole budget).
 HEADS = ("tanh", "clip", "scale")
@@ -158,8 +161,16 @@ class DefenceConfig:
     steps: int = 10000  # training iterations
     steps_per_epoch: int = 200  # dev evaluation, checkpoint and TensorBoard interval
     seed: int = 0
+    # SpecAugment-style views of the training clips (Park et al. 2019; `data/diversity.py`'s
+    # time shift and time/frequency masks), each clip viewed with this probability; 0: none
+    # (issue 30 measures whether it makes adversarial directions shared between defences).
+    spec_augment: float = 0.0
     # Per-defence exceptions to the fields above: ((defence name, ((field, value), ...)), ...).
     per_model: tuple = ()
+
+    def __post_init__(self):
+        if not 0.0 <= self.spec_augment <= 1.0:
+            raise ValueError(f"spec_augment must be a probability in [0, 1], got {self.spec_augment}")
 
     def for_model(self, name: str) -> "DefenceConfig":
         """The settings defence `name` trains with: these, with its `per_model` exceptions."""
@@ -168,8 +179,10 @@ class DefenceConfig:
 
     def record(self) -> dict:
         """The settings as written next to a trained defence (without `per_model`: a
-        defence's record holds only what it trained with, `for_model`)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "per_model"}
+        defence's record holds only what it trained with, `for_model`). SpecAugment only when
+        on: the defences trained before it existed keep their records."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k != "per_model" and not (k == "spec_augment" and v == 0.0)}
 
     @property
     def epochs(self) -> int:
@@ -223,7 +236,7 @@ class AttackerConfig:
     # The generator recipe (see ATTACK_LOSSES, HEADS): defaults are the paper's loss and the
     # product's first head. `feature_layer`: the defence layer a feature loss reads (None:
     # `losses.FEATURE_LAYERS`' default for the architecture). `diversity`: the probability of
-    # a random view of each training clip (`attack/diversity.py`; 0 = off).
+    # a random view of each training clip (`data/diversity.py`; 0 = off).
     # `curriculum`: the budget starts `curriculum` times looser (epsilon x k, SNR floor
     # - 20 log10 k dB) and anneals geometrically to the budget over the first half of a
     # task's steps (STAA-Net anneals its bound; 1 = off).

@@ -23,7 +23,7 @@ from tfadvser.runtime.atrous import AtrousConv2D
 from tfadvser.defence.models import batch_norm, scaled_channels
 from tfadvser.runtime.inference import inference
 from tfadvser.attack.budget import BudgetHead, UniversalPerturbation
-from tfadvser.attack.diversity import Diversity, diversify
+from tfadvser.data.diversity import Diversity, diversify
 from tfadvser.attack.losses import attack_loss
 from tfadvser.config import Budget
 from tfadvser.errors import TfadvserError
@@ -158,7 +158,7 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
         5. One Adam step on the generator's trainable weights.
         6. The loss terms, the fooling rate and eta's size go to one Mean tracker each.
 
-        With input diversity (`attack/diversity.py`), step 3 scores a random view of x' (and
+        With input diversity (`data/diversity.py`), step 3 scores a random view of x' (and
         the relativistic and feature losses a view of x through the same draw); the logged
         success rate is then that on the views.
         Trained through the audio round trip (`round_trip`, batches ((x, waveforms,
@@ -221,7 +221,8 @@ class AdversarialAttacker(distribute.ReplicaConsistentModel, keras.Model):
 
     def _track(self, x, y, eta, adv_log_probs, terms):
         clean_log_probs = [inference(d)(x) for d in self.defences]
-        rates = [success_rate(c, a, y) for c, a in zip(clean_log_probs, adv_log_probs)]
+        rates = [success_rate(c, a, _labels_or_clean(y, c))
+                 for c, a in zip(clean_log_probs, adv_log_probs)]
         share = _share(x, distribute.global_batch_size(tf.shape(x)[0]))
         # Logged values are those of the global batch, identical on every replica: the
         # trackers then report what one device would.
@@ -253,6 +254,14 @@ def _unpack(data):
     if isinstance(inputs, (tuple, list)):
         return inputs[0], y, tuple(inputs[1:])
     return inputs, y, None
+
+
+def _labels_or_clean(y, clean_log_probs) -> tf.Tensor:
+    """The labels, with the defence's clean prediction for an unlabelled clip (label -1, an
+    unlabelled attacker corpus): its logged success is then the flip rate."""
+    clean = tf.argmax(clean_log_probs, axis=-1, output_type=tf.int32)
+    y = tf.cast(y, tf.int32)
+    return tf.where(y >= 0, y, clean)
 
 
 def _share(x, global_batch) -> tf.Tensor:

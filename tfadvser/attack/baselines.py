@@ -19,7 +19,7 @@ baseline and a trained attacker "of the same size" are so by the same code.
   disables its TensorFlow momentum path (its issue #2439), so it is written here; with
   mu = 0 and no random start it is I-FGSM, which the tests check against ART's PGD.
 - DI-FGSM (Xie et al. 2019): MI-FGSM through a random view of the input at every
-  iteration (`attack/diversity.py`), and the ensemble MI-FGSM (Dong et al. 2018): MI-FGSM
+  iteration (`data/diversity.py`), and the ensemble MI-FGSM (Dong et al. 2018): MI-FGSM
   on the fused log-probabilities of several surrogates (`ensemble`), crafted on every
   defence but the target: the transfer baselines of the budget scan.
 
@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadvser.attack.budget import project
-from tfadvser.attack.diversity import Diversity, diversify
+from tfadvser.data.diversity import Diversity, diversify
 from tfadvser.config import Budget
 
 PGD_STEPS = 10  # iterations of PGD and MI-FGSM
@@ -139,7 +139,7 @@ def di_fgsm(forward: Callable, x, y, budget: Budget, mean, std, steps: int = PGD
             decay: float = MI_DECAY, diversity: Optional[Diversity] = None,
             seed: int = 0) -> np.ndarray:
     """DI-FGSM (Xie et al. 2019, with momentum: their "M-DI2-FGSM"): MI-FGSM whose gradient
-    at iteration t is taken through a random view of x' (`attack.diversity`, drawn from
+    at iteration t is taken through a random view of x' (`data.diversity`, drawn from
     (seed, t); default `Diversity()`: shift, time and frequency masks, p = 0.5).
     eta [B, ...] float32; deterministic for a seed. With an inactive `Diversity` it is
     MI-FGSM exactly."""

@@ -29,7 +29,9 @@ from tfadvser.attack.regularisers.base import UNANCHORED, Anchoring, Regulariser
 from tfadvser.attack.round_trip import RoundTrip, with_waveforms
 from tfadvser.attack.tasks import (GENERATOR_FILE, SEQUENCE_FILE, TASK_FILE, defence_hashes,
                                    sequence_label, task_key, tasks_dir)
-from tfadvser.config import DEFENCE_NAMES, AttackerConfig, Budget, Profile, resolve
+from tfadvser.config import (DEFENCE_NAMES, LABEL_FREE_LOSSES, AttackerConfig, Budget, Profile,
+                             resolve)
+from tfadvser.data.attacker_data import AttackerData, attacker_data
 from tfadvser.data.dataset import make_dataset
 from tfadvser.data.folder import load_data
 from tfadvser.data.rendering import corpus_waveform
@@ -43,6 +45,27 @@ from tfadvser.runtime.backup import EpochBackup, resumed_epoch
 from tfadvser.runtime.files import save_model, write_json
 
 
+def checked_corpus(path, data_dir, config: AttackerConfig, method: str,
+                   regulariser: str) -> AttackerData:
+    """The attacker corpus at `path` (`attacker_data.attacker_data`'s checks), and that the
+    attacker can train on it: labels for a loss that needs them, no audio round trip."""
+    corpus = attacker_data(path, data_dir)
+    where = f"--attacker-data {corpus.folder.path}"
+    if config.round_trip:
+        raise TfadvserError(f"{where}: the audio round trip reads the defences' own audio; train "
+                            "it without --attacker-data")
+    if not corpus.labelled:
+        needing = [name for name in config.losses if name not in LABEL_FREE_LOSSES]
+        if needing:
+            raise TfadvserError(f"{where} is unlabelled, but the loss {'+'.join(needing)} needs "
+                                f"emotion labels; use a label-free one ({', '.join(LABEL_FREE_LOSSES)}, "
+                                "--loss feature-cos) or a labelled corpus")
+        if method in ANCHORED_METHODS and regulariser in ("ewc", "online-ewc"):
+            raise TfadvserError(f"{where} is unlabelled, but {regulariser}'s Fisher is that of the "
+                                "C&W margin, which needs labels; use --regulariser mas, si or lwf")
+    return corpus
+
+
 def _steps_per_epoch(steps: int, every: int) -> int:
     """The largest divisor of `steps` not above `every`: epochs then add up to `steps`."""
     return max(d for d in range(1, min(steps, every) + 1) if steps % d == 0)
@@ -54,9 +77,10 @@ class _Context:
 
     def __init__(self, data_dir, run_dir, profile: Profile, config: AttackerConfig,
                  names: Sequence[str], verbose: int, victims: Sequence[VictimSpec] = (),
-                 trust_code: bool = False):
+                 trust_code: bool = False, corpus: Optional[AttackerData] = None):
         self.run_dir, self.config, self.verbose = Path(run_dir), config, verbose
         self.data = load_data(data_dir)
+        self.corpus = corpus  # the attacker's own corpus, or None: the defences' training split
         bind_run(run_dir, self.data, profile, create=False, attacker=True)  # an existing run's data and profile
         self.shape = self.data.shape
         own = [name for name in names if name in DEFENCE_NAMES]
@@ -91,7 +115,11 @@ class _Context:
 
     def train_set(self, repeat: bool, audio: bool = False):
         """The seeded training batches; with `audio` (round-trip training) each batch also
-        carries its clean waveforms (`round_trip.with_waveforms`)."""
+        carries its clean waveforms (`round_trip.with_waveforms`). From the attacker's own
+        corpus when it has one (`data/attacker_data.py`)."""
+        if self.corpus is not None:
+            return self.corpus.batches(self.config.batch_size, self.config.seed, repeat=repeat,
+                                       drop_remainder=repeat)
         dataset = make_dataset(self.data, "train", self.config.batch_size, shuffle=True,
                                seed=self.config.seed, repeat=repeat, drop_remainder=repeat,
                                include_info=audio)
@@ -191,7 +219,7 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
                    strength: Optional[float] = None, verbose: int = 1,
                    regulariser: str = "ewc", victims: Sequence[VictimSpec] = (),
                    trust_code: bool = False, budget: Optional[Budget] = None,
-                   **overrides) -> dict:
+                   attacker_data=None, **overrides) -> dict:
     """Train `method` over `defences` in order; return the sequence record (also written to
     `attackers/<label>/sequence.json`).
 
@@ -212,6 +240,12 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
     strength or regulariser given to a method that anchors no task, a non-positive
     strength, a bad attacker setting or a victim that cannot be a training target
     (`targets.training_targets`).
+
+    `attacker_data`: a prepared folder of other speakers to train on instead of the
+    defences' training split (`data/attacker_data.py`, which checks it); its fingerprint
+    enters the task keys and `-adata<8 hex digits>` the label. An unlabelled one trains the
+    label-free losses only (config.LABEL_FREE_LOSSES), and no EWC (its Fisher is of the C&W
+    margin) and no audio round trip; TfadvserError otherwise.
     """
     if method not in METHODS:
         raise TfadvserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -241,9 +275,14 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
         strength = plugin.default_strength(config) if strength is None else strength
         if not strength > 0 or not math.isfinite(strength):
             raise TfadvserError(f"--lambda must be a positive number, got {strength}")
+    corpus = None if attacker_data is None else checked_corpus(attacker_data, data_dir, config,
+                                                               method, regulariser)
     stages = METHODS[method](list(defences), config)
     run_dir = distribute.worker_run_dir(run_dir)
-    ctx = _Context(data_dir, run_dir, profile, config, defences, verbose, victims, trust_code)
+    ctx = _Context(data_dir, run_dir, profile, config, defences, verbose, victims, trust_code,
+                   corpus)
+    # Only with an attacker corpus: the keys of the others stay as they were.
+    corpus_key = {} if corpus is None else {"attacker_data": corpus.folder.fingerprint}
 
     tasks, finished = [], []  # finished: (task dir, stage) in order
     parent_key, parent_dir = None, None
@@ -252,7 +291,8 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
         anchoring = plugin.anchoring(ctx, finished, strength) if stage.anchored else UNANCHORED
         weight = strength if stage.anchored else 0.0
         key, identity = task_key(parent_key, stage, weight, config, ctx.data.fingerprint,
-                                 ctx.defence_hashes, plugin.key_fields(config, stage.anchored))
+                                 ctx.defence_hashes,
+                                 {**plugin.key_fields(config, stage.anchored), **corpus_key})
         task_dir = _train_task(ctx, stage, key, identity, parent_dir if stage.from_previous else None,
                                anchoring, defences, plugin,
                                # the previous tasks' importances, when not cached already
@@ -263,11 +303,14 @@ def train_attacker(data_dir, run_dir, method: str, defences: Sequence[str], prof
                       "path": str(task_dir.relative_to(ctx.run_dir))})
         parent_key, parent_dir = key, task_dir
 
-    label = sequence_label(method, defences, strength, config, regulariser)
+    label = sequence_label(method, defences, strength, config, regulariser) + (
+        corpus.tag if corpus is not None else "")
     record = {"label": label, "method": method, "defences": list(defences),
               "ewc_lambda": strength, "profile": profile.name,
               "regulariser": regulariser if method in ANCHORED_METHODS else None,
               "attacker": dataclasses.asdict(config), "tasks": tasks}
+    if corpus is not None:
+        record["attacker_data"] = corpus.record()
     if ctx.targets:  # what `targets.check_pins` compares an evaluation's victims with
         record["victims"] = {name: {**target_pin(v), "path": str(v.spec.path)}
                              for name, v in ctx.targets.items()}

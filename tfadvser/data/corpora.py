@@ -417,6 +417,26 @@ def read_folders(root: Path, keep_neutral: bool = True) -> Listing:
     return Listing(clips, tuple(sorted({c.label for c in clips})), problems, dict(ignored))
 
 
+# The label of a clip from an unlabelled corpus (stored as label index -1): such a folder is
+# attacker data for the label-free losses only (`data/attacker_data.py`).
+UNLABELLED = ""
+
+
+def read_unlabelled(root: Path, keep_neutral: bool = True) -> Listing:
+    """Unlabelled audio, one folder per speaker: `root/<speaker>/file.wav`. Every clip gets
+    the label `UNLABELLED`; `prepare` puts them all in the training split. For attacker
+    data (`train attacker --attacker-data`) with label-free losses, not for defences."""
+    files, ignored = scan(root)
+    clips, problems = [], []
+    for path in files:
+        parts = path.relative_to(root).parts
+        if len(parts) != 2:
+            problems.append(Problem(path, "expected <speaker>/<file> (unlabelled layout)"))
+            continue
+        clips.append(Clip(path, UNLABELLED, display_name(parts[0])))
+    return Listing(clips, (), problems, dict(ignored))
+
+
 READERS = {
     "demos": read_demos,
     "emodb": read_emodb,
@@ -424,6 +444,7 @@ READERS = {
     "cremad": read_cremad,
     "csv": read_manifest,
     "folders": read_folders,
+    "unlabelled": read_unlabelled,
 }
 # Layouts whose file names identify a recording: the same name in two formats is one clip.
 NAMED = ("demos", "emodb", "ravdess", "cremad")

@@ -49,6 +49,12 @@ class DataFolder:
         return len(self.labels)
 
     @property
+    def labelled(self) -> bool:
+        """False for a folder prepared from an unlabelled corpus (`prepare --corpus
+        unlabelled`: attacker data, label index -1, every clip in the training split)."""
+        return bool(self.record.get("labelled", True))
+
+    @property
     def shape(self) -> tuple[int, int]:
         """(frames, mel bins) of every example, e.g. (373, 64)."""
         return self.feature_config.shape

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfadvser.data.audio import UnreadableAudio, check_decoded, decode_audio, decode_error_reason, probe
 from tfadvser.config import FeatureConfig, SplitConfig
-from tfadvser.data.corpora import Clip, Problem, describe_ignored, read_corpus, relative_name
+from tfadvser.data.corpora import UNLABELLED, Clip, Problem, describe_ignored, read_corpus, relative_name
 from tfadvser.errors import TfadvserError
 from tfadvser.data.features import fix_length, log_mel
 from tfadvser.data.folder import FORMAT_VERSION, METADATA_FILE
@@ -119,8 +119,16 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
         raise TfadvserError(f"{root}: none of the {len(listing.clips)} listed file(s) is readable "
                             f"audio (e.g. {_relative(problems[0].path, root)}: {problems[0].reason})")
 
+    labelled = corpus != "unlabelled"
+    if not labelled and split_lists is not None:
+        raise TfadvserError("--split-lists: an unlabelled corpus is attacker data and is not "
+                            "split; every clip goes to the training split")
     try:
-        if split_lists is not None:
+        if not labelled:
+            # Attacker data only: nothing is evaluated on it, so everything trains.
+            splits = {"train": readable, "dev": [], "test": []}
+            split_method = {"method": "unlabelled", "note": "every clip in the training split"}
+        elif split_lists is not None:
             splits, unlisted = split_from_lists(readable, listing.labels, Path(split_lists))
             problems.extend(unlisted)
             split_method = {"method": "lists", "lists": str(Path(split_lists).resolve())}
@@ -143,6 +151,7 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
     order = [(split, clip) for split in SPLITS
              for clip in (splits[split][i] for i in rng.permutation(len(splits[split])))]
     label_index = {label: i for i, label in enumerate(listing.labels)}
+    label_index[UNLABELLED] = -1  # a clip of an unlabelled corpus
 
     with atomic_path(out, directory=True) as tmp:
         metadata = _write(tmp, root, order, infos, label_index, listing.labels, feature_config,
@@ -151,6 +160,7 @@ def prepare(audio_dir, corpus: str, out_dir, feature_config: FeatureConfig = Fea
             "format_version": FORMAT_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": library_versions(),
+            "labelled": labelled,
             "corpus": {"kind": corpus, "audio_dir": str(root.resolve()),
                        "keep_neutral": keep_neutral if keep_neutral is not None else corpus != "demos"},
             "split": split_method,

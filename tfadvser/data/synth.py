@@ -235,21 +235,29 @@ def synthesize_corpus(out_dir: str | os.PathLike, n_speakers: int = CorpusConfig
                       difficulty: float = CorpusConfig.difficulty, seed: int = CorpusConfig.seed,
                       include_neutral: bool = CorpusConfig.include_neutral,
                       min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS,
-                      progress=None) -> list[Path]:
+                      first_speaker: int = 1, progress=None) -> list[Path]:
     """Write `n_speakers` x emotions x `utterances` WAV files to `out_dir`; return their paths.
 
+    Speakers are numbered from `first_speaker`: speakers 31-60 of a seed are those a
+    60-speaker corpus of that seed has after its first 30, so `first_speaker=31` gives new
+    voices for the default 30 (an attacker corpus, `data/attacker_data.py`).
     Deterministic for a given seed. About a fifth of the files are 22.05 kHz, a fifth
     44.1 kHz, and a fifth stereo, so that resampling and down-mixing are exercised.
     `progress`, if given, is called once per written file.
     """
     if n_speakers < 1 or utterances < 1:
         raise ValueError("need at least one speaker and one utterance per emotion")
+    if not 1 <= first_speaker <= 99 - n_speakers + 1:
+        # DEMoS names give the speaker two digits.
+        raise ValueError(f"speakers are numbered 1-99; {n_speakers} from {first_speaker} do not fit")
     if not 0.0 <= difficulty <= 1.0:
         raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
     if not 0 < min_seconds <= max_seconds:
         raise ValueError("need 0 < min_seconds <= max_seconds")
     rng = np.random.default_rng(seed)
-    speakers = make_speakers(n_speakers, rng)
+    # Every earlier speaker is drawn too, so speaker k's voice does not depend on where the
+    # numbering starts.
+    speakers = make_speakers(first_speaker - 1 + n_speakers, rng)[first_speaker - 1:]
     emotions = list(DEMOS_LABELS) + ([NEUTRAL] if include_neutral else [])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

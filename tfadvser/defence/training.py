@@ -29,8 +29,9 @@ import tensorflow as tf
 
 from tfadvser.runtime import distribute
 from tfadvser.runtime.backup import EpochBackup, resumed_epoch
-from tfadvser.config import Profile
+from tfadvser.config import DefenceConfig, Profile
 from tfadvser.data.dataset import make_dataset
+from tfadvser.data.diversity import Diversity, diversify
 from tfadvser.data.folder import DataFolder, load_data
 from tfadvser.config import DEFENCE_NAMES
 from tfadvser.defence.models import build_defence
@@ -199,8 +200,9 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
     labels = list(data.labels)
     shape = data.shape
     # A resumed fit skips the batches its finished epochs consumed (runtime/backup.py).
-    train = make_dataset(data, "train", config.batch_size, shuffle=True, seed=config.seed,
-                         repeat=True).skip(resumed_epoch(out / "backup") * config.steps_per_epoch)
+    train = spec_augmented(make_dataset(data, "train", config.batch_size, shuffle=True,
+                                        seed=config.seed, repeat=True), config)
+    train = train.skip(resumed_epoch(out / "backup") * config.steps_per_epoch)
     model = _GlobalBatchTrainer(build_defence(name, len(labels), config.width, shape),
                                 len(labels))
     schedule = keras.optimizers.schedules.ExponentialDecay(
@@ -219,6 +221,19 @@ def train_defence(data_dir, name: str, profile: Profile, run_dir, verbose: int =
     save_model(clean, out / MODEL_FILE)
     write_json(out / RESULTS_FILE, results)
     return results
+
+
+def spec_augmented(train: tf.data.Dataset, config: DefenceConfig) -> tf.data.Dataset:
+    """The training batches, each clip seen through a random SpecAugment view with probability
+    `config.spec_augment` (time shift, time and frequency masks: `data/diversity.py`'s
+    defaults), batch i's draw seeded by (config.seed, i): a resumed fit sees the same views."""
+    if config.spec_augment == 0.0:
+        return train
+    settings = Diversity(probability=config.spec_augment)
+    return train.enumerate().map(
+        lambda i, batch: (diversify(batch[0], settings, tf.stack([tf.cast(config.seed, tf.int64), i])),
+                          batch[1]),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def fit_defence(model: _GlobalBatchTrainer, data: DataFolder, out: Path, record: dict, train,

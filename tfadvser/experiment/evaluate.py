@@ -98,10 +98,10 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
     tasks. Per-clip predictions are kept for paired comparisons. Then the untrained
     generators' predictions (the continual metrics' FWT reference) and the training curves
     of each sequence's first task (`attack.monitor.training_curves`). With `baselines`, each
-    bounded budget of the run gets its baselines and its budget curve on test
-    (`baseline_scores.py`) and, with a `scan` plan ("fast", "full"; None skips it), the
-    budget scan: every attack from 40 to 0 dB on every defence and its SNR₅₀
-    (`budget_scan.py`). Then the attackers of Table 1's rows go through the audio round
+    bounded budget of the run gets its baselines on test (`baseline_scores.py`) and, with a
+    `scan` plan ("fast", "full"), the budget scan: every attack from 40 to 0 dB on every
+    defence and its SNR₅₀ (`budget_scan.py`); without one (None), the older and smaller
+    budget curve instead. Then the attackers of Table 1's rows go through the audio round
     trip (`evaluation/round_trip.py`) on `audio_clips` seeded test clips (0: skipped), each
     writing `listen` clips' WAVs under evaluation/audio/<task key>/.
 
@@ -234,8 +234,11 @@ def evaluate_run(run_dir, data_dir: Optional[str] = None, progress=None,
 
     if baselines:
         t = time.time()
+        # The budget curve only without a scan: the scan covers it (noise, PGD white-box and
+        # transferred, the learned attackers scaled) at more points and draws it.
         results = dataclasses.replace(results, baselines=_baselines(
-            results, data, batches, truth, clean, defences, own, labels, generators, run_dir))
+            results, data, batches, truth, clean, defences, own, labels, generators, run_dir,
+            curve=scan is None))
         seconds["baselines"] = round(time.time() - t, 1)
     if baselines and scan is not None:
         t = time.time()
@@ -278,9 +281,10 @@ def _clean_stage(run_dir: Path, names: list[str], external: dict, defences: dict
 
 
 def _baselines(results: Results, data, batches, truth, clean, defences, sources, labels,
-               generators, run_dir: Path) -> dict:
+               generators, run_dir: Path, curve: bool = True) -> dict:
     """`Results.baselines`: budget key -> each bounded budget's noise, PGD and MI-FGSM on
-    BASELINE_CLIPS seeded test clips, and its budget curve on the first CURVE_CLIPS of them."""
+    BASELINE_CLIPS seeded test clips, and (with `curve`) its budget curve on the first
+    CURVE_CLIPS of them."""
     from tfadvser.experiment.baseline_scores import (BASELINE_CLIPS, CURVE_CLIPS, budget_curve,
                                                      score_budget)
 
@@ -301,6 +305,9 @@ def _baselines(results: Results, data, batches, truth, clean, defences, sources,
         entry["test"] = score_budget(budget, sub_batches, truth["test"][subset],
                                      {d: clean[d]["test"][subset] for d in defences}, defences,
                                      labels, data.mean, data.std, sources=sources, crafted=crafted)
+        out[budget.key] = entry
+        if not curve:
+            continue
         pick = np.sort(order[:CURVE_CLIPS])  # within the subset
         at_budget = {s: eta[np.searchsorted(subset, pick)] for s, eta in crafted["pgd"].items()}
         rows = [r for r in table1(results, budget.key) if r.get("keys")]
@@ -314,7 +321,6 @@ def _baselines(results: Results, data, batches, truth, clean, defences, sources,
         entry["curve"] = budget_curve(budget, x[pick], truth["test"][pick],
                                       {d: defences[d] for d in sources}, labels,
                                       data.mean, data.std, attacker, name, pgd_at_budget=at_budget)
-        out[budget.key] = entry
     return out
 
 

@@ -20,6 +20,7 @@ from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
 from tfadvser.experiment.report import render_report, table1_csv, table1_markdown
 from tfadvser.experiment.results import Results
+from tfadvser.experiment.scan_report import scan_curves
 from tfadvser.experiment.tables import audio_rows, lambda_curves, table1, training_panels
 from tfadvser.runtime.files import write_bytes, write_text
 from tfadvser.runtime.inference import inference
@@ -44,7 +45,15 @@ def write_outputs(run_dir, results: Results, figure2: Optional[dict]) -> dict:
     if any(curves.values()):
         write_bytes(figures / "fig3_lambda.png", lambda_curves_png(curves, NAMES))
         written["fig3"] = "figures/fig3_lambda.png"
+    if results.scan:
+        png = budget_curve_png(scan_curves(results.scan), NAMES,
+                               f"budget scan ({len(results.scan['clips'])} test clips)")
+        write_bytes(figures / "budget_scan.png", png)
+        written["scan"] = "figures/budget_scan.png"
+        _tensorboard_image(Path(run_dir) / "evaluation" / "logs", "budget_scan", png)
     for key, base in (results.baselines or {}).items():
+        if "curve" not in base:  # computed only when no scan ran
+            continue
         png = budget_curve_png(base["curve"], NAMES, f"budget curve ({base['label']})")
         write_bytes(figures / f"budget_curve_{key}.png", png)
         written[f"budget_curve_{key}"] = f"figures/budget_curve_{key}.png"

@@ -207,7 +207,7 @@ def render_report(results: Results, rows: list[dict], figures: dict, figure2: Op
              f"Data: `{results.inputs.data_dir}` (fingerprint `{run['fingerprint'][:16]}`), "
              f"labels: {', '.join(results.labels)}. Profile: `{run['profile']}`.", "",
              _budget_note(results)]
-    lines += scan_section(results.scan)  # the first table: where attacks exist (SNR₅₀)
+    lines += scan_section(results.scan, figures.get("scan"))  # the first table: where attacks exist
     lines += query_section(results.query) if results.query else []
     for budget in results.budgets():
         shown = rows if budget == results.primary_budget() else table1(results, budget)

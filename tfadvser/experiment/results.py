@@ -21,7 +21,7 @@ Stages, in the order `evaluate_run` fills them:
 - `untrained`, `training_curves`: the continual metrics' reference and the attackers'
   training curves;
 - optional, None when not run (and then absent from the file): `baselines` (budget key ->
-  noise, PGD, MI-FGSM and the budget curve, `baseline_scores.py`), `audio` (the audio
+  noise, PGD, MI-FGSM and, without a scan, the budget curve, `baseline_scores.py`), `audio` (the audio
   round trip's subset and clean scores; per-task results in `TaskScores.audio`), `scan` (a
   budget scan: per attack x source x target a curve of UAR against SNR and an SNR50 with
   its interval) and `query` (query attacks), the last two kept as their stages write them;

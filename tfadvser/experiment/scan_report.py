@@ -2,6 +2,10 @@
 rendered from `results["scan"]` only."""
 from __future__ import annotations
 
+from typing import Optional
+
+import numpy as np
+
 from tfadvser.evaluation.snr50 import format_with_interval
 from tfadvser.evaluation.statistics import verdict
 
@@ -19,10 +23,47 @@ def _attack_name(name: str) -> str:
     return name
 
 
-def scan_section(scan) -> list[str]:
+def scan_curves(scan) -> dict:
+    """The scan's curves of UAR against measured SNR per defence, in the budget curve's form
+    (`figures.budget_curve_png`): {"clean": {defence: uar}, "curves": {line: {defence:
+    [[snr_db, uar], ...]}}}. Lines: noise, PGD white-box, PGD and MI-FGSM transferred (at each
+    point the mean SNR and UAR over the sources other than the defence), each learned
+    attacker."""
+    summary = scan["snr50"]
+    targets = list(scan["clean"])
+    clean = {t: next(cells[t]["clean_uar"] for cells in summary.values() if t in cells)
+             for t in targets}
+    curves: dict = {}
+
+    def points(cell):
+        return [[s, u] for s, u in zip(cell["snr_db"], cell["uar"])]
+
+    for name, cells in summary.items():
+        source = scan["attacks"][name].get("source")
+        if name == "noise" or name.startswith("learned: "):
+            curves[name] = {t: points(cell) for t, cell in cells.items()}
+        elif name.startswith("PGD from "):
+            for t, cell in cells.items():
+                if t == source:
+                    curves.setdefault("PGD white-box", {})[t] = points(cell)
+    for method in ("PGD", "MI-FGSM"):
+        line = {}
+        for t in targets:
+            cells = [summary[n][t] for n in summary if n.startswith(f"{method} from ")
+                     and scan["attacks"][n]["source"] != t and t in summary[n]]
+            if cells:
+                line[t] = [[float(np.mean(c)), float(np.mean(u))] for c, u in zip(
+                    zip(*(c["snr_db"] for c in cells)), zip(*(c["uar"] for c in cells)))]
+        if line:
+            curves[f"{method} transferred"] = line
+    return {"clean": clean, "curves": curves}
+
+
+def scan_section(scan, figure: Optional[str] = None) -> list[str]:
     """Markdown lines of the SNR₅₀ table, its clean reference, the paired comparisons of the
     learned attackers, and what the scan ran, from a run's scan (`Results.scan`, as
-    `budget_scan.scan_stage` wrote it); [] when the run has none."""
+    `budget_scan.scan_stage` wrote it), with the scan's `figure` (a path under evaluation/,
+    `scan_curves` drawn) when given; [] when the run has none."""
     if not scan:
         return []
     targets = list(scan["clean"])
@@ -51,6 +92,11 @@ def scan_section(scan) -> list[str]:
             row.append(format_with_interval(cell) + mark)
         lines.append(f"| {_attack_name(name)} | " + " | ".join(row) + " |")
     first = next(iter(summary.values()))
+    if figure:
+        lines += ["", f"![budget scan]({figure})", "",
+                  "The scan's curves: UAR against the perturbation's mean SNR per defence; PGD and "
+                  "MI-FGSM transferred are averaged over the other defences as sources. Dashed: "
+                  "clean UAR."]
     lines += ["", "Clean UAR on these clips and the halfway target [%]: " + "; ".join(
         f"{_name(t)} {100 * first[t]['clean_uar']:.1f} → {100 * first[t]['target_uar']:.1f}"
         for t in targets if t in first) + ".", ""]
@@ -70,7 +116,9 @@ def scan_section(scan) -> list[str]:
     budgets = ", ".join(f"{b['snr_db']:g} dB (L∞ {b['epsilon']:g})" for b in scan["budgets"])
     lines += [f"Scan plan *{plan['name']}*: budgets {budgets}; each point's L∞ bound is the one at "
               "which ±ε noise has that median SNR on these clips, with the SNR as a per-clip floor. "
-              f"PGD / MI-FGSM / DI-FGSM take {plan['steps']} iterations; MI-FGSM, DI-FGSM and the "
+              f"PGD / MI-FGSM / DI-FGSM take {plan['steps']} iterations"
+              + (f" (DI-FGSM crafted on {', '.join(_name(d) for d in plan['di_sources'])} only)"
+                 if plan.get("di_sources") else "") + "; MI-FGSM, DI-FGSM and the "
               f"ensemble run at {plan['transfer_max_db']:g} dB and louder; PGD, noise and the "
               "learned attackers at every point. A learned attacker's perturbation is its trained "
               "direction scaled to each point's bound, not an attacker retrained per budget. "

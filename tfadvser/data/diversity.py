@@ -1,5 +1,7 @@
 """Input diversity: random, differentiable transforms of a log-Mel batch, applied before the
-defences score it, so that a perturbation must work on more than one view of the clip.
+defences score it, so that a perturbation must work on more than one view of the clip (the
+attacker's recipe and DI-FGSM, `attack/`), and, as SpecAugment, to a defence's training
+clips (`DefenceConfig.spec_augment`, `defence/training.py`).
 
 Xie et al. 2019 ("Improving transferability of adversarial examples with input diversity",
 DI-FGSM) resize and pad images at random at every attack iteration, with probability p
