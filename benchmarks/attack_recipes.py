@@ -45,6 +45,9 @@ RECIPES = {
     "tanh + C&W + DI 0.5": {"diversity": 0.5},
     "tanh + C&W + feature-cos": {"losses": ("cw", "feature-cos")},
 }
+# With --attacker-data DIR: the default recipe trained on that corpus of other speakers
+# (`--attacker-data`, `data/attacker_data.py`) instead of the defences' training split.
+ATTACKER_CORPUS = "tanh + C&W, attacker corpus of other speakers"
 BUDGETS = {"30 dB (L∞ 0.008, SNR ≥ 30)": (0.008, 30.0), "loud (L∞ 0.032)": (0.032, None)}
 BASELINE_CLIPS = 128
 SOURCE = "cnn4"
@@ -75,7 +78,11 @@ def main(argv=None) -> int:
     parser.add_argument("--recipes", default="all", help="comma-separated recipe numbers (1-based) or all")
     parser.add_argument("--budgets", default="all", help="comma-separated budget numbers or all")
     parser.add_argument("--out", type=Path, default=HERE / "attack_recipes.json")
+    parser.add_argument("--attacker-data", type=Path, default=None,
+                        help=f"a prepared corpus of other speakers: adds the recipe {ATTACKER_CORPUS!r}")
     args = parser.parse_args(argv)
+    if args.attacker_data is not None:
+        RECIPES[ATTACKER_CORPUS] = {"attacker_data": str(args.attacker_data)}
 
     import keras
 

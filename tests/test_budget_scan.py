@@ -138,3 +138,14 @@ def test_scan_curves_draws_white_box_and_averages_the_transfers():
     assert curves["curves"]["MI-FGSM transferred"] == {"b": [[1.0, 0.2]]}
     assert curves["curves"]["learned: x"] == {"a": [[40, 0.75]]}
     assert curves["curves"]["noise"]["b"] == [[40, 0.6], [0, 0.5]]
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("PGD from cnn4", "PGD from CNN-4"), ("DI-FGSM from resnet50", "DI-FGSM from ResNet-50"),
+    ("ensemble MI-FGSM (all but vgg16)", "ensemble MI-FGSM (all but VGG-16)"),
+    ("ensemble MI-FGSM (all but cnn4-seed1)", "ensemble MI-FGSM (all but CNN-4 seed 1)"),
+    ("PGD from mine", "PGD from mine"), ("learned: single-cnn4-eps0.008-snr30", "learned: single-cnn4-eps0.008-snr30")])
+def test_scan_rows_name_the_defences(raw, shown):
+    from tfadvser.experiment.scan_report import _attack_name
+
+    assert _attack_name(raw) == shown

@@ -74,6 +74,23 @@ def test_table1_and_grids_are_read_off_the_record():
     assert results.budget_label("eps0.008") == "L∞ ≤ 0.008"
 
 
+def test_table1_holds_the_papers_attackers_only():
+    import dataclasses
+
+    results = hand_made()
+    single = results.sequences[0]
+    # Same method, defences, budget and seed, but another recipe or the attacker's own corpus.
+    others = [{**single, "label": "single-cnn4-ce", "attacker": {"seed": 0, "losses": ["ce"]},
+               "tasks": [{**single["tasks"][0], "key": "ce0"}]},
+              {**single, "label": "single-cnn4-adata0123abcd", "attacker_data": {"fingerprint": "0123abcd"},
+               "tasks": [{**single["tasks"][0], "key": "ad0"}]}]
+    tasks = {**results.tasks, "ce0": results.tasks["s0"], "ad0": results.tasks["s0"]}
+    results = dataclasses.replace(results, inputs=dataclasses.replace(
+        results.inputs, sequences=(*results.sequences, *others)), tasks=tasks)
+    rows = {(r["method"], r["sequence"]): r for r in table1(results)}
+    assert rows[("Single-task", "CNN-4")]["keys"] == ["s0"]
+
+
 def test_report_from_a_hand_made_record(tmp_path):
     results = hand_made()
     rows = table1(results)

@@ -2,6 +2,7 @@
 rendered from `results["scan"]` only."""
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import numpy as np
@@ -18,9 +19,9 @@ def _name(defence: str) -> str:
 
 
 def _attack_name(name: str) -> str:
-    for key, pretty in NAMES.items():
-        name = name.replace(f"from {key}", f"from {pretty}").replace(f"but {key})", f"but {pretty})")
-    return name
+    """"PGD from CNN-4", "ensemble MI-FGSM (all but CNN-4 seed 1)": defences by their names."""
+    name = re.sub(r"\(all but ([^)]+)\)", lambda m: f"(all but {_name(m[1])})", name)
+    return re.sub(r"from (\S+)$", lambda m: f"from {_name(m[1])}", name)
 
 
 def scan_curves(scan) -> dict:

@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfadvser.attack.tasks import recorded_config
 from tfadvser.experiment.protocol import NAMES, ROWS, Row
 from tfadvser.experiment.results import SPLITS, Results, budget_of
 from tfadvser.experiment.wording import count
@@ -38,6 +39,10 @@ def _candidates(row: Row, results: Results, budget: str,
         if seq["attacker"].get("generator", "atrous") != kind:
             continue
         if seq.get("regulariser") not in (None, "ewc"):  # continual_report.py's, not the paper's
+            continue
+        # Another generator recipe or the attacker's own corpus: not the paper's attacker
+        # either (and a second candidate for the row's seed); they are in the budget scan.
+        if seq.get("attacker_data") or recorded_config(seq["attacker"]).recipe:
             continue
         if budget_of(seq).key != budget:
             continue
