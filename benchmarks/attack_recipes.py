@@ -209,15 +209,20 @@ def render(results: dict) -> str:
     s = results.get("settings", {})
     pct = lambda v: f"{100 * v:.1f}"
     ci = lambda c: f"{pct(c['uar'])} [{pct(c['ci'][0])}, {pct(c['ci'][1])}]"
+    seeds = ",".join(str(v) for v in sorted({c["seed"] for c in results.get("cells", {}).values()}))
     lines = ["# Generator recipes: the ablation (issue 30)", "",
              f"Single-task attackers on CNN-4, {s.get('steps')} steps at width {s.get('width')}, seeds "
-             f"{s.get('seeds')}, scored on all {s.get('test_clips')} test clips of the built-in corpus. "
+             f"{seeds} (each row says its own), scored on all {s.get('test_clips')} test clips of the built-in corpus. "
              "Adversarial UAR [%] with its 95 % interval, noise matched to the attacker's own "
              "perturbation, and the paired difference noise − attack [points] (positive: the "
              "attacker beats its noise). Baselines on a seeded subset of "
              f"{s.get('baseline_clips')} test clips. Clean test UAR: "
              + ", ".join(f"{d} {pct(v)}" for d, v in s.get("clean_uar", {}).items()) + ".",
-             "Produced by `python benchmarks/attack_recipes.py` (its docstring gives the command).", ""]
+             "Produced by `python benchmarks/attack_recipes.py` (its docstring gives the command). "
+             "s/step is the task's wall time over its steps, with whatever else ran beside it: the "
+             "cells of different sessions are not comparable (the first ran beside other jobs, "
+             "at about three times the idle time); `benchmarks/attacker_step.md` times the step "
+             "on an idle machine.", ""]
     for budget, base in results.get("baselines", {}).items():
         lines += [f"## {budget}", "", "### Baselines (same budget)", "",
                   "| attack | CNN-4 | VGG-16 | ResNet-50 | SNR [dB] |", "|---|---|---|---|---|"]
@@ -245,6 +250,8 @@ def render(results: dict) -> str:
             lines.append(f"| {cell['recipe']} | {cell['seed']} | " + " | ".join(parts)
                          + f" | {cell['snr_db']:.1f} | {fit} | {cell['seconds_per_step']} |")
         lines.append("")
+    lines += ["The long run of the default recipe (¼ width, 2,000 steps, L∞ 0.032) and its curve "
+              "against steps: [long_run.md](long_run.md).", ""]
     return "\n".join(lines) + "\n"
 
 
