@@ -232,8 +232,9 @@ def render(results: dict) -> str:
             lines.append(f"| {name} | {cells} | {snr} |")
         lines += ["", "### Learned attackers", "",
                   "| recipe | seed | CNN-4 (own) | noise − attack | VGG-16 | noise − attack | "
-                  "ResNet-50 | noise − attack | SNR [dB] | train / dev success, last (max) [%] | s/step |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "ResNet-50 | noise − attack | SNR [dB] | train / dev success, last (max) [%] | s/step | "
+                  "peak RSS of the process [MB] |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for cell in results.get("cells", {}).values():
             if cell["budget"] != budget:
                 continue
@@ -248,7 +249,8 @@ def render(results: dict) -> str:
             dev = [rate for _, rate in curves.get("dev_subset", {}).get("cnn4", [])]
             fit = f"{_last_max(train)} / {_last_max(dev)}"
             lines.append(f"| {cell['recipe']} | {cell['seed']} | " + " | ".join(parts)
-                         + f" | {cell['snr_db']:.1f} | {fit} | {cell['seconds_per_step']} |")
+                         + f" | {cell['snr_db']:.1f} | {fit} | {cell['seconds_per_step']} | "
+                         f"{cell.get('peak_rss_mb') or '–'} |")
         lines.append("")
     lines += ["The long run of the default recipe (¼ width, 2,000 steps, L∞ 0.032) and its curve "
               "against steps: [long_run.md](long_run.md).", ""]

@@ -249,8 +249,9 @@ def feature_model(defence: keras.Model, layer: str) -> keras.Model:
 
 
 def _unpack(data):
-    """(x, y, (waveforms, lengths) or None) of a plain or a round-trip batch."""
-    inputs, y = data
+    """(x, y, (waveforms, lengths) or None) of a plain or a round-trip batch; a third entry
+    (the sample weight Keras' `train_on_batch` adds) is ignored."""
+    inputs, y = data[0], data[1]
     if isinstance(inputs, (tuple, list)):
         return inputs[0], y, tuple(inputs[1:])
     return inputs, y, None

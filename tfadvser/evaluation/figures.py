@@ -145,18 +145,24 @@ def budget_curve_png(curve: dict, names: dict, title: str) -> bytes:
     defences = list(curve["clean"])
     figure, axes = plt.subplots(1, len(defences), figsize=(4.2 * len(defences), 3.6), sharey=True,
                                 squeeze=False)
+    # One colour per line across the panels (a line missing from a panel, e.g. white-box PGD
+    # on a defence no attack is crafted on, must not shift the others' colours), and one
+    # legend for the figure, below the panels.
+    colours = {name: f"C{i % 10}" for i, name in enumerate(curve["curves"])}
     for axis, defence in zip(axes[0], defences):
         for name, lines in curve["curves"].items():
             points = sorted(lines.get(defence, []))
             if points:
                 axis.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o",
-                          markersize=3, label=name)
+                          markersize=3, color=colours[name])
         axis.axhline(100 * curve["clean"][defence], color="grey", linestyle="--", linewidth=0.8)
         axis.set_title(names.get(defence, defence), fontsize=10)
         axis.set_xlabel("mean SNR [dB] (higher = quieter)")
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("adversarial UAR [%]")
-    axes[0][-1].legend(fontsize=7)
+    handles = [plt.Line2D([], [], color=colours[name], marker="o", markersize=3) for name in colours]
+    figure.legend(handles, list(colours), fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, 0.0), ncol=min(3, max(len(colours), 1)), frameon=False)
     figure.suptitle(title, fontsize=10)
     return _png(figure)
 

@@ -20,7 +20,7 @@ from tfadvser.experiment import continual_report
 from tfadvser.experiment.protocol import FIGURE2_ROWS, NAMES
 from tfadvser.experiment.report import render_report, table1_csv, table1_markdown
 from tfadvser.experiment.results import Results
-from tfadvser.experiment.scan_report import scan_curves
+from tfadvser.experiment.scan_report import defence_name, scan_curves
 from tfadvser.experiment.tables import audio_rows, lambda_curves, table1, training_panels
 from tfadvser.runtime.files import write_bytes, write_text
 from tfadvser.runtime.inference import inference
@@ -46,7 +46,8 @@ def write_outputs(run_dir, results: Results, figure2: Optional[dict]) -> dict:
         write_bytes(figures / "fig3_lambda.png", lambda_curves_png(curves, NAMES))
         written["fig3"] = "figures/fig3_lambda.png"
     if results.scan:
-        png = budget_curve_png(scan_curves(results.scan), NAMES,
+        shown = {**NAMES, **{d: defence_name(d) for d in results.scan["clean"]}}  # seed controls too
+        png = budget_curve_png(scan_curves(results.scan), shown,
                                f"budget scan ({len(results.scan['clips'])} test clips)")
         write_bytes(figures / "budget_scan.png", png)
         written["scan"] = "figures/budget_scan.png"

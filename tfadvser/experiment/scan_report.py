@@ -13,15 +13,16 @@ from tfadvser.evaluation.statistics import verdict
 NAMES = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
 
 
-def _name(defence: str) -> str:
+def defence_name(defence: str) -> str:
+    """A defence as the report names it: "CNN-4", "CNN-4 seed 1" (a seed control), or as given."""
     base, _, seed = defence.partition("-seed")
     return f"{NAMES.get(base, base)} seed {seed}" if seed else NAMES.get(defence, defence)
 
 
 def _attack_name(name: str) -> str:
     """"PGD from CNN-4", "ensemble MI-FGSM (all but CNN-4 seed 1)": defences by their names."""
-    name = re.sub(r"\(all but ([^)]+)\)", lambda m: f"(all but {_name(m[1])})", name)
-    return re.sub(r"from (\S+)$", lambda m: f"from {_name(m[1])}", name)
+    name = re.sub(r"\(all but ([^)]+)\)", lambda m: f"(all but {defence_name(m[1])})", name)
+    return re.sub(r"from (\S+)$", lambda m: f"from {defence_name(m[1])}", name)
 
 
 def scan_curves(scan) -> dict:
@@ -79,7 +80,7 @@ def scan_section(scan, figure: Optional[str] = None) -> list[str]:
              "point's measured mean SNR (a point sits at or above its floor, so S can exceed the "
              "floor). *wb*: white-box (crafted on that defence); every other cell of a crafted "
              "attack is a transfer.", "",
-             "| attack | " + " | ".join(_name(t) for t in targets) + " |",
+             "| attack | " + " | ".join(defence_name(t) for t in targets) + " |",
              "|---|" + "---|" * len(targets)]
     for name, cells in sorted(summary.items(), key=lambda item: _row_order(item[0])):
         source = scan["attacks"][name].get("source")
@@ -99,7 +100,7 @@ def scan_section(scan, figure: Optional[str] = None) -> list[str]:
                   "MI-FGSM transferred are averaged over the other defences as sources. Dashed: "
                   "clean UAR."]
     lines += ["", "Clean UAR on these clips and the halfway target [%]: " + "; ".join(
-        f"{_name(t)} {100 * first[t]['clean_uar']:.1f} → {100 * first[t]['target_uar']:.1f}"
+        f"{defence_name(t)} {100 * first[t]['clean_uar']:.1f} → {100 * first[t]['target_uar']:.1f}"
         for t in targets if t in first) + ".", ""]
     comparisons = scan.get("comparisons") or []
     if comparisons:
@@ -111,14 +112,14 @@ def scan_section(scan, figure: Optional[str] = None) -> list[str]:
         for c in comparisons:
             low, high = c["ci"]
             judged = verdict(c["ci"], +1) if low == low and high == high else "undecided"
-            lines.append(f"| {c['a']} | {c['b']} | {_name(c['target'])} | "
+            lines.append(f"| {c['a']} | {c['b']} | {defence_name(c['target'])} | "
                          f"{_signed(c['difference'])} [{_signed(low)}, {_signed(high)}] | {judged} |")
         lines.append("")
     budgets = ", ".join(f"{b['snr_db']:g} dB (L∞ {b['epsilon']:g})" for b in scan["budgets"])
     lines += [f"Scan plan *{plan['name']}*: budgets {budgets}; each point's L∞ bound is the one at "
               "which ±ε noise has that median SNR on these clips, with the SNR as a per-clip floor. "
               f"PGD / MI-FGSM / DI-FGSM take {plan['steps']} iterations"
-              + (f" (DI-FGSM crafted on {', '.join(_name(d) for d in plan['di_sources'])} only)"
+              + (f" (DI-FGSM crafted on {', '.join(defence_name(d) for d in plan['di_sources'])} only)"
                  if plan.get("di_sources") else "") + "; MI-FGSM, DI-FGSM and the "
               f"ensemble run at {plan['transfer_max_db']:g} dB and louder; PGD, noise and the "
               "learned attackers at every point. A learned attacker's perturbation is its trained "
