@@ -107,7 +107,9 @@ def prepare_command(audio_dir, corpus, out_dir, keep_neutral, split_lists, dev_f
     click.echo(f"prepared {sum(totals.values())} clips into {out_dir} in {metadata['seconds']:.1f} s: "
                + ", ".join(f"{split} {n} ({len(metadata['speakers'][split])} speakers)"
                            for split, n in totals.items()))
-    click.echo(f"labels: {', '.join(metadata['labels'])}; truncated: "
+    labels = (", ".join(metadata["labels"]) if metadata["labelled"] else
+              "none (unlabelled: attacker data for the label-free losses, every clip in train)")
+    click.echo(f"labels: {labels}; truncated: "
                f"{metadata['truncated']['count']}; skipped: {len(metadata['skipped'])}")
     for item in metadata["skipped"][:20]:
         click.echo(f"  skipped {item['path']}: {item['reason']}")

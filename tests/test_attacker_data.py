@@ -69,6 +69,11 @@ def test_unlabelled_corpus_prepares_into_the_training_split(tiny_corpus, tmp_pat
     assert labels.tolist() == [-1] * 16
     with pytest.raises(TfadvserError, match="not split"):
         prepare(root, "unlabelled", tmp_path / "other", split_lists=tmp_path, progress=False)
+    result = CliRunner().invoke(main, ["prepare", str(root), "--corpus", "unlabelled", "--out",
+                                       str(tmp_path / "cli"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "train 16 (2 speakers), dev 0 (0 speakers)" in result.output
+    assert "labels: none (unlabelled" in result.output
 
 
 def test_a_disjoint_corpus_is_accepted_and_read_with_the_defences_statistics(

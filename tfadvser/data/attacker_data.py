@@ -16,6 +16,7 @@ serves the label-free losses only (`config.LABEL_FREE_LOSSES`). `synth
 from __future__ import annotations
 
 import dataclasses
+
 import tensorflow as tf
 
 from tfadvser.data.corpora import NAMED
