@@ -81,10 +81,10 @@ def main(argv=None) -> int:
     from tfadvser.defence.external import parse_victim_option
     from tfadvser.defence.training import MODEL_FILE, train_defence
     from tfadvser.defence.victims import load_defence
+    from tfadvser.evaluation.scoring import labels_of, perturb, predictions
     from tfadvser.evaluation.statistics import uar_batch
     from tfadvser.experiment.budget_scan import ScanPlan, budget_scan, scan_subset, summarise
     from tfadvser.experiment.hardening import harden
-    from tfadvser.runtime.inference import inference
 
     plan = ScanPlan("testbed", (30.0, 20.0, 15.0, 10.0, 5.0, 0.0), clips=args.clips, steps=10,
                     transfer_max_db=20.0)
@@ -125,12 +125,11 @@ def main(argv=None) -> int:
 
     batches = list(make_dataset(data, "test", 64))
     x_all = np.concatenate([np.asarray(b[0]) for b in batches])
-    y_all = np.concatenate([np.asarray(b[1]) for b in batches])
+    y_all = labels_of(batches)
     subset = scan_subset(len(x_all), plan)
     x, y = x_all[subset], y_all[subset]
-    clean = {name: float(uar_batch(y_all, np.concatenate(
-        [np.argmax(inference(m)(x_all[i:i + 64]), -1) for i in range(0, len(x_all), 64)]),
-        data.n_classes)) for name, m in models.items()}
+    clean = {name: float(uar_batch(y_all, predictions(m, batches), data.n_classes))
+             for name, m in models.items()}
     results["settings"] = {"plan": plan.to_dict(), "test_clips": int(len(x_all)),
                            "clean_test_uar": clean, "seconds_to_train": costs,
                            "attacker": {"epsilon": ATTACKER_BUDGET, "steps": ATTACKER_STEPS,
@@ -157,8 +156,8 @@ def main(argv=None) -> int:
                                     victims=victims, budget=Budget(ATTACKER_BUDGET),
                                     first_steps=ATTACKER_STEPS)
             generator = load_generator(main_work, record["tasks"][-1])
-            eta = np.concatenate([np.asarray(inference(generator)(x[i:i + 32]))
-                                  for i in range(0, len(x), 32)])
+            eta = np.concatenate([np.asarray(e) for _, _, e in
+                                  perturb(generator, [(x[i:i + 32], None) for i in range(0, len(x), 32)])])
             learned[f"single-task attacker on {source}"] = (eta, Budget(ATTACKER_BUDGET))
             log(f"attacker on {source}: {time.time() - started:.0f} s")
         started = time.time()

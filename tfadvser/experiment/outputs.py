@@ -46,8 +46,8 @@ def write_outputs(run_dir, results: Results, figure2: Optional[dict]) -> dict:
         write_bytes(figures / "fig3_lambda.png", lambda_curves_png(curves, NAMES))
         written["fig3"] = "figures/fig3_lambda.png"
     if results.scan:
-        shown = {**NAMES, **{d: defence_name(d) for d in results.scan["clean"]}}  # seed controls too
-        png = budget_curve_png(scan_curves(results.scan), shown,
+        png = budget_curve_png(scan_curves(results.scan),
+                               {d: defence_name(d) for d in results.scan["clean"]},  # seed controls too
                                f"budget scan ({len(results.scan['clips'])} test clips)")
         write_bytes(figures / "budget_scan.png", png)
         written["scan"] = "figures/budget_scan.png"

@@ -9,8 +9,8 @@ import numpy as np
 
 from tfadvser.evaluation.snr50 import format_with_interval
 from tfadvser.evaluation.statistics import verdict
+from tfadvser.experiment.protocol import NAMES
 
-NAMES = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
 
 
 def defence_name(defence: str) -> str:
